@@ -1,0 +1,23 @@
+"""``recon3d``: build 3D face datasets from emotional speech videos, and animate faces from speech."""
+
+from __future__ import annotations
+
+import click
+
+from recon3d import __version__
+from recon3d.cli.check_model import check_model
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="recon3d")
+def cli() -> None:
+    """recon3d: emotional speech videos -> FLAME 3D datasets -> EmoFace animation.
+
+    \b
+    Typical session:
+      recon3d check-model --flame-model ~/flame/generic_model.pkl
+    Every command has its own --help.
+    """
+
+
+cli.add_command(check_model)

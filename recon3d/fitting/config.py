@@ -1,0 +1,72 @@
+"""Fitting configuration: every weight and iteration count in one documented place.
+
+Units: landmark residuals are measured in millimetres at the face (pixels times the head's depth
+over the focal length), so the same weights work at any face size or resolution. Priors are in the
+model's own units (identity/expression coefficients are ~1 per standard deviation, poses in
+radians). Smoothness weights apply to second differences per frame at 30 fps and are rescaled for
+other frame rates so that they penalise the same physical acceleration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class FitConfig:
+    # Model size used by the fitter.
+    n_shape: int = 300
+    n_expr: int = 100
+    # Identity and expression are fitted in the shape_dims / expr_dims directions of FLAME's
+    # n_shape / n_expr components that move the landmarks most (0: all components as they are).
+    shape_dims: int = 100
+    expr_dims: int = 50
+    # Camera: fixed pinhole; focal from the horizontal field of view unless focal_px is set.
+    fov_deg: float = 40.0
+    focal_px: float | None = None
+    # Data term.
+    landmark_sigma_mm: float = 1.0
+    huber_mm: float = 4.0
+    iris_weight: float = 0.5
+    contact_weight: float = 1.0
+    # Priors (inverse variances).
+    shape_prior: float = 1.0
+    expr_prior: float = 0.5
+    # Identity fitting on neutral clips: the mean expression's prior is this many times stronger.
+    neutral_mean_expr_factor: float = 10.0
+    jaw_open_prior: float = 2.0
+    jaw_side_prior: float = 400.0
+    jaw_leak_prior: float = 20.0
+    eye_prior: float = 5.0
+    # Temporal smoothness on second differences.
+    smooth_expr: float = 2.0
+    smooth_jaw: float = 200.0
+    smooth_eyes: float = 20.0
+    smooth_rot: float = 2000.0
+    smooth_trans: float = 2.0e5
+    # Optimisation schedule.
+    rigid_iters: int = 6
+    identity_frames: int = 24
+    identity_iters: int = 8
+    clip_iters: int = 8
+    device: str = "cpu"
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "FitConfig":
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown fitting option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """Short hash of the options that change results (not the device)."""
+        d = self.to_dict()
+        d.pop("device")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,460 @@
+"""Staged Gauss-Newton fitting of FLAME to 2D landmark sequences.
+
+1. Rigid: head rotation and translation per frame against the mean face.
+2. Identity: the shape shared by a set of frames (closed-mouth frames spread over the clips),
+   jointly with those frames' expression and pose (arrowhead system, Schur complement).
+3. Clip: every frame's expression, jaw, eyes, rotation and translation with the shape fixed and
+   second-difference smoothness over time (banded system, solved exactly).
+
+Each stage is Levenberg-Marquardt on analytic Jacobians evaluated only at the landmarks; the full
+mesh is computed once at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recon3d.fitting.camera import PinholeCamera
+from recon3d.fitting.config import FitConfig
+from recon3d.fitting.landmark_model import LandmarkModel, ParamLayout
+from recon3d.fitting.normal_equations import (
+    apply_second_difference_gram,
+    second_difference_cost,
+    solve_arrowhead,
+    solve_smoothed_blocks,
+)
+from recon3d.fitting.sequence import EYELID_PAIRS, LIP_PAIRS, FitResult, LandmarkSequence
+from recon3d.flame.embeddings import LandmarkEmbedding
+from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
+from recon3d.flame.layer import FlameLayer
+from recon3d.flame.lbs import axis_angle_to_matrix
+from recon3d.flame.model_file import FlameModelData
+
+IRIS_IDS = set(range(468, 478))
+
+
+class FittingError(ValueError):
+    """A clip cannot be fitted (for example: no face in any frame)."""
+
+
+@dataclass
+class _Batch:
+    """Frames being optimised together, with their observations and weights."""
+
+    model: LandmarkModel
+    obs: torch.Tensor  # (T, N, 2) pixels
+    frame_w: torch.Tensor  # (T,) data weight per frame
+    mm_per_px: torch.Tensor  # (T,)
+    fps: float
+
+
+class FlameFitter:
+    """Fits FLAME to MediaPipe landmark sequences with the settings of a :class:`FitConfig`."""
+
+    def __init__(self, model: FlameModelData, embedding: LandmarkEmbedding, config: FitConfig | None = None):
+        self.config = config = config or FitConfig()
+        if config.n_shape > model.n_shape or config.n_expr > model.n_expr:
+            raise ValueError(f"the fitter needs {config.n_shape} shape and {config.n_expr} expression components, "
+                             f"the model was loaded with {model.n_shape} and {model.n_expr}")
+        self.device = torch.device(config.device)
+        self.dtype = torch.float64
+        self.model_data = model
+        self.embedding = embedding
+        self.shape_basis = self._observable_subspace(model, embedding, model.shapedirs[:, :, :config.n_shape], config.shape_dims)
+        self.expr_basis = self._observable_subspace(model, embedding, model.exprdirs[:, :, :config.n_expr], config.expr_dims)
+        self.layout = ParamLayout(self.expr_basis.shape[1])
+        # Full identity space for clips (the shape is fixed there); the observable subspace for
+        # fitting the identity itself.
+        self.basis = landmark_basis(model, embedding, np.eye(config.n_shape), self.expr_basis, self.dtype).to(self.device)
+        self.identity_basis = landmark_basis(model, embedding, self.shape_basis, self.expr_basis, self.dtype).to(self.device)
+        self.layer = FlameLayer(model, dtype=torch.float32).to(self.device)
+        ids = list(embedding.source_ids)
+        pos = {int(i): k for k, i in enumerate(ids)}
+        self.pairs = torch.tensor([(pos[a], pos[b]) for a, b in LIP_PAIRS + EYELID_PAIRS
+                                   if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
+        weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
+        weights += [config.contact_weight] * len(self.pairs)
+        self.point_w = self._t(weights)
+        self.prior_diag = self._prior_diagonal()
+        self.leak_dir = self._jaw_leak_direction()
+
+    # ----------------------------------------------------------------------------------- setup
+    def _t(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def _observable_subspace(model: FlameModelData, embedding: LandmarkEmbedding, dirs: np.ndarray, dims: int) -> np.ndarray:
+        """Orthonormal ``(K, dims)`` basis of the blendshape directions that move the landmarks most.
+
+        With an isotropic prior, the estimate of a linear model lies in the span of the directions
+        the data sees, so fitting in the top ``dims`` right-singular vectors of the landmarks'
+        basis loses little while keeping the unknowns few. Depth (z) counts less than x/y, as it is
+        only seen through perspective and head turns. ``dims`` of 0 keeps all ``K`` components.
+        """
+        n = dirs.shape[2]
+        if not dims or dims >= n:
+            return np.eye(n)
+        tri = model.faces[embedding.face_idx]
+        at_landmarks = np.einsum("nc,ncde->nde", embedding.bary, dirs[tri])
+        at_landmarks = at_landmarks * np.array([1.0, 1.0, 0.3])[None, :, None]
+        _, _, vt = np.linalg.svd(at_landmarks.reshape(-1, n), full_matrices=False)
+        return vt[:dims].T.copy()
+
+    def _prior_diagonal(self) -> torch.Tensor:
+        c, lay = self.config, self.layout
+        d = torch.zeros(lay.size, dtype=self.dtype, device=self.device)
+        d[lay.expr] = c.expr_prior
+        d[lay.jaw] = self._t([c.jaw_open_prior, c.jaw_side_prior, c.jaw_side_prior])
+        d[lay.eyes] = c.eye_prior
+        return d
+
+    def _jaw_leak_direction(self) -> torch.Tensor:
+        """Unit direction in expression space that best imitates opening the jaw.
+
+        Expression bases learned from speech contain mouth opening; penalising this direction makes
+        the jaw pose carry jaw opening, as users of ``jaw_pose`` expect.
+        """
+        lay = self.layout
+        cam = PinholeCamera(1.0, 0.0, 0.0, 1, 1)
+        lm = LandmarkModel(self.basis, cam, lay)
+        shape = torch.zeros(self.config.n_shape, dtype=self.dtype, device=self.device)
+        p0 = torch.zeros(1, lay.size, dtype=self.dtype, device=self.device)
+        p1 = p0.clone()
+        p1[0, lay.jaw.start] = 0.1
+        delta = (lm.canonical_points(shape, p1) - lm.canonical_points(shape, p0))[0].reshape(-1)
+        basis = self.basis.exprdirs.reshape(-1, lay.n_expr)
+        coef = torch.linalg.lstsq(basis, delta[:, None]).solution[:, 0]
+        return coef / coef.norm().clamp_min(1e-12)
+
+    def camera_for(self, seq: LandmarkSequence) -> PinholeCamera:
+        if self.config.focal_px:
+            return PinholeCamera(self.config.focal_px, seq.width / 2, seq.height / 2, seq.width, seq.height)
+        return PinholeCamera.from_fov(seq.width, seq.height, self.config.fov_deg)
+
+    def usable_frames(self, seq: LandmarkSequence) -> np.ndarray:
+        """(T,) frames with a face whose embedded landmarks are all finite."""
+        obs = seq.points[:, self.embedding.source_ids]
+        return (seq.frame_weights() > 0) & np.isfinite(obs).all(axis=(1, 2))
+
+    def _batch(self, seq: LandmarkSequence, frames: np.ndarray | None = None, basis: LandmarkBasis | None = None) -> _Batch:
+        frames = np.arange(seq.n_frames) if frames is None else frames
+        obs = seq.points[frames][:, self.embedding.source_ids]
+        frame_w = seq.frame_weights()[frames] * self.usable_frames(seq)[frames]
+        model = LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout)
+        return _Batch(model, self._t(np.nan_to_num(obs)), self._t(frame_w),
+                      torch.ones(len(frames), dtype=self.dtype, device=self.device), seq.fps)
+
+    # ------------------------------------------------------------------------------ objective
+    def _residuals(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor | None):
+        """Residuals in mm (landmarks, then contact pairs) and the matching Jacobian rows."""
+        scale = batch.mm_per_px[:, None, None]
+        r = (pixels - batch.obs) * scale
+        a, b = self.pairs[:, 0], self.pairs[:, 1]
+        r = torch.cat([r, r[:, a] - r[:, b]], dim=1)
+        if jac is None:
+            return r, None
+        j = jac * scale[..., None]
+        return r, torch.cat([j, j[:, a] - j[:, b]], dim=1)
+
+    def _robust(self, batch: _Batch, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """IRLS weights ``(T, M)`` (Huber) and the robust data cost."""
+        c = self.config
+        err = r.norm(dim=-1)
+        delta = c.huber_mm
+        base = batch.frame_w[:, None] * self.point_w[None] / c.landmark_sigma_mm ** 2
+        huber_w = torch.where(err <= delta, torch.ones_like(err), delta / err.clamp_min(1e-12))
+        rho = torch.where(err <= delta, 0.5 * err * err, delta * (err - 0.5 * delta))
+        return base * huber_w, (base * rho).sum()
+
+    def _prior_cost(self, params: torch.Tensor) -> torch.Tensor:
+        psi = params[:, self.layout.expr]
+        leak = psi @ self.leak_dir
+        return 0.5 * (self.prior_diag * params * params).sum() + 0.5 * self.config.jaw_leak_prior * (leak * leak).sum()
+
+    def _prior_terms(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient ``(T, p)`` and Hessian ``(p, p)`` of the priors."""
+        lay = self.layout
+        hess = torch.diag(self.prior_diag)
+        hess[lay.expr, lay.expr] += self.config.jaw_leak_prior * torch.outer(self.leak_dir, self.leak_dir)
+        return params @ hess, hess
+
+    def _smooth_weights(self, fps: float) -> torch.Tensor:
+        c, lay = self.config, self.layout
+        w = torch.zeros(lay.size, dtype=self.dtype, device=self.device)
+        w[lay.expr], w[lay.jaw], w[lay.eyes] = c.smooth_expr, c.smooth_jaw, c.smooth_eyes
+        w[lay.rot], w[lay.trans] = c.smooth_rot, c.smooth_trans
+        return w * (fps / 30.0) ** 4
+
+    def _data_cost(self, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        pixels = batch.model.evaluate(shape, params, jac=False).pixels
+        return self._robust(batch, self._residuals(batch, pixels, None)[0])[1]
+
+    def _data_normal_equations(self, batch: _Batch, shape: torch.Tensor, params: torch.Tensor, with_shape: bool):
+        """Gauss-Newton Hessian blocks and gradients of the (robust) data term.
+
+        Returns ``hess (T, p, p), grad (T, p)`` and, ``with_shape``, the frame/shape coupling
+        ``(T, p, K)``, the shape block ``(K, K)`` and the shape gradient ``(K,)``.
+        """
+        ev = batch.model.evaluate(shape, params, jac=True, jac_shape=with_shape)
+        hess, grad, (r, jw, w2) = self._weighted_system(batch, ev.pixels, ev.jac)
+        if not with_shape:
+            return hess, grad
+        _, js = self._residuals(batch, ev.pixels, ev.jac_shape)
+        js = js.reshape(params.shape[0], -1, shape.shape[0])
+        coupling = jw.transpose(1, 2) @ js
+        js_w = (js * w2[..., None]).reshape(-1, js.shape[-1])
+        shared = js_w.T @ js.reshape(-1, js.shape[-1])
+        shared_grad = js_w.T @ r.reshape(-1)
+        return hess, grad, coupling, shared, shared_grad
+
+    def _weighted_system(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor):
+        """``J^T W J (T, p, p)`` and ``J^T W r (T, p)`` of the robust data term.
+
+        Also returns the flattened residuals ``(T, 2M)``, ``W J`` and the weights ``(T, 2M)`` for reuse.
+        """
+        r, j = self._residuals(batch, pixels, jac)
+        w, _ = self._robust(batch, r)
+        n_frames = pixels.shape[0]
+        jf = j.reshape(n_frames, -1, j.shape[-1])
+        w2 = w.repeat_interleave(2, dim=1)
+        jw = jf * w2[..., None]
+        r = r.reshape(n_frames, -1)
+        hess = jw.transpose(1, 2) @ jf
+        grad = (jw.transpose(1, 2) @ r[..., None])[..., 0]
+        return hess, grad, (r, jw, w2)
+
+    @staticmethod
+    def _damped(hess: torch.Tensor, damping: float) -> torch.Tensor:
+        """Marquardt damping of (batched) Hessians plus a tiny ridge for frames without data."""
+        diag = torch.diagonal(hess, dim1=-2, dim2=-1)
+        return hess + torch.diag_embed(damping * diag + 1e-9)
+
+    # ------------------------------------------------------------------------------- stages
+    def _rigid_init(self, seq: LandmarkSequence) -> torch.Tensor:
+        """Per-frame head rotation and translation against the mean face; invalid frames interpolated."""
+        usable = self.usable_frames(seq)
+        if not usable.any():
+            raise FittingError("no face was detected in any frame")
+        lay = self.layout
+        batch = self._batch(seq)
+        cam = batch.model.camera
+        shape = torch.zeros(self.config.n_shape, dtype=self.dtype, device=self.device)
+        params = torch.zeros(seq.n_frames, lay.size, dtype=self.dtype, device=self.device)
+        mean_face = batch.model.canonical_points(shape, params[:1])[0]
+        centre3 = mean_face.mean(0)
+        spread3 = (mean_face[:, :2] - centre3[:2]).norm(dim=-1).mean()
+        centre2 = batch.obs.mean(1)
+        spread2 = (batch.obs - centre2[:, None]).norm(dim=-1).mean(1).clamp_min(1.0)
+        depth = cam.focal * spread3 / spread2
+        params[:, lay.trans.start] = (centre2[:, 0] - cam.cx) * depth / cam.focal - centre3[0]
+        params[:, lay.trans.start + 1] = -(centre2[:, 1] - cam.cy) * depth / cam.focal - centre3[1]
+        params[:, lay.trans.start + 2] = -depth - centre3[2]
+        batch.mm_per_px = 1000.0 * depth / cam.focal
+        mean_face = mean_face.expand(seq.n_frames, -1, -1)
+        pose = params[:, lay.rot.start:lay.trans.stop]
+        eye6 = torch.eye(6, dtype=self.dtype, device=self.device)
+        for _ in range(self.config.rigid_iters):
+            pixels, jac, _, _ = batch.model.rigid(mean_face, pose[:, :3], pose[:, 3:])
+            hess, grad, _ = self._weighted_system(batch, pixels, jac)
+            pose -= torch.linalg.solve(hess + 1e-6 * eye6, grad[..., None])[..., 0]
+        return self._interpolate_invalid(params, usable)
+
+    @staticmethod
+    def _interpolate_invalid(params: torch.Tensor, valid: np.ndarray) -> torch.Tensor:
+        if valid.all():
+            return params
+        good = np.flatnonzero(valid)
+        x = params.cpu().numpy()
+        out = np.stack([np.interp(np.arange(len(valid)), good, x[good, i]) for i in range(x.shape[1])], 1)
+        return torch.as_tensor(out, dtype=params.dtype, device=params.device)
+
+    def _mm_per_px(self, params: torch.Tensor, camera: PinholeCamera, valid: np.ndarray) -> float:
+        depth = -params[:, self.layout.trans.start + 2].cpu().numpy()
+        return float(1000.0 * np.median(depth[valid]) / camera.focal)
+
+    @staticmethod
+    def _levenberg_marquardt(n_iters: int, state: list[torch.Tensor], cost_fn, linearize) -> None:
+        """Levenberg-Marquardt on the tensors in ``state`` (updated in place).
+
+        ``linearize()`` builds the normal equations at the current state and returns
+        ``solve(damping) -> list of steps``; a step is kept only if it lowers ``cost_fn()``.
+        """
+        damping, cost = 1e-4, cost_fn()
+        for _ in range(n_iters):
+            solve = linearize()
+            for _ in range(6):
+                steps = solve(damping)
+                old = [t.clone() for t in state]
+                for t, d in zip(state, steps):
+                    t.add_(d)
+                new_cost = cost_fn()
+                if torch.isfinite(new_cost) and new_cost <= cost:
+                    cost, damping = new_cost, max(damping / 3.0, 1e-7)
+                    break
+                for t, o in zip(state, old):
+                    t.copy_(o)
+                damping *= 10.0
+            else:
+                return
+
+    def fit_identity(self, sequences: list[LandmarkSequence], init_params: list[torch.Tensor] | None = None,
+                     neutral: bool = False) -> np.ndarray:
+        """FLAME identity coefficients ``(n_shape,)`` from closed-mouth frames sampled across ``sequences``.
+
+        Unknowns: the shape and the frames' mean expression (shared), and per frame the deviation
+        from that mean plus jaw, eyes and head pose. Giving the mean expression its own prior keeps
+        a constant expression from being pushed into the identity (and identity into expression).
+        ``neutral=True`` (neutral-emotion clips) weighs the mean expression toward zero more strongly.
+        """
+        c, lay = self.config, self.layout
+        init_params = init_params or [self._rigid_init(s) for s in sequences]
+        picks = self._identity_frames(sequences)
+        if not picks:
+            raise FittingError("no frame with a face to fit the identity on")
+        batches, params = [], []
+        for si, frames in picks.items():
+            seq = sequences[si]
+            b = self._batch(seq, frames, self.identity_basis)
+            b.mm_per_px[:] = self._mm_per_px(init_params[si], b.model.camera, self.usable_frames(seq))
+            batches.append(b)
+            params.append(init_params[si][frames].clone())
+        params_all = torch.cat(params)
+        sizes = [len(p) for p in params]
+        n_k, n_e = self.shape_basis.shape[1], lay.n_expr
+        shared = torch.zeros(n_k + n_e, dtype=self.dtype, device=self.device)  # [shape, mean expression]
+        mean_prior = c.expr_prior * (c.neutral_mean_expr_factor if neutral else 1.0)
+        shared_prior_h = torch.zeros(n_k + n_e, n_k + n_e, dtype=self.dtype, device=self.device)
+        shared_prior_h[:n_k, :n_k] = c.shape_prior * torch.eye(n_k, dtype=self.dtype, device=self.device)
+        shared_prior_h[n_k:, n_k:] = (mean_prior * torch.eye(n_e, dtype=self.dtype, device=self.device)
+                                      + c.jaw_leak_prior * torch.outer(self.leak_dir, self.leak_dir))
+
+        def evaluated(frame_params: torch.Tensor) -> torch.Tensor:
+            out = frame_params.clone()
+            out[:, lay.expr] += shared[n_k:]
+            return out
+
+        def cost_fn() -> torch.Tensor:
+            shape = shared[:n_k]
+            data = sum(self._data_cost(b, shape, evaluated(p)) for b, p in zip(batches, params_all.split(sizes)))
+            return data + self._prior_cost(params_all) + 0.5 * shared @ shared_prior_h @ shared
+
+        def linearize():
+            shape = shared[:n_k]
+            h, g, cpl, s_h, s_g = [], [], [], 0, 0
+            for b, p in zip(batches, params_all.split(sizes)):
+                hh, gg, cc, ss, sg = self._data_normal_equations(b, shape, evaluated(p), with_shape=True)
+                h.append(hh), g.append(gg)
+                # Coupling of frame unknowns to [shape, mean expression]; the latter acts like the
+                # frames' own expression.
+                cpl.append(torch.cat([cc, hh[:, :, lay.expr]], dim=2))
+                block = torch.zeros_like(shared_prior_h)
+                block[:n_k, :n_k] = ss
+                block[:n_k, n_k:] = cc[:, lay.expr].sum(0).T
+                block[n_k:, :n_k] = cc[:, lay.expr].sum(0)
+                block[n_k:, n_k:] = hh[:, lay.expr, lay.expr].sum(0)
+                s_h = s_h + block
+                s_g = s_g + torch.cat([sg, gg[:, lay.expr].sum(0)])
+            prior_g, prior_h = self._prior_terms(params_all)
+            hess, grad, coupling = torch.cat(h) + prior_h, torch.cat(g) + prior_g, torch.cat(cpl)
+            s_h = s_h + shared_prior_h
+            s_g = s_g + shared_prior_h @ shared
+
+            def solve(damping: float) -> list[torch.Tensor]:
+                dx, ds = solve_arrowhead(self._damped(hess, damping), coupling, self._damped(s_h, damping), -grad, -s_g)
+                return [dx, ds]
+
+            return solve
+
+        self._levenberg_marquardt(c.identity_iters, [params_all, shared], cost_fn, linearize)
+        return self.shape_basis @ shared[:n_k].cpu().numpy()
+
+    def _identity_frames(self, sequences: list[LandmarkSequence]) -> dict[int, np.ndarray]:
+        """Closed-mouth frames (lower half of the lip gap), spread evenly in time across clips."""
+        candidates = []
+        for si, seq in enumerate(sequences):
+            gap = seq.mouth_gap()
+            for t in np.flatnonzero(self.usable_frames(seq) & np.isfinite(gap)):
+                candidates.append((gap[t], si, t))
+        if not candidates:
+            return {}
+        gaps = np.array([g for g, _, _ in candidates])
+        closed = [(si, t) for (g, si, t) in candidates if g <= np.nanquantile(gaps, 0.5)]
+        n = min(self.config.identity_frames, len(closed))
+        chosen = [closed[i] for i in np.linspace(0, len(closed) - 1, n).round().astype(int)]
+        picks: dict[int, list[int]] = {}
+        for si, t in chosen:
+            picks.setdefault(si, []).append(t)
+        return {si: np.unique(ts) for si, ts in picks.items()}
+
+    def fit(self, seq: LandmarkSequence, shape: np.ndarray | None = None) -> FitResult:
+        """Fit a clip; the identity is fitted from this clip unless ``shape`` is given."""
+        c, lay = self.config, self.layout
+        timings = {}
+        t0 = time.perf_counter()
+        params = self._rigid_init(seq)
+        timings["rigid"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if shape is None:
+            shape = self.fit_identity([seq], [params])
+        timings["identity"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        shape_t = torch.zeros(c.n_shape, dtype=self.dtype, device=self.device)
+        n = min(c.n_shape, len(shape))
+        shape_t[:n] = self._t(shape[:n])
+        batch = self._batch(seq)
+        batch.mm_per_px[:] = self._mm_per_px(params, batch.model.camera, self.usable_frames(seq))
+        smooth = self._smooth_weights(seq.fps)
+
+        def cost_fn() -> torch.Tensor:
+            return (self._data_cost(batch, shape_t, params) + self._prior_cost(params)
+                    + second_difference_cost(params, smooth))
+
+        def linearize():
+            hess, grad = self._data_normal_equations(batch, shape_t, params, with_shape=False)
+            prior_g, prior_h = self._prior_terms(params)
+            hess = hess + prior_h
+            grad = grad + prior_g + smooth * apply_second_difference_gram(params)
+            return lambda damping: [solve_smoothed_blocks(self._damped(hess, damping), -grad, smooth)]
+
+        self._levenberg_marquardt(c.clip_iters, [params], cost_fn, linearize)
+        timings["clip"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = self._result(seq, batch, shape_t, params)
+        timings["mesh"] = time.perf_counter() - t0
+        result.timings = timings
+        return result
+
+    # ------------------------------------------------------------------------------- output
+    def _result(self, seq: LandmarkSequence, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> FitResult:
+        lay, b = self.layout, self.basis
+        n_frames = params.shape[0]
+        z = params[:, lay.expr]
+        psi = z @ self._t(self.expr_basis).T
+        eye_l, eye_r = lay.eye_rotvecs(params)
+        rot = params[:, lay.rot]
+        root = b.j_template[0] + b.j_shapedirs[0] @ shape + z @ b.j_exprdirs[0].T
+        transl = params[:, lay.trans] + torch.einsum("tab,tb->ta", axis_angle_to_matrix(rot), root) - root
+        full_psi = psi.new_zeros(n_frames, self.layer.n_expr)
+        full_psi[:, :psi.shape[1]] = psi
+        full_shape = shape.new_zeros(self.layer.n_shape)
+        full_shape[:shape.shape[0]] = shape
+        with torch.no_grad():
+            vertices = self.layer.canonical(full_shape.float(), full_psi.float(), params[:, lay.jaw].float(),
+                                            torch.cat([eye_l, eye_r], 1).float())
+        pixels = batch.model.evaluate(shape, params, jac=False).pixels
+        err = (pixels - batch.obs).norm(dim=-1).mean(dim=1).cpu().numpy()
+        err[~self.usable_frames(seq)] = np.nan
+
+        def np_(x: torch.Tensor) -> np.ndarray:
+            return x.detach().cpu().numpy()
+
+        return FitResult(
+            shape=np_(shape), expression=np_(psi), jaw_pose=np_(params[:, lay.jaw]),
+            eye_pose=np_(torch.cat([eye_l, eye_r], 1)), global_pose=np_(rot),
+            neck_pose=np.zeros((n_frames, 3)), translation=np_(transl), camera=batch.model.camera,
+            vertices=np_(vertices).astype(np.float32), projected=np_(pixels), reprojection_px=err,
+        )

@@ -1,0 +1,85 @@
+"""Solving the Gauss-Newton normal equations of a clip.
+
+Two structures occur:
+
+* a clip with temporal smoothness: per-frame dense blocks coupled to the two neighbouring frames on
+  each side by second differences. In frame-major order the matrix is banded (half-bandwidth
+  ``2p``) and is solved exactly with LAPACK's banded Cholesky;
+* identity fitting: independent frames that share the identity shape (an arrowhead matrix), solved
+  by eliminating the frames (Schur complement).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+
+
+def second_difference_gram(n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Diagonals ``(c0, c1, c2)`` of ``D^T D`` for the second-difference operator ``D`` over ``n_frames``."""
+    c0, c1, c2 = np.zeros(n_frames), np.zeros(max(n_frames - 1, 0)), np.zeros(max(n_frames - 2, 0))
+    for k in range(n_frames - 2):
+        c0[k:k + 3] += (1.0, 4.0, 1.0)
+        c1[k:k + 2] += (-2.0, -2.0)
+        c2[k] += 1.0
+    return c0, c1, c2
+
+
+def apply_second_difference_gram(x: torch.Tensor) -> torch.Tensor:
+    """``D^T D x`` along the first (time) axis of ``x (T, p)``."""
+    if x.shape[0] < 3:
+        return torch.zeros_like(x)
+    d = x[:-2] - 2 * x[1:-1] + x[2:]
+    out = torch.zeros_like(x)
+    out[:-2] += d
+    out[1:-1] -= 2 * d
+    out[2:] += d
+    return out
+
+
+def second_difference_cost(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``0.5 * sum_t sum_i w_i (x[t-1,i] - 2 x[t,i] + x[t+1,i])^2``."""
+    if x.shape[0] < 3:
+        return x.new_zeros(())
+    d = x[:-2] - 2 * x[1:-1] + x[2:]
+    return 0.5 * (weights * d * d).sum()
+
+
+def solve_smoothed_blocks(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
+    """Solve ``(blockdiag(blocks) + D^T D (x) diag(smooth)) x = rhs`` for ``x (T, p)``.
+
+    ``blocks (T, p, p)`` must be symmetric positive definite once the smoothness is added.
+    """
+    n_frames, p, _ = blocks.shape
+    n = n_frames * p
+    kd = min(2 * p, n - 1)
+    h = blocks.detach().cpu().double().numpy()
+    lam = smooth.detach().cpu().double().numpy()
+    ab = np.zeros((kd + 1, n))
+    ai, bi = np.triu_indices(p)
+    keep = bi - ai <= kd
+    ai, bi = ai[keep], bi[keep]
+    cols = (np.arange(n_frames)[:, None] * p + bi[None, :])
+    ab[(kd + ai - bi)[None, :].repeat(n_frames, 0), cols] = h[:, ai, bi]
+    c0, c1, c2 = second_difference_gram(n_frames)
+    ab[kd, :] += (c0[:, None] * lam[None, :]).reshape(-1)
+    if n_frames >= 2 and p <= kd:
+        ab[kd - p, p:] += (c1[:, None] * lam[None, :]).reshape(-1)
+    if n_frames >= 3 and 2 * p <= kd:
+        ab[kd - 2 * p, 2 * p:] += (c2[:, None] * lam[None, :]).reshape(-1)
+    x = scipy.linalg.solveh_banded(ab, rhs.detach().cpu().double().numpy().reshape(-1), check_finite=False)
+    return torch.as_tensor(x.reshape(n_frames, p), dtype=rhs.dtype, device=rhs.device)
+
+
+def solve_arrowhead(blocks: torch.Tensor, coupling: torch.Tensor, shared: torch.Tensor,
+                    rhs_frames: torch.Tensor, rhs_shared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``[[H_t, B_t], [B_t^T, C]] [x_t; s] = [r_t; r_s]`` with ``H (T,p,p)``, ``B (T,p,K)``, ``C (K,K)``."""
+    chol = torch.linalg.cholesky(blocks)
+    hinv_b = torch.cholesky_solve(coupling, chol)
+    hinv_r = torch.cholesky_solve(rhs_frames[..., None], chol)[..., 0]
+    schur = shared - torch.einsum("tpk,tpl->kl", coupling, hinv_b)
+    rhs = rhs_shared - torch.einsum("tpk,tp->k", coupling, hinv_r)
+    x_shared = torch.linalg.solve(schur, rhs)
+    x_frames = hinv_r - torch.einsum("tpk,k->tp", hinv_b, x_shared)
+    return x_frames, x_shared

@@ -1,0 +1,78 @@
+"""Inputs and outputs of fitting: a clip's 2D landmarks, and the fitted FLAME parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recon3d.fitting.camera import PinholeCamera
+
+#: MediaPipe ids of the outer eye corners, used to measure the inter-ocular distance (IOD).
+OUTER_EYE_CORNERS = (33, 263)
+#: Inner-lip pairs (upper, lower) and eyelid pairs (upper, lower), MediaPipe ids.
+LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (191, 95), (312, 317), (311, 402), (310, 318), (415, 324))
+EYELID_PAIRS = ((159, 145), (158, 153), (160, 144), (157, 154), (161, 163),
+                (386, 374), (385, 380), (387, 373), (384, 381), (388, 390))
+
+
+@dataclass
+class LandmarkSequence:
+    """Per-frame 2D landmarks of one clip (MediaPipe's 478 points, pixels)."""
+
+    points: np.ndarray  # (T, 478, 2) float, pixels; anything where valid is False
+    valid: np.ndarray  # (T,) bool: a face was detected
+    width: int
+    height: int
+    fps: float
+    score: np.ndarray | None = None  # (T,) detection confidence in [0, 1], optional
+
+    def __post_init__(self) -> None:
+        self.points = np.asarray(self.points, dtype=np.float64)
+        self.valid = np.asarray(self.valid, dtype=bool)
+        if self.points.ndim != 3 or self.points.shape[2] != 2 or self.points.shape[0] != self.valid.shape[0]:
+            raise ValueError(f"landmarks must be (T, P, 2) with a (T,) valid flag, got {self.points.shape} and {self.valid.shape}")
+
+    @property
+    def n_frames(self) -> int:
+        return self.points.shape[0]
+
+    def frame_weights(self) -> np.ndarray:
+        """Weight of each frame's data: 0 without a face, else the detection score (or 1)."""
+        w = self.valid.astype(np.float64)
+        if self.score is not None:
+            w = w * np.clip(np.asarray(self.score, dtype=np.float64), 0.0, 1.0)
+        return w
+
+    def inter_ocular_px(self) -> np.ndarray:
+        """Per-frame distance between the outer eye corners (NaN without a face)."""
+        a, b = OUTER_EYE_CORNERS
+        d = np.linalg.norm(self.points[:, a] - self.points[:, b], axis=-1)
+        return np.where(self.valid, d, np.nan)
+
+    def mouth_gap(self) -> np.ndarray:
+        """Mean inner-lip gap over the IOD per frame (NaN without a face)."""
+        gaps = [np.linalg.norm(self.points[:, u] - self.points[:, l], axis=-1) for u, l in LIP_PAIRS]
+        return np.mean(gaps, axis=0) / self.inter_ocular_px()
+
+
+@dataclass
+class FitResult:
+    """Fitted FLAME parameters of a clip, its canonical meshes and the per-frame fit error."""
+
+    shape: np.ndarray  # (K,)
+    expression: np.ndarray  # (T, E)
+    jaw_pose: np.ndarray  # (T, 3) axis-angle
+    eye_pose: np.ndarray  # (T, 6) left eye, right eye
+    global_pose: np.ndarray  # (T, 3) head rotation (camera frame)
+    neck_pose: np.ndarray  # (T, 3) zero: head rotation is carried by global_pose
+    translation: np.ndarray  # (T, 3) metres, FLAME's transl (camera frame)
+    camera: PinholeCamera
+    vertices: np.ndarray  # (T, V, 3) float32, canonical head space (no head rotation/translation)
+    projected: np.ndarray  # (T, N, 2) fitted landmark pixels, in the embedding's order
+    reprojection_px: np.ndarray  # (T,) mean landmark error in pixels; NaN where no face
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return self.expression.shape[0]

@@ -22,18 +22,18 @@ class FitConfig:
     # Identity and expression are fitted in the shape_dims / expr_dims directions of FLAME's
     # n_shape / n_expr components that move the landmarks most (0: all components as they are).
     shape_dims: int = 100
-    expr_dims: int = 50
+    expr_dims: int = 70
     # Camera: fixed pinhole; focal from the horizontal field of view unless focal_px is set.
     fov_deg: float = 40.0
     focal_px: float | None = None
     # Data term.
-    landmark_sigma_mm: float = 1.0
+    landmark_sigma_mm: float = 0.4
     huber_mm: float = 4.0
     iris_weight: float = 0.5
-    contact_weight: float = 1.0
+    contact_weight: float = 0.5
     # Priors (inverse variances).
     shape_prior: float = 1.0
-    expr_prior: float = 0.5
+    expr_prior: float = 5.0
     # Identity fitting on neutral clips: the mean expression's prior is this many times stronger.
     neutral_mean_expr_factor: float = 10.0
     jaw_open_prior: float = 2.0
@@ -41,16 +41,16 @@ class FitConfig:
     jaw_leak_prior: float = 20.0
     eye_prior: float = 5.0
     # Temporal smoothness on second differences.
-    smooth_expr: float = 2.0
+    smooth_expr: float = 20.0
     smooth_jaw: float = 200.0
     smooth_eyes: float = 20.0
     smooth_rot: float = 2000.0
     smooth_trans: float = 2.0e5
     # Optimisation schedule.
     rigid_iters: int = 6
-    identity_frames: int = 24
-    identity_iters: int = 8
-    clip_iters: int = 8
+    identity_frames: int = 16
+    identity_iters: int = 4
+    clip_iters: int = 3
     device: str = "cpu"
 
     @classmethod

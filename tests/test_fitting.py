@@ -112,7 +112,7 @@ def _synthetic_clip(flame_layer, mp_embedding, fitter, n_frames=60, noise=0.0, s
     motion.shape[ks:] = 0
     motion.expression[:, :ke] = motion.expression[:, :ke] @ fitter.expr_basis @ fitter.expr_basis.T
     motion.expression[:, ke:] = 0
-    place_in_front_of(flame_layer, mp_embedding, motion, CAMERA, iod_px=250)
+    motion = place_in_front_of(flame_layer, mp_embedding, motion, CAMERA, iod_px=250)
     points = project_landmarks(flame_layer, mp_embedding, motion, CAMERA)
     points = points + np.random.default_rng(seed).normal(0, noise, points.shape)
     return motion, LandmarkSequence(points, np.ones(n_frames, bool), 1280, 720, 30.0)

@@ -223,7 +223,9 @@ class FlameFitter:
         w2 = w.repeat_interleave(2, dim=1)
         jw = jf * w2[..., None]
         r = r.reshape(n_frames, -1)
-        hess = jw.transpose(1, 2) @ jf
+        # The Hessian only steers the steps (the gradient, in float64, sets the solution), so it
+        # is accumulated in float32: half the memory traffic of this, the largest product.
+        hess = (jw.float().transpose(1, 2) @ jf.float()).double()
         grad = (jw.transpose(1, 2) @ r[..., None])[..., 0]
         return hess, grad, (r, jw, w2)
 

@@ -8,7 +8,7 @@ small gaze shifts and head motion (global rotation, a little neck rotation, tran
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -164,8 +164,8 @@ def identity_template(layer: FlameLayer, shape: np.ndarray) -> np.ndarray:
 
 
 def place_in_front_of(layer: FlameLayer, embedding: LandmarkEmbedding, motion: Motion, camera: PinholeCamera,
-                      iod_px: float, offset_px: tuple[float, float] = (0.0, 0.0)) -> None:
-    """Move the head (in place) so its outer-eye-corner distance is ~``iod_px`` near the image centre."""
+                      iod_px: float, offset_px: tuple[float, float] = (0.0, 0.0)) -> Motion:
+    """A copy of ``motion`` moved so its outer-eye-corner distance is ~``iod_px``, near the image centre."""
     pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
     a, b = (pos[i] for i in OUTER_EYE_CORNERS)
     rest = embedding.points(layer.model.v_template, layer.model.faces)
@@ -174,7 +174,8 @@ def place_in_front_of(layer: FlameLayer, embedding: LandmarkEmbedding, motion: M
     centre = rest.mean(axis=0)
     x = offset_px[0] * depth / camera.focal
     y = -offset_px[1] * depth / camera.focal
-    motion.translation = motion.translation + np.array([x - centre[0], y - centre[1], -depth - centre[2]])
+    shift = np.array([x - centre[0], y - centre[1], -depth - centre[2]])
+    return replace(motion, translation=motion.translation + shift)
 
 
 def project_landmarks(layer: FlameLayer, embedding: LandmarkEmbedding, motion: Motion, camera: PinholeCamera) -> np.ndarray:

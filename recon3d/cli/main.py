@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from recon3d import __version__
+from recon3d.cli.build_dataset import build_dataset
 from recon3d.cli.check_model import check_model
 
 
@@ -16,8 +17,10 @@ def cli() -> None:
     \b
     Typical session:
       recon3d check-model --flame-model ~/flame/generic_model.pkl
+      recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
     Every command has its own --help.
     """
 
 
 cli.add_command(check_model)
+cli.add_command(build_dataset)

@@ -1,0 +1,1 @@
+"""Reading inputs: RAVDESS names and labels, video frames and audio, meshes."""

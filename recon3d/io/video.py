@@ -1,0 +1,139 @@
+"""Video frames and audio with PyAV: real frame rates, timestamps, rotation metadata, 16 kHz audio."""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+AUDIO_RATE = 16000
+
+
+class VideoError(ValueError):
+    """A file that cannot be used as a video; the message says why."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # after applying rotation metadata
+    height: int
+    fps: float  # the stream's average frame rate
+    declared_frames: int  # frame count in the container (0 when unknown)
+    rotation: int  # degrees counter-clockwise applied to decoded frames (0, 90, 180, 270)
+    has_audio: bool
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise VideoError(f"{path}: file not found") from exc
+    if size == 0:
+        raise VideoError(f"{path.name}: zero-byte file")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"{path.name}: cannot be read (permission denied)")
+    try:
+        return av.open(str(path))
+    except PermissionError as exc:
+        raise VideoError(f"{path.name}: cannot be read (permission denied)") from exc
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise VideoError(f"{path.name}: not a readable video file ({exc})") from exc
+    except OSError as exc:
+        if exc.errno == errno.EACCES:
+            raise VideoError(f"{path.name}: cannot be read (permission denied)") from exc
+        raise VideoError(f"{path.name}: cannot be opened ({exc})") from exc
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        kind = "an audio-only file" if container.streams.audio else "no media streams"
+        raise VideoError(f"{Path(path).name}: has no video stream ({kind})")
+    return container.streams.video[0]
+
+
+def _rotation(frame_rotation: float | int | None) -> int:
+    return int(round((frame_rotation or 0) / 90.0)) % 4 * 90
+
+
+def probe(path: Path) -> VideoInfo:
+    """Frame size, rate and rotation from the first decoded frame and the container."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise VideoError(f"{Path(path).name}: video stream has no frame rate")
+        try:
+            first = next(container.decode(stream))
+        except StopIteration as exc:
+            raise VideoError(f"{Path(path).name}: video stream holds no decodable frame") from exc
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{Path(path).name}: cannot decode the video ({exc})") from exc
+        rot = _rotation(getattr(first, "rotation", 0))
+        w, h = (first.height, first.width) if rot in (90, 270) else (first.width, first.height)
+        return VideoInfo(width=w, height=h, fps=float(Fraction(rate)), declared_frames=int(stream.frames or 0),
+                         rotation=rot, has_audio=bool(container.streams.audio))
+
+
+def iter_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
+    """Upright RGB frames ``(H, W, 3) uint8`` with their presentation time in seconds.
+
+    Raises :class:`VideoError` when decoding fails, or when the file ends before the number of
+    frames the container declares (a truncated file).
+    """
+    name = Path(path).name
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        declared = int(stream.frames or 0)
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                rgb = frame.to_ndarray(format="rgb24")
+                k = _rotation(getattr(frame, "rotation", 0)) // 90
+                if k:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
+                count += 1
+                yield rgb, float(frame.time if frame.time is not None else (count - 1) / float(stream.average_rate))
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{name}: video data is corrupt or truncated after {count} frames ({exc})") from exc
+        if declared and count < declared - 1:
+            raise VideoError(f"{name}: truncated file: decoded {count} of the {declared} frames it declares")
+
+
+def read_audio(path: Path, start: float, n_samples: int, sample_rate: int = AUDIO_RATE) -> tuple[np.ndarray, bool]:
+    """Mono float32 audio at ``sample_rate`` covering ``[start, start + n_samples / rate)`` seconds.
+
+    Missing stretches (no audio stream, a late start, an early end) are zeros. Returns the samples
+    and whether the file had an audio stream at all.
+    """
+    out = np.zeros(n_samples, dtype=np.float32)
+    with _open(path) as container:
+        if not container.streams.audio:
+            return out, False
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks, first_time = [], None
+        try:
+            for frame in container.decode(stream):
+                if first_time is None and frame.time is not None:
+                    first_time = float(frame.time)
+                for resampled in resampler.resample(frame):
+                    chunks.append(resampled.to_ndarray().reshape(-1))
+            for resampled in resampler.resample(None):
+                chunks.append(resampled.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{Path(path).name}: audio data is corrupt ({exc})") from exc
+    if not chunks:
+        return out, True
+    audio = np.concatenate(chunks).astype(np.float32)
+    offset = int(round(((first_time or 0.0) - start) * sample_rate))
+    src0, dst0 = max(0, -offset), max(0, offset)
+    n = max(0, min(len(audio) - src0, n_samples - dst0))
+    out[dst0:dst0 + n] = audio[src0:src0 + n]
+    return out, True

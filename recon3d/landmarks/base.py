@@ -1,0 +1,103 @@
+"""The landmark-detector interface and per-clip tracking.
+
+A detector sees one RGB frame at a time (in order, so it may track) and returns every face it
+finds as ``(points (P, 2) pixels, score)``. :func:`track_video` keeps, frame by frame, the face
+that continues the track (nearest to the previous face), and records frames without a face.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from recon3d.io.video import iter_frames
+
+
+class LandmarkBackendError(RuntimeError):
+    """A landmark backend that cannot run here (missing package or weights)."""
+
+
+class LandmarkDetector(Protocol):
+    name: str
+    n_points: int
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """All faces in the frame: ``(points (n_points, 2) pixels, score)``."""
+
+    def reset(self) -> None:
+        """Forget the track (call between clips)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+@dataclass
+class LandmarkTrack:
+    """Landmarks of one clip: ``points (T, P, 2)`` pixels (NaN where no face), ``valid (T,)``."""
+
+    points: np.ndarray
+    valid: np.ndarray
+    score: np.ndarray
+    times: np.ndarray  # (T,) presentation time of each frame, seconds
+    width: int
+    height: int
+    detect_seconds: float = 0.0  # time spent in the detector (the rest of tracking is decoding)
+
+
+def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) -> tuple[np.ndarray, float] | None:
+    if not faces:
+        return None
+    if previous is None or len(faces) == 1:
+        # First face of the track: the largest one.
+        return max(faces, key=lambda f: np.ptp(f[0], axis=0).prod())
+    centre = previous.mean(axis=0)
+    return min(faces, key=lambda f: np.linalg.norm(f[0].mean(axis=0) - centre))
+
+
+def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int], None] | None = None) -> LandmarkTrack:
+    """Decode ``path`` and detect landmarks frame by frame, following one face."""
+    detector.reset()
+    points, valid, score, times = [], [], [], []
+    previous = None
+    height = width = 0
+    detect_seconds = 0.0
+    for i, (rgb, t) in enumerate(iter_frames(path)):
+        height, width = rgb.shape[:2]
+        t0 = time.perf_counter()
+        faces = detector.detect(rgb)
+        detect_seconds += time.perf_counter() - t0
+        chosen = _choose(faces, previous)
+        if chosen is None:
+            points.append(np.full((detector.n_points, 2), np.nan, np.float32))
+            valid.append(False)
+            score.append(0.0)
+        else:
+            previous = chosen[0]
+            points.append(chosen[0].astype(np.float32))
+            valid.append(True)
+            score.append(float(chosen[1]))
+        times.append(t)
+        if on_frame:
+            on_frame(i)
+    n = len(points)
+    return LandmarkTrack(points=np.stack(points) if n else np.zeros((0, detector.n_points, 2), np.float32),
+                         valid=np.array(valid, bool), score=np.array(score, np.float32),
+                         times=np.array(times, np.float64), width=width, height=height,
+                         detect_seconds=detect_seconds)
+
+
+def create_detector(name: str = "mediapipe", **options) -> LandmarkDetector:
+    """``mediapipe`` (478 points, default) or ``fan`` (face-alignment's 68 points, weights must be local)."""
+    if name == "mediapipe":
+        from recon3d.landmarks.mediapipe_backend import MediaPipeDetector
+
+        return MediaPipeDetector(**options)
+    if name == "fan":
+        from recon3d.landmarks.fan_backend import FanDetector
+
+        return FanDetector(**options)
+    raise LandmarkBackendError(f"unknown landmark backend '{name}' (choose mediapipe or fan)")

@@ -1,0 +1,227 @@
+"""Building a dataset: prepare the output folder, run shards, and merge the manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from recon3d import __version__
+from recon3d.flame import resolve_flame_model_path
+from recon3d.pipeline.atomic import atomic_path, write_json
+from recon3d.pipeline.config import BuildConfig
+from recon3d.pipeline.plan import Plan, plan_build
+from recon3d.pipeline.stages import BuildContext, Workspace, sha256_of
+
+MANIFEST = "manifest.json"
+FAILURES = "failures.jsonl"
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or finish as asked; the message says what to do."""
+
+
+@dataclass
+class BuildSummary:
+    clips: int = 0
+    failed: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    stages: dict = field(default_factory=dict)
+
+
+def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: BuildConfig, force: bool) -> tuple[BuildContext, Plan]:
+    """Check inputs, create the output folder (wiped with ``force``) and plan the clips.
+
+    A folder built earlier with another configuration or model is refused rather than mixed.
+    """
+    video_dir, out_dir = Path(video_dir), Path(out_dir)
+    model_path = resolve_flame_model_path(flame_model)
+    if not model_path.exists():
+        raise BuildError(f"FLAME model not found: {model_path}")
+    if not video_dir.is_dir():
+        raise BuildError(f"video folder not found: {video_dir}")
+    ws = Workspace(out_dir)
+    if force:
+        for name in (MANIFEST, FAILURES):
+            (out_dir / name).unlink(missing_ok=True)
+        for sub in (ws.work, out_dir / "shards"):
+            shutil.rmtree(sub, ignore_errors=True)
+    identity = {"config_hash": config.digest(), "flame_model_sha256": sha256_of(model_path)}
+    stamp = ws.work / "build.json"
+    if stamp.exists():
+        previous = json.loads(stamp.read_text())
+        names = {"config_hash": "configuration", "flame_model_sha256": "FLAME model"}
+        changed = [names[k] for k, v in identity.items() if previous.get(k) != v]
+        if changed:
+            raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}; "
+                             "rerun with --force to rebuild it, or choose another --out")
+    plan = plan_build(video_dir, config)
+    if not plan.clips and not plan.rejected:
+        raise BuildError(f"no .mp4 videos found under {video_dir}")
+    write_json(stamp, {**identity, "config": config.to_dict(), "flame_model": str(model_path),
+                       "video_dir": str(video_dir), "recon3d_version": __version__})
+    write_json(ws.work / "plan.json", plan.to_dict())
+    for rejected in plan.rejected:
+        if not ws.failure(rejected["id"]).exists():
+            write_json(ws.failure(rejected["id"]), rejected)
+    return BuildContext(str(out_dir), str(model_path), config.to_dict()), plan
+
+
+def load_plan(out_dir: Path) -> Plan:
+    path = Workspace(out_dir).work / "plan.json"
+    if not path.exists():
+        raise BuildError(f"{out_dir}: no build plan (work/plan.json); run `recon3d build-dataset` first")
+    return Plan.from_dict(json.loads(path.read_text()))
+
+
+def clips_done(ws: Workspace, plan: Plan) -> tuple[int, int]:
+    """(clips finished or failed, clips failed) judged from the files on disk."""
+    done = failed = 0
+    for shard, clips in plan.shards.items():
+        complete = ws.shard(shard).exists()
+        for clip in clips:
+            is_failed = ws.failure(clip.clip_id).exists()
+            failed += is_failed
+            done += complete or is_failed or ws.clip(clip.clip_id).exists()
+    return done, failed
+
+
+def watch_progress(ws: Workspace, plan: Plan, stop: threading.Event, desc: str = "clips") -> None:
+    """Progress bar from the files on disk until ``stop`` is set (works for any executor)."""
+    from tqdm import tqdm
+
+    total = len(plan.clips)
+    with tqdm(total=total, desc=desc, unit="clip", dynamic_ncols=True) as bar:
+        while True:
+            done, failed = clips_done(ws, plan)
+            bar.n = done
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.refresh()
+            if stop.wait(0.5):
+                done, failed = clips_done(ws, plan)
+                bar.n = done
+                bar.set_postfix(failed=failed, refresh=False)
+                bar.refresh()
+                return
+
+
+def finalize(out_dir: Path) -> dict:
+    """Merge shards into ``manifest.json`` and ``failures.jsonl`` (atomically); every shard must exist."""
+    out_dir = Path(out_dir)
+    ws = Workspace(out_dir)
+    plan = load_plan(out_dir)
+    stamp = json.loads((ws.work / "build.json").read_text())
+    missing = [s for s in plan.shards if not ws.shard(s).exists()]
+    if missing:
+        raise BuildError(f"{len(missing)} shard(s) not finished yet ({', '.join(missing[:5])}"
+                         f"{'...' if len(missing) > 5 else ''}); rerun the build command to complete them")
+    failures = sorted((json.loads(p.read_text()) for p in (ws.work / "failures").glob("*.json")), key=lambda f: f["id"])
+    failed_ids = {f["id"] for f in failures}
+    entries, actors = [], {}
+    planned = {c.clip_id: c for c in plan.clips}
+    for shard in plan.shards:
+        with h5py.File(ws.shard(shard), "r") as f:
+            for clip_id, g in f["clips"].items():
+                a = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
+                clip = planned.get(clip_id)
+                entries.append({
+                    "id": clip_id, "shard": shard, "frames": int(a["n_frames"]), "fps": float(a["fps"]),
+                    "duration_s": float(a["n_frames"]) / float(a["fps"]), "actor": str(a["actor"]),
+                    "split": a.get("split", "train"), "labels": clip.labels if clip else None,
+                    "has_speech_audio": bool(a.get("has_speech_audio", False)),
+                    "qc": {k[3:]: a[k] for k in a if k.startswith("qc_")},
+                })
+            for actor, g in f["actors"].items():
+                actors[actor] = {"shard": shard, **_identity_report(ws, actor, f, plan)}
+    stale = sorted(set(planned) - {e["id"] for e in entries} - failed_ids)
+    if stale:
+        raise BuildError(f"{len(stale)} planned clip(s) are in no shard ({', '.join(stale[:5])}): "
+                         "the video folder changed after those shards were built; rebuild with --force")
+    entries.sort(key=lambda e: e["id"])
+    manifest = {
+        "format": "recon3d-3d-dataset", "format_version": 1, "recon3d_version": __version__,
+        "clips": entries, "failures": failures, "actors": actors,
+        "splits": {s: sum(e["split"] == s for e in entries) for s in ("train", "val", "test")},
+        "build": {k: stamp[k] for k in ("config", "config_hash", "flame_model", "flame_model_sha256", "video_dir")},
+    }
+    with atomic_path(out_dir / FAILURES) as tmp:
+        tmp.write_text("".join(json.dumps(f) + "\n" for f in failures))
+    write_json(out_dir / MANIFEST, manifest)
+    for leftover in (ws.work / "clips").glob("*.h5"):
+        leftover.unlink()
+    return manifest
+
+
+def _identity_report(ws: Workspace, actor: str, shard_file: h5py.File, plan: Plan) -> dict:
+    """Identity provenance, and the mean expression over the actor's neutral clips (should be ~0)."""
+    report: dict = {}
+    path = ws.identity(actor)
+    if path.exists():
+        with np.load(path) as d:
+            report.update(identity_source=str(d["source"]), identity_clips=[str(c) for c in d["clips"]],
+                          identity_from_neutral=bool(d["neutral"]))
+    neutral = [c.clip_id for c in plan.clips if c.actor == actor and c.labels and c.labels.get("emotion") == "neutral"]
+    exprs = [shard_file["clips"][c]["flame"]["expression"][()] for c in neutral if c in shard_file["clips"]]
+    if exprs:
+        mean = np.concatenate(exprs).mean(axis=0)
+        report["neutral_mean_expression_norm"] = float(np.linalg.norm(mean))
+        report["neutral_mean_expression"] = [round(float(x), 4) for x in mean[:10]]
+    return report
+
+
+def stage_summary(timings: dict, wall: float) -> str:
+    """Human summary: seconds and frames/s per stage."""
+    frames = timings.get("frames", 0)
+    lines = [f"{'stage':10s} {'seconds':>9s} {'frames/s':>9s}"]
+    for stage in ("decode", "landmarks", "identity", "fit", "write", "assemble"):
+        if stage in timings:
+            s = timings[stage]
+            rate = f"{frames / s:9.1f}" if s > 0 and stage not in ("identity", "assemble") else f"{'':9s}"
+            lines.append(f"{stage:10s} {s:9.1f} {rate}")
+    lines.append(f"{'wall':10s} {wall:9.1f} {frames / wall if wall else 0:9.1f}  ({frames} frames)")
+    return "\n".join(lines)
+
+
+def run_local(ctx: BuildContext, plan: Plan, workers: int, strict_qc: bool = False, progress: bool = True) -> BuildSummary:
+    """Run every unfinished shard with joblib: shards in parallel when there are enough of them,
+    otherwise one shard at a time with its clips in parallel."""
+    from joblib import Parallel, delayed
+
+    from recon3d.pipeline.stages import run_shard
+
+    ws = Workspace(ctx.out_dir)
+    todo = {s: c for s, c in plan.shards.items() if not ws.shard(s).exists()}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_progress, args=(ws, plan, stop), daemon=True) if progress else None
+    if watcher:
+        watcher.start()
+    started = time.perf_counter()
+    results: list[dict] = []
+    try:
+        if workers > 1 and len(todo) >= workers:
+            results = Parallel(n_jobs=workers)(delayed(run_shard)(ctx, s, c, strict_qc) for s, c in todo.items())
+        else:
+            def map_clips(func, items):
+                if workers <= 1:
+                    return [func(i) for i in items]
+                return Parallel(n_jobs=workers)(delayed(func)(i) for i in items)
+
+            results = [run_shard(ctx, s, c, strict_qc, map_clips) for s, c in todo.items()]
+    finally:
+        stop.set()
+        if watcher:
+            watcher.join()
+    stages: dict = {}
+    for r in results:
+        for k, v in r.items():
+            stages[k] = stages.get(k, 0) + v
+    done, failed = clips_done(ws, plan)
+    return BuildSummary(clips=done - failed, failed=failed, frames=int(stages.get("frames", 0)),
+                        seconds=time.perf_counter() - started, stages=stages)

@@ -1,0 +1,108 @@
+"""The build configuration (``pipelines/ravdess.yaml`` documents every key and its default)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+from recon3d.fitting.config import FitConfig
+from recon3d.shards.writer import StorageConfig
+
+
+@dataclass
+class LandmarkConfig:
+    backend: str = "mediapipe"  # mediapipe | fan
+    max_faces: int = 2  # faces looked for per frame; the one continuing the track is kept
+
+
+@dataclass
+class IdentityConfig:
+    prefer_emotion: str = "neutral"  # fit each actor's identity on these clips when it has any
+    shapes_dir: str | None = None  # folder of <actor>.npy identity shapes to use instead of fitting
+
+
+@dataclass
+class QCConfig:
+    """Per-clip quality thresholds; clips beyond them are flagged (or rejected with --qc strict)."""
+
+    min_frames: int = 5  # shorter clips fail
+    max_reprojection_iod: float = 0.05  # mean landmark error / inter-ocular distance
+    max_reprojection_p95_iod: float = 0.10
+    min_face_fraction: float = 0.90  # frames with a detected face
+    max_lip_jitter_mm: float = 1.5  # mean |second difference| of lip vertices per frame
+
+
+@dataclass
+class ShardConfig:
+    by: str = "actor"  # one shard per actor; unlabeled videos go in groups of clips_per_shard
+    clips_per_shard: int = 50
+
+
+@dataclass
+class SplitConfig:
+    """Split by actor (RAVDESS: odd actors male, even female; both sexes in val and test)."""
+
+    val: list[int] = field(default_factory=lambda: [19, 20])
+    test: list[int] = field(default_factory=lambda: [21, 22, 23, 24])
+
+
+@dataclass
+class BuildConfig:
+    labels: str = "ravdess"  # ravdess | none
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    fitting: FitConfig = field(default_factory=FitConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    qc: QCConfig = field(default_factory=QCConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "BuildConfig":
+        return _from_dict(cls, values or {}, "")
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "BuildConfig":
+        if path is None:
+            return cls()
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of options at the top level")
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """Hash of everything that changes the results (not the fitting device)."""
+        d = self.to_dict()
+        d["fitting"].pop("device", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _from_dict(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"config section '{where or 'top'}' must be a mapping")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) in config section '{where or 'top'}': {', '.join(unknown)} "
+                         f"(known: {', '.join(known)})")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else None  # type: ignore[misc]
+        if is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}".strip("."))
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

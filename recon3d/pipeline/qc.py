@@ -1,0 +1,44 @@
+"""Per-clip quality figures and the documented thresholds (``qc`` in pipelines/ravdess.yaml)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recon3d.fitting.sequence import FitResult, LandmarkSequence
+from recon3d.flame.embeddings import LandmarkEmbedding
+from recon3d.pipeline.config import QCConfig
+
+#: MediaPipe's 40 lip ids (outer and inner contour), used for the jitter figure.
+MP_LIP_IDS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
+              267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)
+
+
+def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbedding, faces: np.ndarray,
+            config: QCConfig) -> dict:
+    """QC figures of a fitted clip and the names of the thresholds it exceeds (``qc_flags``)."""
+    iod = seq.inter_ocular_px()
+    rel = result.reprojection_px / iod
+    rel = rel[np.isfinite(rel)]
+    lips = np.isin(embedding.source_ids, MP_LIP_IDS)
+    lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
+    pts = lip_points.points(result.vertices.astype(np.float64), faces)
+    jitter = float(np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean() * 1000) if len(pts) > 2 else 0.0
+    figures = {
+        "qc_reprojection_iod_mean": float(rel.mean()) if rel.size else float("nan"),
+        "qc_reprojection_iod_p95": float(np.percentile(rel, 95)) if rel.size else float("nan"),
+        "qc_face_fraction": float(seq.valid.mean()),
+        "qc_lip_jitter_mm": jitter,
+        "qc_inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
+    }
+    flags = []
+    if not figures["qc_reprojection_iod_mean"] <= config.max_reprojection_iod:
+        flags.append("reprojection_mean")
+    if not figures["qc_reprojection_iod_p95"] <= config.max_reprojection_p95_iod:
+        flags.append("reprojection_p95")
+    if figures["qc_face_fraction"] < config.min_face_fraction:
+        flags.append("face_fraction")
+    if jitter > config.max_lip_jitter_mm:
+        flags.append("lip_jitter")
+    figures["qc_flags"] = ",".join(flags)
+    figures["qc_pass"] = not flags
+    return figures

@@ -1,0 +1,319 @@
+"""The work of one shard, stage by stage; every stage is idempotent and records its results atomically.
+
+Stages and what each leaves in ``OUT_DIR/work`` (a later run skips what is there):
+
+1. ``landmarks``: decode the video (PyAV), track MediaPipe landmarks, read the 16 kHz audio ->
+   ``landmarks/<clip>.npz``
+2. ``identity``: fit each actor's shape from its neutral clips -> ``identity/<actor>.npz``
+3. ``fit``: fit the clip with the actor's shape, QC, write -> ``clips/<clip>.h5``
+4. ``shard``: copy the shard's finished clips into ``OUT_DIR/shards/<shard>.h5``
+
+A clip that cannot be used gets ``failures/<clip>.json`` (stage, reason) instead, and the rest
+goes on. Local (joblib) and SLURM builds both run :func:`run_shard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon3d import __version__
+from recon3d.fitting import FittingError, FlameFitter, LandmarkSequence
+from recon3d.flame import FlameLayer, FlameModelError, load_flame_model, load_mediapipe_embedding
+from recon3d.io.video import AUDIO_RATE, VideoError, probe, read_audio
+from recon3d.landmarks import LandmarkBackendError, create_detector, track_video
+from recon3d.pipeline.atomic import atomic_path, write_json
+from recon3d.pipeline.config import BuildConfig
+from recon3d.pipeline.plan import PlannedClip
+from recon3d.pipeline.qc import clip_qc
+from recon3d.shards.writer import ClipRecord, assemble_shard, write_clip_file
+
+
+class ClipFailure(Exception):
+    """A clip that cannot be used; ``stage`` and the message go to the failure record."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(reason)
+        self.stage = stage
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a worker needs to run stages (small and picklable)."""
+
+    out_dir: str
+    flame_model: str
+    config: dict
+
+    @property
+    def build_config(self) -> BuildConfig:
+        return BuildConfig.from_dict(self.config)
+
+
+class Workspace:
+    """Paths inside ``OUT_DIR``."""
+
+    def __init__(self, out_dir: str | Path):
+        self.root = Path(out_dir)
+        self.work = self.root / "work"
+
+    def landmarks(self, clip_id: str) -> Path:
+        return self.work / "landmarks" / f"{clip_id}.npz"
+
+    def identity(self, actor: str) -> Path:
+        return self.work / "identity" / f"{actor}.npz"
+
+    def clip(self, clip_id: str) -> Path:
+        return self.work / "clips" / f"{clip_id}.h5"
+
+    def failure(self, clip_id: str) -> Path:
+        return self.work / "failures" / f"{clip_id}.json"
+
+    def shard(self, name: str) -> Path:
+        return self.root / "shards" / f"{name}.h5"
+
+    def shard_error(self, name: str) -> Path:
+        return self.work / "shard_errors" / f"{name}.json"
+
+    def clip_done(self, clip_id: str) -> bool:
+        return self.clip(clip_id).exists() or self.failure(clip_id).exists()
+
+
+_RESOURCES: dict = {}
+
+
+def resources(ctx: BuildContext) -> dict:
+    """FLAME model, embedding, fitter and detector, loaded once per worker process."""
+    key = (ctx.flame_model, json.dumps(ctx.config, sort_keys=True))
+    if _RESOURCES.get("key") != key:
+        config = ctx.build_config
+        fit = config.fitting
+        model = load_flame_model(ctx.flame_model, n_shape=max(fit.n_shape, 1), n_expr=fit.n_expr)
+        embedding = load_mediapipe_embedding(model)
+        _RESOURCES.clear()
+        _RESOURCES.update(key=key, config=config, model=model, embedding=embedding,
+                          fitter=FlameFitter(model, embedding, fit),
+                          layer=FlameLayer(model), detector=None)
+    return _RESOURCES
+
+
+def detector(ctx: BuildContext):
+    res = resources(ctx)
+    if res["detector"] is None:
+        lm = res["config"].landmarks
+        options = {"max_faces": lm.max_faces} if lm.backend == "mediapipe" else {}
+        res["detector"] = create_detector(lm.backend, **options)
+    return res["detector"]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_failure(ws: Workspace, clip: PlannedClip, stage: str, reason: str, detail: str = "") -> dict:
+    failure = {"id": clip.clip_id, "path": clip.path, "shard": clip.shard, "stage": stage, "reason": reason}
+    if detail:
+        failure["detail"] = detail
+    write_json(ws.failure(clip.clip_id), failure)
+    return failure
+
+
+# ------------------------------------------------------------------------------------- stage 1
+def landmarks_stage(ctx: BuildContext, clip: PlannedClip) -> dict:
+    """Decode, detect landmarks, read audio; cache to ``landmarks/<clip>.npz``. Returns timings."""
+    ws = Workspace(ctx.out_dir)
+    if ws.landmarks(clip.clip_id).exists() or ws.failure(clip.clip_id).exists():
+        return {}
+    config = ctx.build_config
+    path = Path(clip.path)
+    det = detector(ctx)
+    t0 = time.perf_counter()
+    info = probe(path)
+    track = track_video(path, det)
+    total = time.perf_counter() - t0
+    n_frames = len(track.valid)
+    if n_frames < config.qc.min_frames:
+        raise ClipFailure("landmarks", f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}")
+    if not track.valid.any():
+        raise ClipFailure("landmarks", f"no face detected in any of the {n_frames} frames")
+    t1 = time.perf_counter()
+    n_samples = int(round(n_frames / info.fps * AUDIO_RATE))
+    audio, has_stream = read_audio(path, float(track.times[0]), n_samples)
+    digest = sha256_of(path)
+    audio_time = time.perf_counter() - t1
+    with atomic_path(ws.landmarks(clip.clip_id)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
+                     width=track.width, height=track.height, fps=info.fps, rotation=info.rotation, audio=audio,
+                     has_audio_stream=has_stream, sha256=digest, backend=det.name)
+    return {"decode": total - track.detect_seconds + audio_time, "landmarks": track.detect_seconds}
+
+
+def load_landmarks(ws: Workspace, clip_id: str) -> dict:
+    with np.load(ws.landmarks(clip_id)) as data:
+        return {k: data[k] for k in data.files}
+
+
+def sequence_of(cached: dict) -> LandmarkSequence:
+    return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
+                            float(cached["fps"]), cached["score"])
+
+
+# ------------------------------------------------------------------------------------- stage 2
+def identity_stage(ctx: BuildContext, actor: str, clips: list[PlannedClip]) -> np.ndarray:
+    """The actor's FLAME shape: given in ``identity.shapes_dir``, cached, or fitted on its clips."""
+    ws = Workspace(ctx.out_dir)
+    path = ws.identity(actor)
+    if path.exists():
+        with np.load(path) as data:
+            return data["shape"]
+    config = ctx.build_config
+    res = resources(ctx)
+    source = "fitted"
+    usable = [c for c in clips if ws.landmarks(c.clip_id).exists()]
+    preferred = [c for c in usable if c.labels and c.labels.get("emotion") == config.identity.prefer_emotion]
+    chosen = preferred or usable
+    if config.identity.shapes_dir and (Path(config.identity.shapes_dir) / f"{actor}.npy").exists():
+        shape = np.load(Path(config.identity.shapes_dir) / f"{actor}.npy").astype(np.float64)
+        source, chosen = "given", []
+    elif not chosen:
+        return np.zeros(0)
+    else:
+        seqs = [sequence_of(load_landmarks(ws, c.clip_id)) for c in chosen]
+        shape = res["fitter"].fit_identity(seqs, neutral=bool(preferred))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, shape=shape, source=source, clips=np.array([c.clip_id for c in chosen]),
+                     neutral=bool(preferred))
+    return shape
+
+
+def actor_arrays(ctx: BuildContext, shape: np.ndarray) -> dict[str, np.ndarray]:
+    """``shape`` (FLAME coefficients) and its ``template (V, 3)``."""
+    import torch
+
+    layer = resources(ctx)["layer"]
+    full = np.zeros(layer.n_shape)
+    full[:min(len(shape), layer.n_shape)] = shape[:layer.n_shape]
+    with torch.no_grad():
+        template = layer.template(torch.as_tensor(full[None], dtype=torch.float32))[0].numpy()
+    return {"shape": shape.astype(np.float32), "template": template.astype(np.float32)}
+
+
+# ------------------------------------------------------------------------------------- stage 3
+def fit_stage(ctx: BuildContext, clip: PlannedClip, shape: np.ndarray, strict_qc: bool) -> dict:
+    """Fit the clip with the actor's shape, QC it and write ``clips/<clip>.h5``. Returns timings."""
+    ws = Workspace(ctx.out_dir)
+    if ws.clip_done(clip.clip_id):
+        return {}
+    res = resources(ctx)
+    config: BuildConfig = res["config"]
+    cached = load_landmarks(ws, clip.clip_id)
+    seq = sequence_of(cached)
+    t0 = time.perf_counter()
+    try:
+        result = res["fitter"].fit(seq, shape=shape if len(shape) else None)
+    except FittingError as exc:
+        raise ClipFailure("fit", str(exc)) from exc
+    fit_time = time.perf_counter() - t0
+    qc = clip_qc(seq, result, res["embedding"], res["model"].faces, config.qc)
+    if strict_qc and not qc["qc_pass"]:
+        raise ClipFailure("qc", f"rejected by --qc strict: {qc['qc_flags']} beyond the thresholds")
+    t1 = time.perf_counter()
+    labels = clip.labels or {}
+    attrs = {
+        "emotion": labels.get("emotion", ""), "emotion_id": labels.get("emotion_id", 0),
+        "intensity": labels.get("intensity", 0), "statement": labels.get("statement", 0),
+        "repetition": labels.get("repetition", 0), "vocal_channel": labels.get("vocal_channel", 0),
+        "modality": labels.get("modality", 0),
+        "has_speech_audio": bool(labels.get("modality", 1) == 1 and np.abs(cached["audio"]).max() > 0),
+        "source_sha256": str(cached["sha256"]), "source_path": clip.path,
+        "landmark_backend": str(cached["backend"]), "rotation": int(cached["rotation"]),
+        "recon3d_version": __version__, "fitting_config_hash": config.fitting.digest(),
+        "build_config_hash": config.digest(), "split": clip.split, **qc,
+    }
+    f = result
+    record = ClipRecord(
+        clip_id=clip.clip_id, actor=clip.actor, fps=float(cached["fps"]), times=cached["times"],
+        vertices=f.vertices, audio=cached["audio"], landmarks=cached["points"], landmarks_valid=cached["valid"],
+        flame={"expression": f.expression, "jaw_pose": f.jaw_pose, "eye_pose": f.eye_pose,
+               "global_pose": f.global_pose, "neck_pose": f.neck_pose, "translation": f.translation},
+        camera=f.camera.to_dict(), attrs=attrs)
+    write_clip_file(ws.clip(clip.clip_id), record, config.storage)
+    return {"fit": fit_time, "write": time.perf_counter() - t1, "frames": f.n_frames}
+
+
+# ----------------------------------------------------------------------------------- the shard
+EXPECTED = (VideoError, ClipFailure, FittingError)
+
+
+def _guarded(ws: Workspace, clip: PlannedClip, stage: str, func, *args) -> dict:
+    """Run a clip's stage; a bad clip is recorded as failed, the build goes on."""
+    try:
+        return func(*args)
+    except EXPECTED as exc:
+        record_failure(ws, clip, getattr(exc, "stage", stage), str(exc))
+    except (LandmarkBackendError, FlameModelError):
+        raise  # setup problems fail the whole build, with their own message
+    except Exception as exc:  # noqa: BLE001 - one strange clip must not stop the build
+        record_failure(ws, clip, stage, f"unexpected {type(exc).__name__}: {exc}", traceback.format_exc())
+    return {}
+
+
+def clip_work(ctx: BuildContext, clip: PlannedClip, stage: str, shape: np.ndarray | None = None,
+              strict_qc: bool = False) -> dict:
+    """One clip's ``landmarks`` or ``fit`` stage, failures recorded (what parallel workers run)."""
+    ws = Workspace(ctx.out_dir)
+    if stage == "landmarks":
+        return _guarded(ws, clip, stage, landmarks_stage, ctx, clip)
+    if ws.failure(clip.clip_id).exists() or not ws.landmarks(clip.clip_id).exists():
+        return {}
+    return _guarded(ws, clip, stage, fit_stage, ctx, clip, shape, strict_qc)
+
+
+def run_shard(ctx: BuildContext, shard: str, clips: list[PlannedClip], strict_qc: bool = False,
+              map_clips=None) -> dict:
+    """All stages of one shard; ``map_clips(func, items)`` may run clips in parallel.
+
+    Returns summed stage timings of the work done. Idempotent: rerun after a kill, it redoes only
+    what is missing and rewrites the shard file only if it is not there yet.
+    """
+    ws = Workspace(ctx.out_dir)
+    if ws.shard(shard).exists():
+        return {}
+    run = map_clips or (lambda func, items: [func(item) for item in items])
+    timings: list[dict] = []
+    timings += run(lambda c: clip_work(ctx, c, "landmarks"), clips)
+    by_actor: dict[str, list[PlannedClip]] = {}
+    for c in clips:
+        by_actor.setdefault(c.actor, []).append(c)
+    shapes, actors = {}, {}
+    t0 = time.perf_counter()
+    for actor, actor_clips in by_actor.items():
+        shapes[actor] = identity_stage(ctx, actor, actor_clips)
+        if len(shapes[actor]):
+            actors[actor] = actor_arrays(ctx, shapes[actor])
+    timings.append({"identity": time.perf_counter() - t0})
+    timings += run(lambda c: clip_work(ctx, c, "fit", shapes[c.actor], strict_qc), clips)
+    t0 = time.perf_counter()
+    done = [ws.clip(c.clip_id) for c in clips if ws.clip(c.clip_id).exists()]
+    missing = [c.clip_id for c in clips if not ws.clip_done(c.clip_id)]
+    if missing:
+        raise RuntimeError(f"shard {shard}: clips without a result after all stages: {', '.join(missing)}")
+    assemble_shard(ws.shard(shard), done, {a: v for a, v in actors.items()}, shard)
+    timings.append({"assemble": time.perf_counter() - t0})
+    total: dict = {}
+    for t in timings:
+        for k, v in (t or {}).items():
+            total[k] = total.get(k, 0) + v
+    return total

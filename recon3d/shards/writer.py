@@ -1,0 +1,102 @@
+"""Writing clips and shards (layout in docs/dataset-format.md).
+
+Each fitted clip is first written to its own HDF5 file (``work/clips/<clip_id>.h5``) through an
+atomic rename, so a killed build never leaves a half clip that looks done. A shard is assembled
+from finished clip files into ``shards/<name>.h5`` the same way, and only then exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from recon3d import __version__
+from recon3d.pipeline.atomic import atomic_path
+
+FORMAT_VERSION = 1
+AUDIO_CHUNK = 16000
+
+
+@dataclass
+class StorageConfig:
+    """How arrays are stored: vertices as float32, chunked by frames, compressed."""
+
+    chunk_frames: int = 16
+    compression: str = "lzf"  # lzf: fast to read; gzip: ~10 % smaller, slower
+
+
+@dataclass
+class ClipRecord:
+    """Everything stored for one clip (see docs/dataset-format.md for units)."""
+
+    clip_id: str
+    actor: str
+    fps: float
+    times: np.ndarray  # (T,) s
+    vertices: np.ndarray  # (T, V, 3) m, canonical head space
+    audio: np.ndarray  # (N,) float32, 16 kHz
+    landmarks: np.ndarray  # (T, 478, 2) px
+    landmarks_valid: np.ndarray  # (T,) bool
+    flame: dict[str, np.ndarray]  # expression, jaw_pose, eye_pose, global_pose, neck_pose, translation
+    camera: dict[str, float]  # focal, cx, cy, width, height
+    attrs: dict = field(default_factory=dict)  # labels, QC, provenance
+
+
+def _write_clip_group(group: h5py.Group, rec: ClipRecord, storage: StorageConfig) -> None:
+    n_frames = rec.vertices.shape[0]
+    chunk = max(1, min(storage.chunk_frames, n_frames))
+    comp = dict(compression=storage.compression, shuffle=True)
+    group.create_dataset("vertices", data=rec.vertices.astype(np.float32), chunks=(chunk,) + rec.vertices.shape[1:], **comp)
+    audio = rec.audio.astype(np.float32)
+    group.create_dataset("audio", data=audio, chunks=(max(1, min(AUDIO_CHUNK, len(audio))),) if len(audio) else None, **comp)
+    group["audio"].attrs["sample_rate"] = 16000
+    group.create_dataset("times", data=rec.times.astype(np.float64))
+    group.create_dataset("landmarks", data=rec.landmarks.astype(np.float32), **comp)
+    group.create_dataset("landmarks_valid", data=rec.landmarks_valid.astype(bool))
+    flame = group.create_group("flame")
+    for name, array in rec.flame.items():
+        flame.create_dataset(name, data=np.asarray(array, np.float32))
+    camera = group.create_group("camera")
+    for name, value in rec.camera.items():
+        camera.attrs[name] = value
+    group.attrs["actor"] = rec.actor
+    group.attrs["fps"] = float(rec.fps)
+    group.attrs["n_frames"] = int(n_frames)
+    for key, value in rec.attrs.items():
+        group.attrs[key] = "" if value is None else value
+
+
+def write_clip_file(path: Path, rec: ClipRecord, storage: StorageConfig) -> None:
+    """Atomically write one clip as ``/clips/<clip_id>`` in its own file."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            _write_clip_group(f.create_group("clips").create_group(rec.clip_id), rec, storage)
+
+
+def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[str, np.ndarray]], name: str) -> None:
+    """Atomically write a shard from finished clip files plus per-actor ``shape`` and ``template``.
+
+    Chunks are copied as stored (no recompression). The shard's ``complete`` attribute and its
+    existence under its final name both mean every listed clip is inside.
+    """
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as out:
+            out.attrs["format_version"] = FORMAT_VERSION
+            out.attrs["recon3d_version"] = __version__
+            out.attrs["shard"] = name
+            clips = out.create_group("clips")
+            for clip_file in clip_files:
+                with h5py.File(clip_file, "r") as src:
+                    for clip_id in src["clips"]:
+                        src.copy(src["clips"][clip_id], clips, name=clip_id)
+            group = out.create_group("actors")
+            for actor, arrays in actors.items():
+                a = group.create_group(actor)
+                for key, value in arrays.items():
+                    a.create_dataset(key, data=value)
+            out.attrs["n_clips"] = len(clips)
+            out.attrs["complete"] = True

@@ -7,6 +7,7 @@ import click
 from recon3d import __version__
 from recon3d.cli.build_dataset import build_dataset
 from recon3d.cli.check_model import check_model
+from recon3d.cli.inspect_preview import inspect_dataset, preview
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,9 +19,13 @@ def cli() -> None:
     Typical session:
       recon3d check-model --flame-model ~/flame/generic_model.pkl
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
+      recon3d inspect ~/data/3d-ravdess
+      recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy.mp4
     Every command has its own --help.
     """
 
 
 cli.add_command(check_model)
 cli.add_command(build_dataset)
+cli.add_command(inspect_dataset)
+cli.add_command(preview)

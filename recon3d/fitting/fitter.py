@@ -457,6 +457,7 @@ class FlameFitter:
         return FitResult(
             shape=np_(shape), expression=np_(psi), jaw_pose=np_(params[:, lay.jaw]),
             eye_pose=np_(torch.cat([eye_l, eye_r], 1)), global_pose=np_(rot),
-            neck_pose=np.zeros((n_frames, 3)), translation=np_(transl), camera=batch.model.camera,
+            neck_pose=np.zeros((n_frames, 3)), translation=np_(transl), head_translation=np_(params[:, lay.trans]),
+            camera=batch.model.camera,
             vertices=np_(vertices).astype(np.float32), projected=np_(pixels), reprojection_px=err,
         )

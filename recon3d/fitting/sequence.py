@@ -67,6 +67,7 @@ class FitResult:
     global_pose: np.ndarray  # (T, 3) head rotation (camera frame)
     neck_pose: np.ndarray  # (T, 3) zero: head rotation is carried by global_pose
     translation: np.ndarray  # (T, 3) metres, FLAME's transl (camera frame)
+    head_translation: np.ndarray  # (T, 3) camera-frame vertices = vertices @ R(global_pose)^T + this
     camera: PinholeCamera
     vertices: np.ndarray  # (T, V, 3) float32, canonical head space (no head rotation/translation)
     projected: np.ndarray  # (T, N, 2) fitted landmark pixels, in the embedding's order

@@ -137,3 +137,44 @@ def read_audio(path: Path, start: float, n_samples: int, sample_rate: int = AUDI
     n = max(0, min(len(audio) - src0, n_samples - dst0))
     out[dst0:dst0 + n] = audio[src0:src0 + n]
     return out, True
+
+
+def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, sample_rate: int = AUDIO_RATE,
+                crf: int = 23) -> int:
+    """Encode RGB frames ``(H, W, 3) uint8`` as H.264 (+ AAC audio when given) into an mp4.
+
+    Frame sizes are cropped to even numbers (yuv420p). Returns the number of frames written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with av.open(str(path), "w") as container:
+        stream = None
+        rate = Fraction(fps).limit_denominator(1001)
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sample_rate)
+            astream.layout = "mono"
+        for rgb in frames:
+            h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+            if stream is None:
+                stream = container.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            n += 1
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+        if astream is not None and audio is not None and len(audio):
+            samples = np.asarray(audio, np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = 0
+            for packet in astream.encode(frame):
+                container.mux(packet)
+            for packet in astream.encode(None):
+                container.mux(packet)
+    return n

@@ -170,8 +170,10 @@ def _identity_report(ws: Workspace, actor: str, shard_file: h5py.File, plan: Pla
     neutral = [c.clip_id for c in plan.clips if c.actor == actor and c.labels and c.labels.get("emotion") == "neutral"]
     exprs = [shard_file["clips"][c]["flame"]["expression"][()] for c in neutral if c in shard_file["clips"]]
     if exprs:
-        mean = np.concatenate(exprs).mean(axis=0)
+        frames = np.concatenate(exprs)
+        mean = frames.mean(axis=0)
         report["neutral_mean_expression_norm"] = float(np.linalg.norm(mean))
+        report["neutral_expression_rms_norm"] = float(np.sqrt((frames ** 2).sum(axis=1).mean()))
         report["neutral_mean_expression"] = [round(float(x), 4) for x in mean[:10]]
     return report
 

@@ -248,7 +248,7 @@ def fit_stage(ctx: BuildContext, clip: PlannedClip, shape: np.ndarray, strict_qc
         vertices=f.vertices, audio=cached["audio"], landmarks=cached["points"], landmarks_valid=cached["valid"],
         flame={"expression": f.expression, "jaw_pose": f.jaw_pose, "eye_pose": f.eye_pose,
                "global_pose": f.global_pose, "neck_pose": f.neck_pose, "translation": f.translation},
-        camera=f.camera.to_dict(), attrs=attrs)
+        camera=f.camera.to_dict(), head_translation=f.head_translation, attrs=attrs)
     write_clip_file(ws.clip(clip.clip_id), record, config.storage)
     return {"fit": fit_time, "write": time.perf_counter() - t1, "frames": f.n_frames}
 
@@ -310,7 +310,7 @@ def run_shard(ctx: BuildContext, shard: str, clips: list[PlannedClip], strict_qc
     missing = [c.clip_id for c in clips if not ws.clip_done(c.clip_id)]
     if missing:
         raise RuntimeError(f"shard {shard}: clips without a result after all stages: {', '.join(missing)}")
-    assemble_shard(ws.shard(shard), done, {a: v for a, v in actors.items()}, shard)
+    assemble_shard(ws.shard(shard), done, actors, shard, resources(ctx)["model"].faces)
     timings.append({"assemble": time.perf_counter() - t0})
     total: dict = {}
     for t in timings:

@@ -90,6 +90,11 @@ class Dataset3D:
     def group(self, clip_id: str) -> h5py.Group:
         return self._file(self.info(clip_id)["shard"])["clips"][clip_id]
 
+    def faces(self, shard: str | None = None) -> np.ndarray:
+        """The mesh's triangles ``(F, 3)``."""
+        shard = shard or self.manifest["clips"][0]["shard"]
+        return self._file(shard)["mesh"]["faces"][()]
+
     def template(self, actor: str, shard: str) -> np.ndarray:
         return self._file(shard)["actors"][actor]["template"][()]
 

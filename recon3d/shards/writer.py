@@ -42,6 +42,7 @@ class ClipRecord:
     landmarks_valid: np.ndarray  # (T,) bool
     flame: dict[str, np.ndarray]  # expression, jaw_pose, eye_pose, global_pose, neck_pose, translation
     camera: dict[str, float]  # focal, cx, cy, width, height
+    head_translation: np.ndarray  # (T, 3) camera-frame vertices = vertices @ R(global_pose)^T + this
     attrs: dict = field(default_factory=dict)  # labels, QC, provenance
 
 
@@ -62,6 +63,8 @@ def _write_clip_group(group: h5py.Group, rec: ClipRecord, storage: StorageConfig
     camera = group.create_group("camera")
     for name, value in rec.camera.items():
         camera.attrs[name] = value
+    camera.attrs["model"] = "pinhole, camera looks along -z, y up; pixels u = cx + focal*x/(-z), v = cy - focal*y/(-z)"
+    camera.create_dataset("translation", data=np.asarray(rec.head_translation, np.float32))
     group.attrs["actor"] = rec.actor
     group.attrs["fps"] = float(rec.fps)
     group.attrs["n_frames"] = int(n_frames)
@@ -77,8 +80,10 @@ def write_clip_file(path: Path, rec: ClipRecord, storage: StorageConfig) -> None
             _write_clip_group(f.create_group("clips").create_group(rec.clip_id), rec, storage)
 
 
-def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[str, np.ndarray]], name: str) -> None:
-    """Atomically write a shard from finished clip files plus per-actor ``shape`` and ``template``.
+def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[str, np.ndarray]], name: str,
+                   faces: np.ndarray) -> None:
+    """Atomically write a shard from finished clip files, per-actor ``shape`` and ``template``, and
+    the mesh's triangles (``/mesh/faces``).
 
     Chunks are copied as stored (no recompression). The shard's ``complete`` attribute and its
     existence under its final name both mean every listed clip is inside.
@@ -98,5 +103,6 @@ def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[st
                 a = group.create_group(actor)
                 for key, value in arrays.items():
                     a.create_dataset(key, data=value)
+            out.create_group("mesh").create_dataset("faces", data=np.asarray(faces, np.int32))
             out.attrs["n_clips"] = len(clips)
             out.attrs["complete"] = True

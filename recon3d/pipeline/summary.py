@@ -1,0 +1,63 @@
+"""Summaries of a built dataset from its manifest (what ``recon3d inspect`` prints)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+
+def dataset_summary(manifest: dict) -> dict:
+    """Counts, duration, label and QC distributions and failures of a build."""
+    clips = manifest["clips"]
+    frames = sum(c["frames"] for c in clips)
+    seconds = sum(c["duration_s"] for c in clips)
+    emotions = Counter((c.get("labels") or {}).get("emotion", "unlabeled") for c in clips)
+    qc_keys = ("reprojection_iod_mean", "reprojection_iod_p95", "face_fraction", "lip_jitter_mm")
+    qc = {}
+    for key in qc_keys:
+        values = np.array([c["qc"].get(key, np.nan) for c in clips], float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            qc[key] = {"median": float(np.median(values)), "p95": float(np.percentile(values, 95)),
+                       "max": float(values.max())}
+    flags = Counter(f for c in clips for f in str(c["qc"].get("flags", "")).split(",") if f)
+    failures = manifest.get("failures", [])
+    return {
+        "clips": len(clips), "frames": frames, "hours": seconds / 3600.0,
+        "splits": dict(Counter(c.get("split", "train") for c in clips)),
+        "emotions": dict(sorted(emotions.items())),
+        "actors": dict(sorted(Counter(str(c["actor"]) for c in clips).items())),
+        "qc": qc, "qc_flagged": sum(1 for c in clips if not c["qc"].get("pass", True)), "qc_flags": dict(flags),
+        "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
+        "failure_list": [{"id": f["id"], "stage": f["stage"], "reason": f["reason"]} for f in failures],
+        "identity": {a: {k: v for k, v in r.items() if k in ("identity_source", "identity_from_neutral",
+                                                               "neutral_mean_expression_norm",
+                                                               "neutral_expression_rms_norm")}
+                     for a, r in manifest.get("actors", {}).items()},
+    }
+
+
+def format_summary(s: dict) -> str:
+    """A human-readable table of :func:`dataset_summary`."""
+    lines = [f"clips {s['clips']}   frames {s['frames']}   hours {s['hours']:.3f}   "
+             f"splits {', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}"]
+    lines.append("emotions: " + ", ".join(f"{k} {v}" for k, v in s["emotions"].items()))
+    lines.append("actors:   " + ", ".join(f"{k} {v}" for k, v in s["actors"].items()))
+    if s["qc"]:
+        lines.append(f"{'QC':24s} {'median':>9s} {'p95':>9s} {'max':>9s}")
+        for key, v in s["qc"].items():
+            lines.append(f"{key:24s} {v['median']:9.4f} {v['p95']:9.4f} {v['max']:9.4f}")
+    lines.append(f"QC flagged: {s['qc_flagged']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['qc_flags'].items())})"
+                                                     if s["qc_flags"] else ""))
+    for actor, r in s["identity"].items():
+        if "neutral_mean_expression_norm" in r:
+            lines.append(f"actor {actor}: identity {r.get('identity_source', '?')}"
+                         f"{' from neutral clips' if r.get('identity_from_neutral') else ''}; neutral clips' mean "
+                         f"expression norm {r['neutral_mean_expression_norm']:.2f} "
+                         f"(per-frame rms {r.get('neutral_expression_rms_norm', float('nan')):.2f})")
+    lines.append(f"failures: {s['failures']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['failures_by_stage'].items())})"
+                                                 if s["failures"] else ""))
+    for f in s["failure_list"][:20]:
+        lines.append(f"  {f['id']} [{f['stage']}]: {f['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Preview videos: the fitted mesh drawn over the source frames and beside them, with the clip's audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from recon3d.io.video import VideoError, iter_frames, write_video
+from recon3d.render.rasterizer import project_pinhole, rasterize
+from recon3d.render.shading import lambert, vertex_normals
+
+
+def camera_vertices(vertices: np.ndarray, global_pose: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Canonical vertices ``(T, V, 3)`` placed in the camera frame by head rotation and translation."""
+    rot = Rotation.from_rotvec(global_pose.astype(np.float64)).as_matrix()  # (T, 3, 3)
+    return np.einsum("tvc,trc->tvr", vertices.astype(np.float64), rot) + translation[:, None, :]
+
+
+def render_mesh(vertices: np.ndarray, faces: np.ndarray, focal: float, cx: float, cy: float,
+                height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shaded image ``(H, W, 3)`` in [0, 1] and its coverage mask for camera-frame ``vertices``."""
+    frags = rasterize(project_pinhole(vertices, focal, cx, cy), faces, height, width)
+    return lambert(frags, faces, vertex_normals(vertices, faces)), frags.mask
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return img
+    import cv2
+
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(2, int(round(w * scale))), max(2, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
+
+
+def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarray, camera: dict,
+                   scale: float = 0.5, alpha: float = 0.65) -> Iterator[np.ndarray]:
+    """Side-by-side frames: source with the mesh blended over it | the mesh alone.
+
+    Rendering happens at ``scale`` of the source resolution. Without the source video (moved or
+    deleted) the left side is left dark.
+    """
+    width, height = int(camera["width"]), int(camera["height"])
+    w, h = max(2, int(round(width * scale))), max(2, int(round(height * scale)))
+    f, cx, cy = camera["focal"] * w / width, camera["cx"] * w / width, camera["cy"] * h / height
+    sources = iter_frames(video) if video is not None and Path(video).exists() else None
+    for t in range(len(cam_vertices)):
+        background = np.zeros((h, w, 3), np.float32)
+        if sources is not None:
+            try:
+                rgb, _ = next(sources)
+                background = _resize(rgb, w / rgb.shape[1]).astype(np.float32) / 255.0
+            except (StopIteration, VideoError):
+                sources = None
+        shaded, mask = render_mesh(cam_vertices[t], faces, f, cx, cy, h, w)
+        overlay = background.copy()
+        overlay[mask] = alpha * shaded[mask] + (1 - alpha) * background[mask]
+        alone = np.where(mask[..., None], shaded, 0.12)
+        yield (np.concatenate([overlay, alone], axis=1) * 255).clip(0, 255).astype(np.uint8)
+
+
+def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: float = 0.5, video: Path | None = None) -> int:
+    """Write ``out`` (mp4 with video and audio) for a clip of a built dataset; returns frames written."""
+    from recon3d.shards.reader import open_dataset
+
+    ds = open_dataset(dataset_root)
+    try:
+        g = ds.group(clip_id)
+        vertices = g["vertices"][()]
+        cam = camera_vertices(vertices, g["flame"]["global_pose"][()], g["camera"]["translation"][()])
+        camera = {k: float(v) for k, v in g["camera"].attrs.items() if k in ("focal", "cx", "cy", "width", "height")}
+        faces = ds.faces(ds.info(clip_id)["shard"])
+        source = video or Path(str(g.attrs.get("source_path", "")))
+        audio = g["audio"][()]
+        fps = float(g.attrs["fps"])
+    finally:
+        ds.close()
+    return write_video(out, preview_frames(source, cam, faces, camera, scale), fps, audio)

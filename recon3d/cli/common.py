@@ -8,7 +8,8 @@ from typing import Callable
 
 import click
 
-from recon3d.flame.model_file import FLAME_ENV_VAR, FlameModelError
+from recon3d.errors import Recon3dError
+from recon3d.flame.model_file import FLAME_ENV_VAR
 
 
 def flame_model_option(required: bool = True) -> Callable:
@@ -28,7 +29,7 @@ def friendly_errors(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (FlameModelError, FileNotFoundError, ValueError) as exc:
+        except (Recon3dError, FileNotFoundError, ValueError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 

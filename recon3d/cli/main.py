@@ -29,3 +29,7 @@ cli.add_command(check_model)
 cli.add_command(build_dataset)
 cli.add_command(inspect_dataset)
 cli.add_command(preview)
+
+
+if __name__ == "__main__":
+    cli()

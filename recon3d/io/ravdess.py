@@ -65,8 +65,12 @@ def parse_ravdess_name(name: str) -> ClipLabels:
 
 
 def discover_videos(root: Path, extensions: tuple[str, ...] = (".mp4",)) -> list[Path]:
-    """Video files under ``root``: the RAVDESS layout (``Actor_01/...``) or a flat folder, sorted."""
+    """Video files under ``root``: the RAVDESS layout (``Actor_01/...``) or a flat folder, sorted.
+
+    Broken symbolic links are listed too, so that they are reported as unreadable, not skipped.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder of videos")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    return sorted(p for p in root.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.suffix.lower() in extensions)

@@ -31,6 +31,8 @@ class VideoInfo:
 
 def _open(path: Path) -> av.container.InputContainer:
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise VideoError(f"{path.name}: cannot be read (broken symbolic link to {os.readlink(path)})")
     try:
         size = path.stat().st_size
     except FileNotFoundError as exc:

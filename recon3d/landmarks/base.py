@@ -14,10 +14,11 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from recon3d.errors import Recon3dError
 from recon3d.io.video import iter_frames
 
 
-class LandmarkBackendError(RuntimeError):
+class LandmarkBackendError(Recon3dError, RuntimeError):
     """A landmark backend that cannot run here (missing package or weights)."""
 
 

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from recon3d import __version__
+from recon3d.errors import Recon3dError
 from recon3d.flame import resolve_flame_model_path
 from recon3d.pipeline.atomic import atomic_path, write_json
 from recon3d.pipeline.config import BuildConfig
@@ -23,7 +24,7 @@ MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
 
 
-class BuildError(RuntimeError):
+class BuildError(Recon3dError, RuntimeError):
     """The build cannot start or finish as asked; the message says what to do."""
 
 

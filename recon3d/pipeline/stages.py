@@ -92,6 +92,10 @@ def resources(ctx: BuildContext) -> dict:
     """FLAME model, embedding, fitter and detector, loaded once per worker process."""
     key = (ctx.flame_model, json.dumps(ctx.config, sort_keys=True))
     if _RESOURCES.get("key") != key:
+        import torch
+
+        # One thread per worker: workers are processes, and results must not depend on thread counts.
+        torch.set_num_threads(1)
         config = ctx.build_config
         fit = config.fitting
         model = load_flame_model(ctx.flame_model, n_shape=max(fit.n_shape, 1), n_expr=fit.n_expr)

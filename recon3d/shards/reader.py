@@ -9,10 +9,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from recon3d.errors import Recon3dError
+
 AUDIO_RATE = 16000
 
 
-class DatasetError(ValueError):
+class DatasetError(Recon3dError, ValueError):
     """A dataset folder that is not a finished recon3d build."""
 
 
@@ -32,10 +34,12 @@ class ClipData:
 
 
 def audio_span(start_frame: int, n_frames: int, fps: float) -> tuple[int, int]:
-    """Sample range of frames ``[start_frame, start_frame + n_frames)`` at 16 kHz."""
+    """Sample range of frames ``[start_frame, start_frame + n_frames)`` at 16 kHz.
+
+    The length depends only on ``n_frames`` (windows of equal length batch together).
+    """
     a = int(round(start_frame * AUDIO_RATE / fps))
-    b = int(round((start_frame + n_frames) * AUDIO_RATE / fps))
-    return a, b
+    return a, a + int(round(n_frames * AUDIO_RATE / fps))
 
 
 class Dataset3D:

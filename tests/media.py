@@ -1,0 +1,62 @@
+"""Writing small test videos with PyAV (real encodes, no mocks)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+
+from recon3d.io.video import iter_frames, write_video
+
+
+def write_no_face_video(path: Path, n_frames: int = 12) -> Path:
+    """A short video of moving colour gradients: decodable, but no face in it."""
+    yy, xx = np.mgrid[0:240, 0:320]
+
+    def frames():
+        for i in range(n_frames):
+            img = np.stack([(xx + 5 * i) % 256, (yy * 2) % 256, np.full_like(xx, 90)], -1)
+            yield img.astype(np.uint8)
+
+    write_video(path, frames(), 25.0, np.zeros(int(16000 * n_frames / 25), np.float32))
+    return path
+
+
+def write_audio_only_mp4(path: Path, seconds: float = 1.0) -> Path:
+    """An .mp4 with an AAC audio stream and no video stream."""
+    sr = 16000
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=sr)
+        stream.layout = "mono"
+        samples = (0.2 * np.sin(np.arange(int(sr * seconds)) * 2 * np.pi * 220 / sr)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = sr, 0
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def write_first_frames(source: Path, path: Path, n_frames: int) -> Path:
+    """The first ``n_frames`` of a real video, re-encoded."""
+    frames = []
+    for rgb, _ in iter_frames(source):
+        frames.append(rgb)
+        if len(frames) == n_frames:
+            break
+    write_video(path, frames, 29.97)
+    return path
+
+
+def write_truncated(source: Path, path: Path, fraction: float = 0.5) -> Path:
+    data = Path(source).read_bytes()
+    Path(path).write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def copy(source: Path, path: Path) -> Path:
+    shutil.copyfile(source, path)
+    return path

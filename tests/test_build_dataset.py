@@ -1,0 +1,191 @@
+"""build-dataset on real RAVDESS clips: real decoding, real MediaPipe, real HDF5, a real SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from recon3d.io.ravdess import parse_ravdess_name
+from recon3d.io.video import iter_frames, probe
+from recon3d.pipeline.config import BuildConfig
+from recon3d.shards import WindowDataset, open_dataset
+from tests import media
+from tests.conftest import RAVDESS_VIDEO, STAND_IN, need
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, check_exit: int | None = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "recon3d", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    if check_exit is not None:
+        assert proc.returncode == check_exit, proc.stderr[-3000:]
+    return proc
+
+
+def build(videos: Path, out: Path, *extra: str, check_exit: int | None = 0) -> subprocess.CompletedProcess:
+    return run_cli("build-dataset", str(videos), "--flame-model", str(need(STAND_IN)), "--out", str(out),
+                   "--no-progress", *extra, check_exit=check_exit)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Path:
+    """The five shared RAVDESS clips built once for this test session."""
+    out = tmp_path_factory.mktemp("ravdess3d") / "out"
+    build(need(RAVDESS_VIDEO), out, "--workers", "2")
+    return out
+
+
+def test_build_matches_the_source_videos(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    videos = sorted(need(RAVDESS_VIDEO).glob("*.mp4"))
+    assert sorted(c["id"] for c in manifest["clips"]) == [v.stem for v in videos]
+    assert manifest["failures"] == [] and (built / "failures.jsonl").read_text() == ""
+    threshold = BuildConfig().qc.max_reprojection_iod
+    with h5py.File(built / "shards" / "actor_05.h5", "r") as f:
+        assert f.attrs["complete"] and f.attrs["n_clips"] == 5
+        assert f["actors/05/template"].shape == (5023, 3) and f["mesh/faces"].shape == (9976, 3)
+        for video in videos:
+            g = f["clips"][video.stem]
+            n_decoded = sum(1 for _ in iter_frames(video))
+            fps = probe(video).fps
+            assert g["vertices"].shape == (n_decoded, 5023, 3)
+            assert g["landmarks"].shape == (n_decoded, 478, 2) and g["landmarks_valid"][()].all()
+            assert g["audio"].attrs["sample_rate"] == 16000
+            assert len(g["audio"]) == round(n_decoded / fps * 16000)
+            assert g["flame/expression"].shape[0] == n_decoded and g["flame/jaw_pose"].shape == (n_decoded, 3)
+            labels = parse_ravdess_name(video.stem)
+            assert g.attrs["emotion"] == labels.emotion and g.attrs["emotion_id"] == labels.emotion_id
+            assert g.attrs["intensity"] == labels.intensity and g.attrs["actor"] == "05"
+            assert g.attrs["statement"] == labels.statement and g.attrs["modality"] == labels.modality
+            assert g.attrs["qc_reprojection_iod_mean"] < threshold
+            assert len(g.attrs["source_sha256"]) == 64 and g.attrs["fitting_config_hash"]
+            # Video-only files carry a silent track: kept, and flagged.
+            assert bool(g.attrs["has_speech_audio"]) == (labels.modality == 1)
+            if labels.modality == 2:
+                assert np.all(g["audio"][()] == 0)
+            # Canonical head space: the head is not rotated or moved in `vertices`.
+            assert abs(float(g["vertices"][0].mean(axis=0)[2])) < 0.05
+    assert "neutral_mean_expression_norm" in manifest["actors"]["05"]
+
+
+def test_reader_and_window_dataset(built):
+    ds = open_dataset(built)
+    assert len(ds) == 5 and set(ds.clip_ids("train")) == set(ds.clip_ids())
+    clip = ds.load_clip("01-01-04-01-01-01-05", start=10, n_frames=30)
+    assert clip.vertices.shape == (30, 5023, 3) and len(clip.audio) == round(30 * 16000 / clip.fps)
+    windows = WindowDataset(ds, split="train", window_frames=40, seed=1)
+    item = windows[0]
+    assert item["offsets"].shape == (40, 5023, 3) and item["audio"].shape[0] == round(40 * 16000 / item["fps"])
+    assert 0 <= item["emotion"] < 8 and item["intensity"] in (0, 1)
+    whole = WindowDataset(ds, split="train")[1]
+    assert whole["offsets"].shape[0] == ds.info(whole["clip_id"])["frames"]
+
+
+def test_inspect_and_preview(built, tmp_path):
+    out = run_cli("inspect", str(built), "--json").stdout
+    summary = json.loads(out)
+    assert summary["clips"] == 5 and summary["emotions"]["fearful"] == 3 and summary["failures"] == 0
+    assert "clips 5" in run_cli("inspect", str(built)).stdout
+    video = tmp_path / "preview.mp4"
+    run_cli("preview", str(built), "01-01-01-01-02-01-05", "--out", str(video), "--scale", "0.25")
+    import av
+
+    with av.open(str(video)) as c:
+        assert c.streams.video and c.streams.audio
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == open_dataset(built).info("01-01-01-01-02-01-05")["frames"]
+
+
+def test_rerun_skips_finished_work(built):
+    before = (built / "shards" / "actor_05.h5").stat().st_mtime_ns
+    proc = build(need(RAVDESS_VIDEO), built)
+    assert (built / "shards" / "actor_05.h5").stat().st_mtime_ns == before
+    assert "5 clips written" in proc.stderr
+
+
+def test_killed_build_resumes_complete(tmp_path, built):
+    """SIGKILL the build midway, rerun the same command, get every clip exactly once."""
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "recon3d", "build-dataset", str(need(RAVDESS_VIDEO)), "--flame-model",
+            str(STAND_IN), "--out", str(out), "--no-progress", "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "work" / "landmarks").glob("*.npz"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the build finished before it could be killed"
+    build(need(RAVDESS_VIDEO), out)
+    ds, ref = open_dataset(out), open_dataset(built)
+    assert sorted(ds.clip_ids()) == sorted(ref.clip_ids())
+    with h5py.File(out / "shards" / "actor_05.h5", "r") as f:
+        assert sorted(f["clips"]) == sorted(ref.clip_ids())
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_bad_inputs_fail_alone_with_reasons(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = sorted(need(RAVDESS_VIDEO).glob("01-*.mp4"))[:2]
+    for g in good:
+        media.copy(g, videos / g.name)
+    (videos / "01-01-03-01-01-01-07.mp4").write_bytes(b"")
+    media.write_truncated(good[0], videos / "01-01-03-01-01-02-07.mp4", 0.4)
+    (videos / "01-01-03-01-02-01-07.mp4").write_text("these are notes, not a video\n")
+    media.write_no_face_video(videos / "01-01-03-01-02-02-07.mp4")
+    media.write_audio_only_mp4(videos / "03-01-03-01-01-01-07.mp4")
+    (videos / "01-01-03-02-01-01-07.mp4").symlink_to(tmp_path / "gone.mp4")  # unreadable: dangling link
+    media.copy(good[0], videos / "interview_take3.mp4")
+    media.write_first_frames(good[0], videos / "01-01-03-02-01-02-07.mp4", 3)
+    out = tmp_path / "out"
+    proc = build(videos, out, "--workers", "2", check_exit=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(c["id"] for c in manifest["clips"]) == sorted(g.stem for g in good)
+    reasons = {f["id"]: f["reason"] for f in manifest["failures"]}
+    lines = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert {f["id"]: f["reason"] for f in lines} == reasons
+    expected = {
+        "01-01-03-01-01-01-07": "zero-byte file",
+        "01-01-03-01-01-02-07": "truncated|corrupt",
+        "01-01-03-01-02-01-07": "not a readable video",
+        "01-01-03-01-02-02-07": "no face detected",
+        "03-01-03-01-01-01-07": "no video stream",
+        "01-01-03-02-01-01-07": "not found|cannot be read",
+        "interview_take3": "not a RAVDESS name",
+        "01-01-03-02-01-02-07": "fewer than the minimum 5",
+    }
+    import re
+
+    for clip_id, pattern in expected.items():
+        assert clip_id in reasons, f"{clip_id} not recorded as failed: {reasons}"
+        assert re.search(pattern, reasons[clip_id]), (clip_id, reasons[clip_id])
+    assert "FAILED" in proc.stderr
+
+
+def test_labels_none_accepts_any_name(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    media.write_first_frames(sorted(need(RAVDESS_VIDEO).glob("*.mp4"))[0], videos / "my talk.mp4", 12)
+    out = tmp_path / "out"
+    build(videos, out, "--labels", "none", "--workers", "1")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["id"] for c in manifest["clips"]] == ["my talk"] and manifest["clips"][0]["labels"] is None
+
+
+def test_changed_config_is_refused_without_force(built, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("fitting:\n  smooth_expr: 3.0\n")
+    proc = build(need(RAVDESS_VIDEO), built, "--config", str(cfg), check_exit=2)
+    assert "different configuration" in proc.stderr and "--force" in proc.stderr

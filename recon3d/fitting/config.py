@@ -50,7 +50,7 @@ class FitConfig:
     rigid_iters: int = 6
     identity_frames: int = 16
     identity_iters: int = 4
-    clip_iters: int = 3
+    clip_iters: int = 2
     device: str = "cpu"
 
     @classmethod

@@ -35,6 +35,8 @@ from recon3d.flame.lbs import axis_angle_to_matrix
 from recon3d.flame.model_file import FlameModelData
 
 IRIS_IDS = set(range(468, 478))
+#: Frames processed at once where memory grows with the clip (Jacobians, full meshes).
+FRAME_CHUNK = 64
 
 
 class FittingError(ValueError):
@@ -50,6 +52,9 @@ class _Batch:
     frame_w: torch.Tensor  # (T,) data weight per frame
     mm_per_px: torch.Tensor  # (T,)
     fps: float
+
+    def frames(self, start: int, stop: int) -> "_Batch":
+        return _Batch(self.model, self.obs[start:stop], self.frame_w[start:stop], self.mm_per_px[start:stop], self.fps)
 
 
 class FlameFitter:
@@ -199,6 +204,11 @@ class FlameFitter:
         Returns ``hess (T, p, p), grad (T, p)`` and, ``with_shape``, the frame/shape coupling
         ``(T, p, K)``, the shape block ``(K, K)`` and the shape gradient ``(K,)``.
         """
+        n_frames = params.shape[0]
+        if not with_shape and n_frames > FRAME_CHUNK:  # bounded memory for long clips
+            parts = [self._data_normal_equations(batch.frames(a, a + FRAME_CHUNK), shape, params[a:a + FRAME_CHUNK], False)
+                     for a in range(0, n_frames, FRAME_CHUNK)]
+            return torch.cat([h for h, _ in parts]), torch.cat([g for _, g in parts])
         ev = batch.model.evaluate(shape, params, jac=True, jac_shape=with_shape)
         hess, grad, (r, jw, w2) = self._weighted_system(batch, ev.pixels, ev.jac)
         if not with_shape:
@@ -279,11 +289,13 @@ class FlameFitter:
         return float(1000.0 * np.median(depth[valid]) / camera.focal)
 
     @staticmethod
-    def _levenberg_marquardt(n_iters: int, state: list[torch.Tensor], cost_fn, linearize) -> None:
+    def _levenberg_marquardt(n_iters: int, state: list[torch.Tensor], cost_fn, linearize,
+                             tolerance: float = 5e-3) -> None:
         """Levenberg-Marquardt on the tensors in ``state`` (updated in place).
 
         ``linearize()`` builds the normal equations at the current state and returns
         ``solve(damping) -> list of steps``; a step is kept only if it lowers ``cost_fn()``.
+        Stops after ``n_iters`` or once a step lowers the cost by less than ``tolerance`` of it.
         """
         damping, cost = 1e-4, cost_fn()
         for _ in range(n_iters):
@@ -295,12 +307,15 @@ class FlameFitter:
                     t.add_(d)
                 new_cost = cost_fn()
                 if torch.isfinite(new_cost) and new_cost <= cost:
+                    converged = cost - new_cost <= tolerance * cost
                     cost, damping = new_cost, max(damping / 3.0, 1e-7)
                     break
                 for t, o in zip(state, old):
                     t.copy_(o)
                 damping *= 10.0
             else:
+                return
+            if converged:
                 return
 
     def fit_identity(self, sequences: list[LandmarkSequence], init_params: list[torch.Tensor] | None = None,
@@ -444,9 +459,12 @@ class FlameFitter:
         full_psi[:, :psi.shape[1]] = psi
         full_shape = shape.new_zeros(self.layer.n_shape)
         full_shape[:shape.shape[0]] = shape
+        eyes = torch.cat([eye_l, eye_r], 1).float()
         with torch.no_grad():
-            vertices = self.layer.canonical(full_shape.float(), full_psi.float(), params[:, lay.jaw].float(),
-                                            torch.cat([eye_l, eye_r], 1).float())
+            vertices = torch.cat([
+                self.layer.canonical(full_shape.float(), full_psi[a:a + FRAME_CHUNK].float(),
+                                     params[a:a + FRAME_CHUNK, lay.jaw].float(), eyes[a:a + FRAME_CHUNK])
+                for a in range(0, n_frames, FRAME_CHUNK)])
         pixels = batch.model.evaluate(shape, params, jac=False).pixels
         err = (pixels - batch.obs).norm(dim=-1).mean(dim=1).cpu().numpy()
         err[~self.usable_frames(seq)] = np.nan

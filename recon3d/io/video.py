@@ -64,48 +64,71 @@ def _rotation(frame_rotation: float | int | None) -> int:
     return int(round((frame_rotation or 0) / 90.0)) % 4 * 90
 
 
-def probe(path: Path) -> VideoInfo:
-    """Frame size, rate and rotation from the first decoded frame and the container."""
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate:
-            raise VideoError(f"{Path(path).name}: video stream has no frame rate")
+class VideoReader:
+    """A video opened once: ``fps``, ``declared_frames`` and ``has_audio`` are known before decoding,
+    ``rotation`` once the first frame is decoded."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._container = _open(self.path)
         try:
-            first = next(container.decode(stream))
-        except StopIteration as exc:
-            raise VideoError(f"{Path(path).name}: video stream holds no decodable frame") from exc
+            self._stream = _video_stream(self._container, self.path)
+            rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
+            if not rate:
+                raise VideoError(f"{self.path.name}: video stream has no frame rate")
+        except VideoError:
+            self._container.close()
+            raise
+        self.fps = float(Fraction(rate))
+        self.declared_frames = int(self._stream.frames or 0)
+        self.has_audio = bool(self._container.streams.audio)
+        self.rotation = 0
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        """Upright RGB frames ``(H, W, 3) uint8`` with their presentation time in seconds.
+
+        Raises :class:`VideoError` when decoding fails, or when the file ends before the number
+        of frames the container declares (a truncated file).
+        """
+        name, count = self.path.name, 0
+        try:
+            for frame in self._container.decode(self._stream):
+                rgb = frame.to_ndarray(format="rgb24")
+                self.rotation = _rotation(getattr(frame, "rotation", 0))
+                if self.rotation:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))
+                t = float(frame.time) if frame.time is not None else count / self.fps
+                count += 1
+                yield rgb, t
         except av.error.FFmpegError as exc:
-            raise VideoError(f"{Path(path).name}: cannot decode the video ({exc})") from exc
-        rot = _rotation(getattr(first, "rotation", 0))
-        w, h = (first.height, first.width) if rot in (90, 270) else (first.width, first.height)
-        return VideoInfo(width=w, height=h, fps=float(Fraction(rate)), declared_frames=int(stream.frames or 0),
-                         rotation=rot, has_audio=bool(container.streams.audio))
+            raise VideoError(f"{name}: video data is corrupt or truncated after {count} frames ({exc})") from exc
+        if self.declared_frames and count < self.declared_frames - 1:
+            raise VideoError(f"{name}: truncated file: decoded {count} of the {self.declared_frames} frames it declares")
+        if count == 0:
+            raise VideoError(f"{name}: video stream holds no decodable frame")
+
+
+def probe(path: Path) -> VideoInfo:
+    """Frame size, rate and rotation (from the first decoded frame)."""
+    with VideoReader(path) as reader:
+        rgb, _ = next(reader.frames())
+        return VideoInfo(width=rgb.shape[1], height=rgb.shape[0], fps=reader.fps,
+                         declared_frames=reader.declared_frames, rotation=reader.rotation, has_audio=reader.has_audio)
 
 
 def iter_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
-    """Upright RGB frames ``(H, W, 3) uint8`` with their presentation time in seconds.
-
-    Raises :class:`VideoError` when decoding fails, or when the file ends before the number of
-    frames the container declares (a truncated file).
-    """
-    name = Path(path).name
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        declared = int(stream.frames or 0)
-        count = 0
-        try:
-            for frame in container.decode(stream):
-                rgb = frame.to_ndarray(format="rgb24")
-                k = _rotation(getattr(frame, "rotation", 0)) // 90
-                if k:
-                    rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
-                count += 1
-                yield rgb, float(frame.time if frame.time is not None else (count - 1) / float(stream.average_rate))
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{name}: video data is corrupt or truncated after {count} frames ({exc})") from exc
-        if declared and count < declared - 1:
-            raise VideoError(f"{name}: truncated file: decoded {count} of the {declared} frames it declares")
+    """Upright RGB frames with their times (see :meth:`VideoReader.frames`)."""
+    with VideoReader(path) as reader:
+        yield from reader.frames()
 
 
 def read_audio(path: Path, start: float, n_samples: int, sample_rate: int = AUDIO_RATE) -> tuple[np.ndarray, bool]:

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from recon3d.errors import Recon3dError
-from recon3d.io.video import iter_frames
+from recon3d.io.video import VideoReader
 
 
 class LandmarkBackendError(Recon3dError, RuntimeError):
@@ -46,6 +46,8 @@ class LandmarkTrack:
     times: np.ndarray  # (T,) presentation time of each frame, seconds
     width: int
     height: int
+    fps: float  # the stream's average frame rate
+    rotation: int  # rotation metadata applied to the frames (degrees)
     detect_seconds: float = 0.0  # time spent in the detector (the rest of tracking is decoding)
 
 
@@ -66,7 +68,8 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
     previous = None
     height = width = 0
     detect_seconds = 0.0
-    for i, (rgb, t) in enumerate(iter_frames(path)):
+    reader = VideoReader(path)
+    for i, (rgb, t) in enumerate(_closing(reader)):
         height, width = rgb.shape[:2]
         t0 = time.perf_counter()
         faces = detector.detect(rgb)
@@ -87,8 +90,13 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
     n = len(points)
     return LandmarkTrack(points=np.stack(points) if n else np.zeros((0, detector.n_points, 2), np.float32),
                          valid=np.array(valid, bool), score=np.array(score, np.float32),
-                         times=np.array(times, np.float64), width=width, height=height,
-                         detect_seconds=detect_seconds)
+                         times=np.array(times, np.float64), width=width, height=height, fps=reader.fps,
+                         rotation=reader.rotation, detect_seconds=detect_seconds)
+
+
+def _closing(reader: VideoReader):
+    with reader:
+        yield from reader.frames()
 
 
 def create_detector(name: str = "mediapipe", **options) -> LandmarkDetector:

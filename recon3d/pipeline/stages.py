@@ -26,7 +26,7 @@ import numpy as np
 from recon3d import __version__
 from recon3d.fitting import FittingError, FlameFitter, LandmarkSequence
 from recon3d.flame import FlameLayer, FlameModelError, load_flame_model, load_mediapipe_embedding
-from recon3d.io.video import AUDIO_RATE, VideoError, probe, read_audio
+from recon3d.io.video import AUDIO_RATE, VideoError, read_audio
 from recon3d.landmarks import LandmarkBackendError, create_detector, track_video
 from recon3d.pipeline.atomic import atomic_path, write_json
 from recon3d.pipeline.config import BuildConfig
@@ -142,7 +142,6 @@ def landmarks_stage(ctx: BuildContext, clip: PlannedClip) -> dict:
     path = Path(clip.path)
     det = detector(ctx)
     t0 = time.perf_counter()
-    info = probe(path)
     track = track_video(path, det)
     total = time.perf_counter() - t0
     n_frames = len(track.valid)
@@ -151,14 +150,14 @@ def landmarks_stage(ctx: BuildContext, clip: PlannedClip) -> dict:
     if not track.valid.any():
         raise ClipFailure("landmarks", f"no face detected in any of the {n_frames} frames")
     t1 = time.perf_counter()
-    n_samples = int(round(n_frames / info.fps * AUDIO_RATE))
+    n_samples = int(round(n_frames / track.fps * AUDIO_RATE))
     audio, has_stream = read_audio(path, float(track.times[0]), n_samples)
     digest = sha256_of(path)
     audio_time = time.perf_counter() - t1
     with atomic_path(ws.landmarks(clip.clip_id)) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
-                     width=track.width, height=track.height, fps=info.fps, rotation=info.rotation, audio=audio,
+                     width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
                      has_audio_stream=has_stream, sha256=digest, backend=det.name)
     return {"decode": total - track.detect_seconds + audio_time, "landmarks": track.detect_seconds}
 

@@ -1,0 +1,40 @@
+"""The documented build configuration equals the built-in defaults, and bad configs say why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recon3d.pipeline.config import BuildConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ravdess_yaml_documents_the_defaults():
+    assert BuildConfig.load(REPO / "pipelines" / "ravdess.yaml").to_dict() == BuildConfig().to_dict()
+
+
+def test_every_default_is_in_the_yaml():
+    documented = yaml.safe_load((REPO / "pipelines" / "ravdess.yaml").read_text())
+    for section, values in BuildConfig().to_dict().items():
+        if isinstance(values, dict):
+            assert set(values) == set(documented[section]), section
+
+
+def test_unknown_keys_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("fitting:\n  smoth_expr: 2\n")
+    with pytest.raises(ValueError, match="unknown option.*'fitting'.*smoth_expr"):
+        BuildConfig.load(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        BuildConfig.load(path)
+
+
+def test_overrides_change_the_hash(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("qc:\n  min_frames: 10\n")
+    cfg = BuildConfig.load(path)
+    assert cfg.qc.min_frames == 10 and cfg.digest() != BuildConfig().digest()

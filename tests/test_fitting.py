@@ -14,8 +14,8 @@ from recon3d.fitting.normal_equations import second_difference_gram, solve_arrow
 from recon3d.fitting.sequence import LandmarkSequence
 from recon3d.flame.landmark_basis import landmark_basis
 from recon3d.synth.accuracy import accuracy_row
-from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of, project_landmarks,
-                                  sample_motion)
+from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of, posed_vertices,
+                                  project_landmarks, sample_motion)
 
 CAMERA = PinholeCamera.from_fov(1280, 720, 40.0)
 
@@ -176,3 +176,24 @@ def test_fitting_is_deterministic(flame_layer, mp_embedding, fitter):
     a, b = fitter.fit(seq), fitter.fit(seq)
     np.testing.assert_array_equal(a.vertices, b.vertices)
     np.testing.assert_array_equal(a.expression, b.expression)
+
+
+def test_fan68_landmarks_fit_through_the_same_fitter(flame_model, flame_layer, mp_embedding, masks):
+    """The 68-point convention (face-alignment's FAN) plugs into the fitter with its own scheme."""
+    from recon3d.flame import load_fan68_embedding
+    from recon3d.landmarks.schemes import FAN68
+
+    inner = load_fan68_embedding(flame_model).static  # the 51 points without the yaw-dependent contour
+    fitter = FlameFitter(flame_model, inner, FitConfig(), FAN68)
+    motion = place_in_front_of(flame_layer, mp_embedding, sample_motion(flame_layer, mp_embedding, 30, 30.0, 3),
+                               CAMERA, iod_px=250)
+    posed = posed_vertices(flame_layer, motion).numpy()
+    points = np.full((30, 68, 2), np.nan)
+    points[:, inner.source_ids] = CAMERA.project(torch.as_tensor(inner.points(posed, flame_model.faces))).numpy()
+    seq = LandmarkSequence(points, np.ones(30, bool), 1280, 720, 30.0, scheme=FAN68)
+    assert np.isfinite(seq.inter_ocular_px()).all()
+    result = fitter.fit(seq)
+    assert np.nanmean(result.reprojection_px) < 1.0
+    row = accuracy_row(result.vertices.astype(np.float64), identity_template(flame_layer, result.shape),
+                       canonical_vertices(flame_layer, motion), identity_template(flame_layer, motion.shape), masks)
+    assert row["lip_motion_mm"] < 2.0

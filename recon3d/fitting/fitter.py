@@ -27,12 +27,13 @@ from recon3d.fitting.normal_equations import (
     solve_arrowhead,
     solve_smoothed_blocks,
 )
-from recon3d.fitting.sequence import EYELID_PAIRS, LIP_PAIRS, FitResult, LandmarkSequence
+from recon3d.fitting.sequence import FitResult, LandmarkSequence
 from recon3d.flame.embeddings import LandmarkEmbedding
 from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
 from recon3d.flame.layer import FlameLayer
 from recon3d.flame.lbs import axis_angle_to_matrix
 from recon3d.flame.model_file import FlameModelData
+from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 IRIS_IDS = set(range(468, 478))
 #: Frames processed at once where memory grows with the clip (Jacobians, full meshes).
@@ -58,9 +59,14 @@ class _Batch:
 
 
 class FlameFitter:
-    """Fits FLAME to MediaPipe landmark sequences with the settings of a :class:`FitConfig`."""
+    """Fits FLAME to landmark sequences with the settings of a :class:`FitConfig`.
 
-    def __init__(self, model: FlameModelData, embedding: LandmarkEmbedding, config: FitConfig | None = None):
+    ``embedding`` ties detector ids to the mesh; ``scheme`` names the detector's eye corners and
+    lip/eyelid pairs (MediaPipe by default).
+    """
+
+    def __init__(self, model: FlameModelData, embedding: LandmarkEmbedding, config: FitConfig | None = None,
+                 scheme: LandmarkScheme = MEDIAPIPE):
         self.config = config = config or FitConfig()
         if config.n_shape > model.n_shape or config.n_expr > model.n_expr:
             raise ValueError(f"the fitter needs {config.n_shape} shape and {config.n_expr} expression components, "
@@ -79,7 +85,8 @@ class FlameFitter:
         self.layer = FlameLayer(model, dtype=torch.float32).to(self.device)
         ids = list(embedding.source_ids)
         pos = {int(i): k for k, i in enumerate(ids)}
-        self.pairs = torch.tensor([(pos[a], pos[b]) for a, b in LIP_PAIRS + EYELID_PAIRS
+        self.scheme = scheme
+        self.pairs = torch.tensor([(pos[a], pos[b]) for a, b in scheme.lip_pairs + scheme.eyelid_pairs
                                    if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
         weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
         weights += [config.contact_weight] * len(self.pairs)

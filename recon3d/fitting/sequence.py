@@ -7,25 +7,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recon3d.fitting.camera import PinholeCamera
-
-#: MediaPipe ids of the outer eye corners, used to measure the inter-ocular distance (IOD).
-OUTER_EYE_CORNERS = (33, 263)
-#: Inner-lip pairs (upper, lower) and eyelid pairs (upper, lower), MediaPipe ids.
-LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (191, 95), (312, 317), (311, 402), (310, 318), (415, 324))
-EYELID_PAIRS = ((159, 145), (158, 153), (160, 144), (157, 154), (161, 163),
-                (386, 374), (385, 380), (387, 373), (384, 381), (388, 390))
+from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 
 @dataclass
 class LandmarkSequence:
-    """Per-frame 2D landmarks of one clip (MediaPipe's 478 points, pixels)."""
+    """Per-frame 2D landmarks of one clip (by default MediaPipe's 478 points), pixels."""
 
-    points: np.ndarray  # (T, 478, 2) float, pixels; anything where valid is False
+    points: np.ndarray  # (T, P, 2) float, pixels; anything where valid is False
     valid: np.ndarray  # (T,) bool: a face was detected
     width: int
     height: int
     fps: float
     score: np.ndarray | None = None  # (T,) detection confidence in [0, 1], optional
+    scheme: LandmarkScheme = MEDIAPIPE
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float64)
@@ -46,13 +41,13 @@ class LandmarkSequence:
 
     def inter_ocular_px(self) -> np.ndarray:
         """Per-frame distance between the outer eye corners (NaN without a face)."""
-        a, b = OUTER_EYE_CORNERS
+        a, b = self.scheme.outer_eye_corners
         d = np.linalg.norm(self.points[:, a] - self.points[:, b], axis=-1)
         return np.where(self.valid, d, np.nan)
 
     def mouth_gap(self) -> np.ndarray:
         """Mean inner-lip gap over the IOD per frame (NaN without a face)."""
-        gaps = [np.linalg.norm(self.points[:, u] - self.points[:, l], axis=-1) for u, l in LIP_PAIRS]
+        gaps = [np.linalg.norm(self.points[:, u] - self.points[:, l], axis=-1) for u, l in self.scheme.lip_pairs]
         return np.mean(gaps, axis=0) / self.inter_ocular_px()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from recon3d.errors import Recon3dError
 from recon3d.io.video import VideoReader
+from recon3d.landmarks.schemes import LandmarkScheme
 
 
 class LandmarkBackendError(Recon3dError, RuntimeError):
@@ -25,6 +26,7 @@ class LandmarkBackendError(Recon3dError, RuntimeError):
 class LandmarkDetector(Protocol):
     name: str
     n_points: int
+    scheme: LandmarkScheme
 
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """All faces in the frame: ``(points (n_points, 2) pixels, score)``."""

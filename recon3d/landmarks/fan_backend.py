@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.landmarks.base import LandmarkBackendError
+from recon3d.landmarks.schemes import FAN68
 
 WEIGHT_PREFIXES = ("2DFAN4", "s3fd")
 
@@ -27,6 +28,7 @@ class FanDetector:
 
     name = "fan"
     n_points = 68
+    scheme = FAN68
 
     def __init__(self, device: str = "cpu"):
         try:

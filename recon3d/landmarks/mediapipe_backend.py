@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from recon3d.landmarks.base import LandmarkBackendError
+from recon3d.landmarks.schemes import MEDIAPIPE
 
 
 class MediaPipeDetector:
@@ -16,6 +17,7 @@ class MediaPipeDetector:
 
     name = "mediapipe"
     n_points = 478
+    scheme = MEDIAPIPE
 
     def __init__(self, max_faces: int = 2, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
         try:

@@ -8,10 +8,6 @@ from recon3d.fitting.sequence import FitResult, LandmarkSequence
 from recon3d.flame.embeddings import LandmarkEmbedding
 from recon3d.pipeline.config import QCConfig
 
-#: MediaPipe's 40 lip ids (outer and inner contour), used for the jitter figure.
-MP_LIP_IDS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
-              267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)
-
 
 def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbedding, faces: np.ndarray,
             config: QCConfig) -> dict:
@@ -19,7 +15,7 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     iod = seq.inter_ocular_px()
     rel = result.reprojection_px / iod
     rel = rel[np.isfinite(rel)]
-    lips = np.isin(embedding.source_ids, MP_LIP_IDS)
+    lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
     lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
     pts = lip_points.points(result.vertices.astype(np.float64), faces)
     jitter = float(np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean() * 1000) if len(pts) > 2 else 0.0

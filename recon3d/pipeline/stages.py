@@ -25,9 +25,10 @@ import numpy as np
 
 from recon3d import __version__
 from recon3d.fitting import FittingError, FlameFitter, LandmarkSequence
-from recon3d.flame import FlameLayer, FlameModelError, load_flame_model, load_mediapipe_embedding
+from recon3d.flame import FlameLayer, FlameModelError, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
 from recon3d.io.video import AUDIO_RATE, VideoError, read_audio
 from recon3d.landmarks import LandmarkBackendError, create_detector, track_video
+from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.atomic import atomic_path, write_json
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import PlannedClip
@@ -99,10 +100,13 @@ def resources(ctx: BuildContext) -> dict:
         config = ctx.build_config
         fit = config.fitting
         model = load_flame_model(ctx.flame_model, n_shape=max(fit.n_shape, 1), n_expr=fit.n_expr)
-        embedding = load_mediapipe_embedding(model)
+        if config.landmarks.backend == "fan":  # the 51 inner points; the jaw contour moves with yaw
+            embedding, scheme = load_fan68_embedding(model).static, FAN68
+        else:
+            embedding, scheme = load_mediapipe_embedding(model), MEDIAPIPE
         _RESOURCES.clear()
-        _RESOURCES.update(key=key, config=config, model=model, embedding=embedding,
-                          fitter=FlameFitter(model, embedding, fit),
+        _RESOURCES.update(key=key, config=config, model=model, embedding=embedding, scheme=scheme,
+                          fitter=FlameFitter(model, embedding, fit, scheme),
                           layer=FlameLayer(model), detector=None)
     return _RESOURCES
 
@@ -168,8 +172,9 @@ def load_landmarks(ws: Workspace, clip_id: str) -> dict:
 
 
 def sequence_of(cached: dict) -> LandmarkSequence:
+    scheme = FAN68 if str(cached["backend"]) == "fan" else MEDIAPIPE
     return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
-                            float(cached["fps"]), cached["score"])
+                            float(cached["fps"]), cached["score"], scheme)
 
 
 # ------------------------------------------------------------------------------------- stage 2

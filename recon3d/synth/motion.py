@@ -15,9 +15,9 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from recon3d.fitting.camera import PinholeCamera
-from recon3d.fitting.sequence import EYELID_PAIRS, OUTER_EYE_CORNERS
 from recon3d.flame.embeddings import N_MEDIAPIPE_POINTS, LandmarkEmbedding
 from recon3d.flame.layer import FlameLayer
+from recon3d.landmarks.schemes import MEDIAPIPE
 
 
 @dataclass
@@ -74,7 +74,7 @@ def blink_direction(layer: FlameLayer, embedding: LandmarkEmbedding) -> np.ndarr
     """
     model = layer.model
     pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
-    pairs = [(pos[u], pos[l]) for u, l in EYELID_PAIRS if u in pos and l in pos]
+    pairs = [(pos[u], pos[l]) for u, l in MEDIAPIPE.eyelid_pairs if u in pos and l in pos]
     face_idx = embedding.face_idx
     bary = embedding.bary
     tri = model.faces[face_idx]
@@ -167,7 +167,7 @@ def place_in_front_of(layer: FlameLayer, embedding: LandmarkEmbedding, motion: M
                       iod_px: float, offset_px: tuple[float, float] = (0.0, 0.0)) -> Motion:
     """A copy of ``motion`` moved so its outer-eye-corner distance is ~``iod_px``, near the image centre."""
     pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
-    a, b = (pos[i] for i in OUTER_EYE_CORNERS)
+    a, b = (pos[i] for i in MEDIAPIPE.outer_eye_corners)
     rest = embedding.points(layer.model.v_template, layer.model.faces)
     iod_m = np.linalg.norm(rest[a] - rest[b])
     depth = camera.focal * iod_m / iod_px

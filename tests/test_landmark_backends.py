@@ -1,0 +1,32 @@
+"""Landmark backends: real MediaPipe on a real RAVDESS clip, and FAN's clear failure without weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recon3d.landmarks import LandmarkBackendError, create_detector, track_video
+from tests.conftest import RAVDESS_VIDEO, need
+
+
+def test_mediapipe_tracks_every_frame_of_a_ravdess_clip():
+    video = need(RAVDESS_VIDEO / "01-01-01-01-02-01-05.mp4")
+    detector = create_detector("mediapipe")
+    track = track_video(video, detector)
+    detector.close()
+    assert track.points.shape[1:] == (478, 2) and track.valid.all()
+    assert abs(track.fps - 29.97) < 0.01 and track.rotation == 0 and (track.width, track.height) == (1280, 720)
+    # The face sits in the frame and its eyes are above its mouth (image y grows downwards).
+    assert np.all(track.points[..., 0] > 0) and np.all(track.points[..., 0] < 1280)
+    assert np.all(track.points[:, 468, 1] < track.points[:, 13, 1])
+    np.testing.assert_allclose(np.diff(track.times), 1001 / 30000, atol=1e-4)
+
+
+def test_fan_backend_without_package_or_weights_says_what_to_do():
+    with pytest.raises(LandmarkBackendError, match="face-alignment|weights not found"):
+        create_detector("fan")
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(LandmarkBackendError, match="unknown landmark backend 'openface'"):
+        create_detector("openface")

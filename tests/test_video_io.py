@@ -1,0 +1,73 @@
+"""PyAV decoding: rotation metadata, real timestamps and rates, 16 kHz mono audio, and failures."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from recon3d.io.video import VideoError, iter_frames, probe, read_audio, write_video
+from tests import media
+from tests.conftest import RAVDESS_VIDEO, need
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:8, :8] = (255, 0, 0)  # a red block in the top-left corner of the stored frame
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(25))
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(90)
+        for _ in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    info = probe(path)
+    assert (info.width, info.height, info.rotation) == (32, 64, 90)
+    frame, _ = next(iter_frames(path))
+    assert frame.shape == (64, 32, 3)
+    red = np.argwhere(frame[..., 0] > 200).mean(axis=0)
+    assert red[0] > 48 and red[1] < 16  # rotated counter-clockwise: now bottom-left
+
+
+def test_ravdess_audio_is_16k_mono_and_aligned():
+    video = need(RAVDESS_VIDEO / "01-01-04-01-01-01-05.mp4")
+    info = probe(video)
+    times = np.array([t for _, t in iter_frames(video)])
+    assert abs(info.fps - 30000 / 1001) < 1e-9 and times[0] == 0.0
+    n = int(round(len(times) / info.fps * 16000))
+    audio, has_stream = read_audio(video, times[0], n)
+    assert has_stream and audio.dtype == np.float32 and audio.shape == (n,)
+    assert np.abs(audio).max() > 0.01  # speech is there
+    silent, _ = read_audio(need(RAVDESS_VIDEO / "02-01-06-01-01-01-05.mp4"), 0.0, n)
+    assert np.all(silent == 0)
+
+
+def test_audio_round_trip_and_offsets(tmp_path):
+    sr = 16000
+    tone = (0.3 * np.sin(np.arange(sr) * 2 * np.pi * 300 / sr)).astype(np.float32)
+    path = tmp_path / "tone.mp4"
+    write_video(path, (np.zeros((16, 16, 3), np.uint8) for _ in range(25)), 25.0, tone)
+    audio, _ = read_audio(path, 0.0, sr)
+    assert np.corrcoef(audio[2000:14000], tone[2000:14000])[0, 1] > 0.9
+    late, _ = read_audio(path, 0.5, sr)  # starting half a second in: the tail is zero padding
+    assert np.all(late[9000:] == 0) and np.abs(late[:7000]).max() > 0.1
+
+
+def test_unusable_files_raise_clear_errors(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(VideoError, match="zero-byte file"):
+        probe(tmp_path / "empty.mp4")
+    (tmp_path / "text.mp4").write_text("hello")
+    with pytest.raises(VideoError, match="not a readable video"):
+        probe(tmp_path / "text.mp4")
+    with pytest.raises(VideoError, match="no video stream"):
+        probe(media.write_audio_only_mp4(tmp_path / "audio.mp4"))
+    truncated = media.write_truncated(need(RAVDESS_VIDEO / "01-01-04-01-01-01-05.mp4"), tmp_path / "cut.mp4", 0.5)
+    with pytest.raises(VideoError, match="truncated|corrupt"):
+        for _ in iter_frames(truncated):
+            pass

@@ -30,3 +30,25 @@ def test_fan_backend_without_package_or_weights_says_what_to_do():
 def test_unknown_backend_is_named():
     with pytest.raises(LandmarkBackendError, match="unknown landmark backend 'openface'"):
         create_detector("openface")
+
+
+def test_with_two_faces_the_track_follows_one(tmp_path):
+    """Two people side by side: the tracked face is the larger one first, then whichever continues it."""
+    import cv2
+
+    from recon3d.io.video import iter_frames, write_video
+
+    big = [rgb for rgb, _ in iter_frames(need(RAVDESS_VIDEO / "01-01-04-01-01-01-05.mp4"))][:20]
+    other = [rgb for rgb, _ in iter_frames(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"))][:20]
+    frames = []
+    for a, b in zip(big, other):
+        canvas = np.full((720, 1600, 3), 255, np.uint8)
+        canvas[:, :960] = a[:, 160:1120]
+        small = cv2.resize(b[:, 320:960], (480, 540))
+        canvas[90:630, 1060:1540] = small
+        frames.append(canvas)
+    path = tmp_path / "two_faces.mp4"
+    write_video(path, frames, 29.97)
+    track = track_video(path, create_detector("mediapipe", max_faces=2))
+    assert track.valid.all()
+    assert np.all(track.points[:, :, 0].max(axis=1) < 960)  # stays on the left face in every frame

@@ -30,12 +30,13 @@ def build_one(video: Path, out: Path, model: Path):
     """Every stage of one clip, as build-dataset runs them; returns (stage seconds, frames, shard path)."""
     from recon3d.pipeline.build import prepare
     from recon3d.pipeline.config import BuildConfig
-    from recon3d.pipeline.stages import Workspace, run_shard
+    from recon3d.pipeline.stages import run_shard
+    from recon3d.pipeline.workspace import Workspace
 
     ctx, plan = prepare(video.parent, out, str(model), BuildConfig(), force=True)
     clips = [c for c in plan.clips if c.clip_id == video.stem]
     started = time.perf_counter()
-    timings = run_shard(ctx, clips[0].shard, clips)
+    timings = run_shard(ctx, clips[0].shard, clips, plan.actor_clips())
     timings["wall"] = time.perf_counter() - started
     return timings, Workspace(out).shard(clips[0].shard)
 

@@ -120,7 +120,7 @@ def test_killed_build_resumes_complete(tmp_path, built):
             str(STAND_IN), "--out", str(out), "--no-progress", "--workers", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and len(list((out / "work" / "landmarks").glob("*.npz"))) < 2:
+    while time.time() < deadline and len(list((out / "work").glob("shards/*/landmarks/*.npz"))) < 2:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -189,3 +189,17 @@ def test_changed_config_is_refused_without_force(built, tmp_path):
     cfg.write_text("fitting:\n  smooth_expr: 3.0\n")
     proc = build(need(RAVDESS_VIDEO), built, "--config", str(cfg), check_exit=2)
     assert "different configuration" in proc.stderr and "--force" in proc.stderr
+
+
+def test_split_shards_give_the_same_dataset(built, tmp_path):
+    """An actor split over several shards (e.g. for SLURM) shares one identity: same meshes."""
+    cfg = tmp_path / "split.yaml"
+    cfg.write_text("shards:\n  max_clips_per_shard: 3\n")
+    out = tmp_path / "out"
+    build(need(RAVDESS_VIDEO), out, "--config", str(cfg), "--workers", "2")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted({c["shard"] for c in manifest["clips"]}) == ["actor_05_00", "actor_05_01"]
+    assert manifest["actors"]["05"]["shards"] == ["actor_05_00", "actor_05_01"]
+    ds, ref = open_dataset(out), open_dataset(built)
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)

@@ -18,7 +18,8 @@ from recon3d.flame import resolve_flame_model_path
 from recon3d.pipeline.atomic import atomic_path, write_json
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import Plan, plan_build
-from recon3d.pipeline.stages import BuildContext, Workspace, sha256_of
+from recon3d.pipeline.stages import BuildContext, sha256_of
+from recon3d.pipeline.workspace import Workspace
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
@@ -63,6 +64,8 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
         if changed:
             raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}; "
                              "rerun with --force to rebuild it, or choose another --out")
+    for leftover in ws.temporary_files():  # interrupted writes of an earlier run
+        leftover.unlink(missing_ok=True)
     plan = plan_build(video_dir, config)
     if not plan.clips and not plan.rejected:
         raise BuildError(f"no .mp4 videos found under {video_dir}")
@@ -70,8 +73,8 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
                        "video_dir": str(video_dir), "recon3d_version": __version__})
     write_json(ws.work / "plan.json", plan.to_dict())
     for rejected in plan.rejected:
-        if not ws.failure(rejected["id"]).exists():
-            write_json(ws.failure(rejected["id"]), rejected)
+        if not ws.rejected(rejected["id"]).exists():
+            write_json(ws.rejected(rejected["id"]), rejected)
     return BuildContext(str(out_dir), str(model_path), config.to_dict()), plan
 
 
@@ -87,10 +90,11 @@ def clips_done(ws: Workspace, plan: Plan) -> tuple[int, int]:
     done = failed = 0
     for shard, clips in plan.shards.items():
         complete = ws.shard(shard).exists()
+        work = ws.shard_work(shard)
         for clip in clips:
-            is_failed = ws.failure(clip.clip_id).exists()
+            is_failed = work.failure(clip.clip_id).exists()
             failed += is_failed
-            done += complete or is_failed or ws.clip(clip.clip_id).exists()
+            done += complete or is_failed or work.clip(clip.clip_id).exists()
     return done, failed
 
 
@@ -123,7 +127,7 @@ def finalize(out_dir: Path) -> dict:
     if missing:
         raise BuildError(f"{len(missing)} shard(s) not finished yet ({', '.join(missing[:5])}"
                          f"{'...' if len(missing) > 5 else ''}); rerun the build command to complete them")
-    failures = sorted((json.loads(p.read_text()) for p in (ws.work / "failures").glob("*.json")), key=lambda f: f["id"])
+    failures = ws.failures()
     failed_ids = {f["id"] for f in failures}
     entries, actors = [], {}
     planned = {c.clip_id: c for c in plan.clips}
@@ -139,8 +143,10 @@ def finalize(out_dir: Path) -> dict:
                     "has_speech_audio": bool(a.get("has_speech_audio", False)),
                     "qc": {k[3:]: a[k] for k in a if k.startswith("qc_")},
                 })
-            for actor, g in f["actors"].items():
-                actors[actor] = {"shard": shard, **_identity_report(ws, actor, f, plan)}
+            for actor in f["actors"]:
+                if actor not in actors:
+                    actors[actor] = {"shards": [], **_identity_report(ws, shard, actor, plan)}
+                actors[actor]["shards"].append(shard)
     stale = sorted(set(planned) - {e["id"] for e in entries} - failed_ids)
     if stale:
         raise BuildError(f"{len(stale)} planned clip(s) are in no shard ({', '.join(stale[:5])}): "
@@ -155,21 +161,25 @@ def finalize(out_dir: Path) -> dict:
     with atomic_path(out_dir / FAILURES) as tmp:
         tmp.write_text("".join(json.dumps(f) + "\n" for f in failures))
     write_json(out_dir / MANIFEST, manifest)
-    for leftover in (ws.work / "clips").glob("*.h5"):
+    for leftover in (ws.work / "shards").glob("*/clips/*.h5"):  # now inside the shards
         leftover.unlink()
     return manifest
 
 
-def _identity_report(ws: Workspace, actor: str, shard_file: h5py.File, plan: Plan) -> dict:
+def _identity_report(ws: Workspace, shard: str, actor: str, plan: Plan) -> dict:
     """Identity provenance, and the mean expression over the actor's neutral clips (should be ~0)."""
     report: dict = {}
-    path = ws.identity(actor)
+    path = ws.shard_work(shard).identity(actor)
     if path.exists():
         with np.load(path) as d:
             report.update(identity_source=str(d["source"]), identity_clips=[str(c) for c in d["clips"]],
                           identity_from_neutral=bool(d["neutral"]))
-    neutral = [c.clip_id for c in plan.clips if c.actor == actor and c.labels and c.labels.get("emotion") == "neutral"]
-    exprs = [shard_file["clips"][c]["flame"]["expression"][()] for c in neutral if c in shard_file["clips"]]
+    exprs = []
+    for clip in plan.clips:
+        if clip.actor == actor and clip.labels and clip.labels.get("emotion") == "neutral" and ws.shard(clip.shard).exists():
+            with h5py.File(ws.shard(clip.shard), "r") as f:
+                if clip.clip_id in f["clips"]:
+                    exprs.append(f["clips"][clip.clip_id]["flame"]["expression"][()])
     if exprs:
         frames = np.concatenate(exprs)
         mean = frames.mean(axis=0)
@@ -192,6 +202,18 @@ def stage_summary(timings: dict, wall: float) -> str:
     return "\n".join(lines)
 
 
+def parallel_map(workers: int):
+    """``map_clips`` for :func:`run_shard`: clips in ``workers`` joblib processes (in order)."""
+    from joblib import Parallel, delayed
+
+    def map_clips(func, items):
+        if workers <= 1:
+            return [func(i) for i in items]
+        return Parallel(n_jobs=workers)(delayed(func)(i) for i in items)
+
+    return map_clips
+
+
 def run_local(ctx: BuildContext, plan: Plan, workers: int, strict_qc: bool = False, progress: bool = True) -> BuildSummary:
     """Run every unfinished shard with joblib: shards in parallel when there are enough of them,
     otherwise one shard at a time with its clips in parallel."""
@@ -208,15 +230,11 @@ def run_local(ctx: BuildContext, plan: Plan, workers: int, strict_qc: bool = Fal
     started = time.perf_counter()
     results: list[dict] = []
     try:
+        identity = plan.actor_clips()
         if workers > 1 and len(todo) >= workers:
-            results = Parallel(n_jobs=workers)(delayed(run_shard)(ctx, s, c, strict_qc) for s, c in todo.items())
+            results = Parallel(n_jobs=workers)(delayed(run_shard)(ctx, s, c, identity, strict_qc) for s, c in todo.items())
         else:
-            def map_clips(func, items):
-                if workers <= 1:
-                    return [func(i) for i in items]
-                return Parallel(n_jobs=workers)(delayed(func)(i) for i in items)
-
-            results = [run_shard(ctx, s, c, strict_qc, map_clips) for s, c in todo.items()]
+            results = [run_shard(ctx, s, c, identity, strict_qc, parallel_map(workers)) for s, c in todo.items()]
     finally:
         stop.set()
         if watcher:

@@ -38,8 +38,11 @@ class QCConfig:
 
 @dataclass
 class ShardConfig:
-    by: str = "actor"  # one shard per actor; unlabeled videos go in groups of clips_per_shard
+    """One shard per actor (unlabeled videos: groups of ``clips_per_shard``); shards with more than
+    ``max_clips_per_shard`` clips are split (0: never), e.g. for more, shorter SLURM tasks."""
+
     clips_per_shard: int = 50
+    max_clips_per_shard: int = 0
 
 
 @dataclass

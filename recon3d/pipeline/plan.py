@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recon3d.io.ravdess import LabelError, discover_videos, parse_ravdess_name
@@ -34,9 +34,10 @@ class Plan:
             out.setdefault(clip.shard, []).append(clip)
         return dict(sorted(out.items()))
 
-    def actors(self, shard: str) -> dict[str, list[PlannedClip]]:
+    def actor_clips(self) -> dict[str, list[PlannedClip]]:
+        """Every actor's clips, across shards (identity fitting uses them all)."""
         out: dict[str, list[PlannedClip]] = {}
-        for clip in self.shards[shard]:
+        for clip in self.clips:
             out.setdefault(clip.actor, []).append(clip)
         return out
 
@@ -76,9 +77,26 @@ def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
             rejected.append({"id": clip_id, "path": str(path), "stage": "plan", "reason": str(exc)})
             continue
         actor = f"{labels.actor:02d}"
-        shard = f"actor_{actor}" if config.shards.by == "actor" else "all"
-        clips.append(PlannedClip(clip_id, str(path), actor, shard, _split(labels.actor, config), labels.to_dict()))
+        clips.append(PlannedClip(clip_id, str(path), actor, f"actor_{actor}", _split(labels.actor, config),
+                                 labels.to_dict()))
     per = max(1, config.shards.clips_per_shard)
     for i, path in enumerate(unlabeled):
         clips.append(PlannedClip(path.stem, str(path), path.stem, f"clips_{i // per:03d}", "train", None))
-    return Plan(clips, rejected)
+    return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected)
+
+
+def _split_large_shards(clips: list[PlannedClip], limit: int) -> list[PlannedClip]:
+    """Split shards with more than ``limit`` clips into ``<shard>_00, <shard>_01, ...`` (0: no limit)."""
+    if limit <= 0:
+        return clips
+    groups: dict[str, list[PlannedClip]] = {}
+    for clip in clips:
+        groups.setdefault(clip.shard, []).append(clip)
+    out = []
+    for shard, members in groups.items():
+        if len(members) <= limit:
+            out += members
+            continue
+        for i, clip in enumerate(members):
+            out.append(replace(clip, shard=f"{shard}_{i // limit:02d}"))
+    return out

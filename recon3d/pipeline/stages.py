@@ -1,10 +1,12 @@
 """The work of one shard, stage by stage; every stage is idempotent and records its results atomically.
 
-Stages and what each leaves in ``OUT_DIR/work`` (a later run skips what is there):
+Stages and what each leaves in the shard's work folder (``OUT_DIR/work/shards/<shard>/``; a
+later run skips what is there):
 
 1. ``landmarks``: decode the video (PyAV), track MediaPipe landmarks, read the 16 kHz audio ->
    ``landmarks/<clip>.npz``
-2. ``identity``: fit each actor's shape from its neutral clips -> ``identity/<actor>.npz``
+2. ``identity``: fit each actor's shape from its neutral clips (also those in other shards of the
+   same actor, whose landmarks this shard computes for itself) -> ``identity/<actor>.npz``
 3. ``fit``: fit the clip with the actor's shape, QC, write -> ``clips/<clip>.h5``
 4. ``shard``: copy the shard's finished clips into ``OUT_DIR/shards/<shard>.h5``
 
@@ -32,6 +34,7 @@ from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.atomic import atomic_path, write_json
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import PlannedClip
+from recon3d.pipeline.workspace import ShardWork, Workspace
 from recon3d.pipeline.qc import clip_qc
 from recon3d.shards.writer import ClipRecord, assemble_shard, write_clip_file
 
@@ -55,35 +58,6 @@ class BuildContext:
     @property
     def build_config(self) -> BuildConfig:
         return BuildConfig.from_dict(self.config)
-
-
-class Workspace:
-    """Paths inside ``OUT_DIR``."""
-
-    def __init__(self, out_dir: str | Path):
-        self.root = Path(out_dir)
-        self.work = self.root / "work"
-
-    def landmarks(self, clip_id: str) -> Path:
-        return self.work / "landmarks" / f"{clip_id}.npz"
-
-    def identity(self, actor: str) -> Path:
-        return self.work / "identity" / f"{actor}.npz"
-
-    def clip(self, clip_id: str) -> Path:
-        return self.work / "clips" / f"{clip_id}.h5"
-
-    def failure(self, clip_id: str) -> Path:
-        return self.work / "failures" / f"{clip_id}.json"
-
-    def shard(self, name: str) -> Path:
-        return self.root / "shards" / f"{name}.h5"
-
-    def shard_error(self, name: str) -> Path:
-        return self.work / "shard_errors" / f"{name}.json"
-
-    def clip_done(self, clip_id: str) -> bool:
-        return self.clip(clip_id).exists() or self.failure(clip_id).exists()
 
 
 _RESOURCES: dict = {}
@@ -128,19 +102,18 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def record_failure(ws: Workspace, clip: PlannedClip, stage: str, reason: str, detail: str = "") -> dict:
+def record_failure(work: ShardWork, clip: PlannedClip, stage: str, reason: str, detail: str = "") -> dict:
     failure = {"id": clip.clip_id, "path": clip.path, "shard": clip.shard, "stage": stage, "reason": reason}
     if detail:
         failure["detail"] = detail
-    write_json(ws.failure(clip.clip_id), failure)
+    write_json(work.failure(clip.clip_id), failure)
     return failure
 
 
 # ------------------------------------------------------------------------------------- stage 1
-def landmarks_stage(ctx: BuildContext, clip: PlannedClip) -> dict:
+def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> dict:
     """Decode, detect landmarks, read audio; cache to ``landmarks/<clip>.npz``. Returns timings."""
-    ws = Workspace(ctx.out_dir)
-    if ws.landmarks(clip.clip_id).exists() or ws.failure(clip.clip_id).exists():
+    if work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
         return {}
     config = ctx.build_config
     path = Path(clip.path)
@@ -158,7 +131,7 @@ def landmarks_stage(ctx: BuildContext, clip: PlannedClip) -> dict:
     audio, has_stream = read_audio(path, float(track.times[0]), n_samples)
     digest = sha256_of(path)
     audio_time = time.perf_counter() - t1
-    with atomic_path(ws.landmarks(clip.clip_id)) as tmp:
+    with atomic_path(work.landmarks(clip.clip_id)) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
                      width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
@@ -166,8 +139,8 @@ def landmarks_stage(ctx: BuildContext, clip: PlannedClip) -> dict:
     return {"decode": total - track.detect_seconds + audio_time, "landmarks": track.detect_seconds}
 
 
-def load_landmarks(ws: Workspace, clip_id: str) -> dict:
-    with np.load(ws.landmarks(clip_id)) as data:
+def load_landmarks(work: ShardWork, clip_id: str) -> dict:
+    with np.load(work.landmarks(clip_id)) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -178,17 +151,17 @@ def sequence_of(cached: dict) -> LandmarkSequence:
 
 
 # ------------------------------------------------------------------------------------- stage 2
-def identity_stage(ctx: BuildContext, actor: str, clips: list[PlannedClip]) -> np.ndarray:
-    """The actor's FLAME shape: given in ``identity.shapes_dir``, cached, or fitted on its clips."""
-    ws = Workspace(ctx.out_dir)
-    path = ws.identity(actor)
+def identity_stage(ctx: BuildContext, work: ShardWork, actor: str, clips: list[PlannedClip]) -> np.ndarray:
+    """The actor's FLAME shape: given in ``identity.shapes_dir``, cached, or fitted on ``clips``
+    (all the actor's clips; those of the preferred emotion are used when there are any)."""
+    path = work.identity(actor)
     if path.exists():
         with np.load(path) as data:
             return data["shape"]
     config = ctx.build_config
     res = resources(ctx)
     source = "fitted"
-    usable = [c for c in clips if ws.landmarks(c.clip_id).exists()]
+    usable = [c for c in clips if work.landmarks(c.clip_id).exists()]
     preferred = [c for c in usable if c.labels and c.labels.get("emotion") == config.identity.prefer_emotion]
     chosen = preferred or usable
     if config.identity.shapes_dir and (Path(config.identity.shapes_dir) / f"{actor}.npy").exists():
@@ -197,7 +170,7 @@ def identity_stage(ctx: BuildContext, actor: str, clips: list[PlannedClip]) -> n
     elif not chosen:
         return np.zeros(0)
     else:
-        seqs = [sequence_of(load_landmarks(ws, c.clip_id)) for c in chosen]
+        seqs = [sequence_of(load_landmarks(work, c.clip_id)) for c in chosen]
         shape = res["fitter"].fit_identity(seqs, neutral=bool(preferred))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -219,14 +192,13 @@ def actor_arrays(ctx: BuildContext, shape: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------- stage 3
-def fit_stage(ctx: BuildContext, clip: PlannedClip, shape: np.ndarray, strict_qc: bool) -> dict:
+def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.ndarray, strict_qc: bool) -> dict:
     """Fit the clip with the actor's shape, QC it and write ``clips/<clip>.h5``. Returns timings."""
-    ws = Workspace(ctx.out_dir)
-    if ws.clip_done(clip.clip_id):
+    if work.clip_done(clip.clip_id):
         return {}
     res = resources(ctx)
     config: BuildConfig = res["config"]
-    cached = load_landmarks(ws, clip.clip_id)
+    cached = load_landmarks(work, clip.clip_id)
     seq = sequence_of(cached)
     t0 = time.perf_counter()
     try:
@@ -257,7 +229,7 @@ def fit_stage(ctx: BuildContext, clip: PlannedClip, shape: np.ndarray, strict_qc
         flame={"expression": f.expression, "jaw_pose": f.jaw_pose, "eye_pose": f.eye_pose,
                "global_pose": f.global_pose, "neck_pose": f.neck_pose, "translation": f.translation},
         camera=f.camera.to_dict(), head_translation=f.head_translation, attrs=attrs)
-    write_clip_file(ws.clip(clip.clip_id), record, config.storage)
+    write_clip_file(work.clip(clip.clip_id), record, config.storage)
     return {"fit": fit_time, "write": time.perf_counter() - t1, "frames": f.n_frames}
 
 
@@ -265,59 +237,82 @@ def fit_stage(ctx: BuildContext, clip: PlannedClip, shape: np.ndarray, strict_qc
 EXPECTED = (VideoError, ClipFailure, FittingError)
 
 
-def _guarded(ws: Workspace, clip: PlannedClip, stage: str, func, *args) -> dict:
+def _guarded(work: ShardWork, clip: PlannedClip, stage: str, func, *args) -> dict:
     """Run a clip's stage; a bad clip is recorded as failed, the build goes on."""
     try:
         return func(*args)
     except EXPECTED as exc:
-        record_failure(ws, clip, getattr(exc, "stage", stage), str(exc))
+        record_failure(work, clip, getattr(exc, "stage", stage), str(exc))
     except (LandmarkBackendError, FlameModelError):
         raise  # setup problems fail the whole build, with their own message
     except Exception as exc:  # noqa: BLE001 - one strange clip must not stop the build
-        record_failure(ws, clip, stage, f"unexpected {type(exc).__name__}: {exc}", traceback.format_exc())
+        record_failure(work, clip, stage, f"unexpected {type(exc).__name__}: {exc}", traceback.format_exc())
     return {}
 
 
-def clip_work(ctx: BuildContext, clip: PlannedClip, stage: str, shape: np.ndarray | None = None,
+def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, shape: np.ndarray | None = None,
               strict_qc: bool = False) -> dict:
     """One clip's ``landmarks`` or ``fit`` stage, failures recorded (what parallel workers run)."""
-    ws = Workspace(ctx.out_dir)
     if stage == "landmarks":
-        return _guarded(ws, clip, stage, landmarks_stage, ctx, clip)
-    if ws.failure(clip.clip_id).exists() or not ws.landmarks(clip.clip_id).exists():
+        return _guarded(work, clip, stage, landmarks_stage, ctx, work, clip)
+    if work.failure(clip.clip_id).exists() or not work.landmarks(clip.clip_id).exists():
         return {}
-    return _guarded(ws, clip, stage, fit_stage, ctx, clip, shape, strict_qc)
+    return _guarded(work, clip, stage, fit_stage, ctx, work, clip, shape, strict_qc)
 
 
-def run_shard(ctx: BuildContext, shard: str, clips: list[PlannedClip], strict_qc: bool = False,
-              map_clips=None) -> dict:
+def identity_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> None:
+    """Landmarks of another shard's clip that this shard needs for an identity (failures ignored:
+    that clip's own shard records them)."""
+    try:
+        landmarks_stage(ctx, work, clip)
+    except EXPECTED:
+        pass
+
+
+def run_shard(ctx: BuildContext, shard: str, clips: list[PlannedClip], identity_clips: dict[str, list[PlannedClip]],
+              strict_qc: bool = False, map_clips=None) -> dict:
     """All stages of one shard; ``map_clips(func, items)`` may run clips in parallel.
 
-    Returns summed stage timings of the work done. Idempotent: rerun after a kill, it redoes only
-    what is missing and rewrites the shard file only if it is not there yet.
+    ``identity_clips[actor]`` lists all of each actor's clips (in any shard). Returns summed stage
+    timings of the work done. Idempotent: rerun after a kill, it redoes only what is missing and
+    writes the shard file only if it is not there yet. A failure of the shard itself (not of a
+    clip) is recorded in the shard's ``error.json`` and raised.
     """
     ws = Workspace(ctx.out_dir)
     if ws.shard(shard).exists():
         return {}
+    work = ws.shard_work(shard)
+    try:
+        work.error.unlink(missing_ok=True)
+        return _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips)
+    except Exception as exc:
+        write_json(work.error, {"shard": shard, "reason": f"{type(exc).__name__}: {exc}",
+                                "detail": traceback.format_exc()})
+        raise
+
+
+def _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips) -> dict:
     run = map_clips or (lambda func, items: [func(item) for item in items])
-    timings: list[dict] = []
-    timings += run(lambda c: clip_work(ctx, c, "landmarks"), clips)
-    by_actor: dict[str, list[PlannedClip]] = {}
-    for c in clips:
-        by_actor.setdefault(c.actor, []).append(c)
+    timings: list[dict] = list(run(lambda c: clip_work(ctx, work, c, "landmarks"), clips))
+    own = {c.clip_id for c in clips}
     shapes, actors = {}, {}
     t0 = time.perf_counter()
-    for actor, actor_clips in by_actor.items():
-        shapes[actor] = identity_stage(ctx, actor, actor_clips)
+    for actor in sorted({c.actor for c in clips}):
+        candidates = identity_clips.get(actor, [c for c in clips if c.actor == actor])
+        prefer = ctx.build_config.identity.prefer_emotion
+        for other in candidates:
+            if other.clip_id not in own and other.labels and other.labels.get("emotion") == prefer:
+                identity_landmarks(ctx, work, other)
+        shapes[actor] = identity_stage(ctx, work, actor, candidates)
         if len(shapes[actor]):
             actors[actor] = actor_arrays(ctx, shapes[actor])
     timings.append({"identity": time.perf_counter() - t0})
-    timings += run(lambda c: clip_work(ctx, c, "fit", shapes[c.actor], strict_qc), clips)
+    timings += run(lambda c: clip_work(ctx, work, c, "fit", shapes[c.actor], strict_qc), clips)
     t0 = time.perf_counter()
-    done = [ws.clip(c.clip_id) for c in clips if ws.clip(c.clip_id).exists()]
-    missing = [c.clip_id for c in clips if not ws.clip_done(c.clip_id)]
+    missing = [c.clip_id for c in clips if not work.clip_done(c.clip_id)]
     if missing:
         raise RuntimeError(f"shard {shard}: clips without a result after all stages: {', '.join(missing)}")
+    done = [work.clip(c.clip_id) for c in clips if work.clip(c.clip_id).exists()]
     assemble_shard(ws.shard(shard), done, actors, shard, resources(ctx)["model"].faces)
     timings.append({"assemble": time.perf_counter() - t0})
     total: dict = {}

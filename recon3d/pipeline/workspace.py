@@ -1,0 +1,75 @@
+"""Where a build keeps its files. Every intermediate file belongs to one shard's folder, so two
+shard tasks (local workers or SLURM array tasks) never write the same file.
+
+```
+OUT_DIR/manifest.json, failures.jsonl, shards/<shard>.h5      results
+OUT_DIR/work/build.json, plan.json                            the build's configuration and plan
+OUT_DIR/work/rejected/<clip>.json                             clips refused while planning
+OUT_DIR/work/shards/<shard>/landmarks|identity|clips|failures per-shard intermediate results
+OUT_DIR/work/shards/<shard>/error.json                        why the shard's task failed, if it did
+OUT_DIR/work/slurm/                                           SLURM submissions and logs
+```
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class ShardWork:
+    """The intermediate files of one shard."""
+
+    def __init__(self, root: Path, shard: str):
+        self.shard = shard
+        self.dir = Path(root) / "work" / "shards" / shard
+
+    def landmarks(self, clip_id: str) -> Path:
+        return self.dir / "landmarks" / f"{clip_id}.npz"
+
+    def identity(self, actor: str) -> Path:
+        return self.dir / "identity" / f"{actor}.npz"
+
+    def clip(self, clip_id: str) -> Path:
+        return self.dir / "clips" / f"{clip_id}.h5"
+
+    def failure(self, clip_id: str) -> Path:
+        return self.dir / "failures" / f"{clip_id}.json"
+
+    @property
+    def error(self) -> Path:
+        return self.dir / "error.json"
+
+    def clip_done(self, clip_id: str) -> bool:
+        return self.clip(clip_id).exists() or self.failure(clip_id).exists()
+
+
+class Workspace:
+    """Paths of a build folder (``OUT_DIR``)."""
+
+    def __init__(self, out_dir: str | Path):
+        self.root = Path(out_dir)
+        self.work = self.root / "work"
+
+    def shard(self, name: str) -> Path:
+        """The finished shard file (exists only when complete)."""
+        return self.root / "shards" / f"{name}.h5"
+
+    def shard_work(self, name: str) -> ShardWork:
+        return ShardWork(self.root, name)
+
+    def rejected(self, clip_id: str) -> Path:
+        return self.work / "rejected" / f"{clip_id}.json"
+
+    @property
+    def slurm(self) -> Path:
+        return self.work / "slurm"
+
+    def failures(self) -> list[dict]:
+        """Every recorded clip failure (rejected names and failed stages), sorted by clip id."""
+        files = list((self.work / "rejected").glob("*.json")) + list((self.work / "shards").glob("*/failures/*.json"))
+        return sorted((json.loads(p.read_text()) for p in files), key=lambda f: f["id"])
+
+    def temporary_files(self) -> list[Path]:
+        """Leftovers of writes that were interrupted (never results)."""
+        return [p for base in (self.work, self.root / "shards") if base.exists() for p in base.rglob("*.tmp")]

@@ -1,7 +1,8 @@
-"""``recon3d build-dataset``: videos -> fitted FLAME sequences in HDF5 shards."""
+"""``recon3d build-dataset`` (local or SLURM), ``build-shard``, ``status`` and ``finalize``."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,29 @@ from pathlib import Path
 import click
 
 from recon3d.cli.common import flame_model_option, friendly_errors
+
+
+def _parse_pairs(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--slurm-additional")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _report(out_dir: Path, manifest: dict, summary=None) -> None:
+    from recon3d.pipeline.build import stage_summary
+
+    if summary is not None:
+        click.echo(stage_summary(summary.stages, summary.seconds), err=True)
+    failures = manifest["failures"]
+    click.echo(f"{len(manifest['clips'])} clips written to {out_dir / 'shards'}; {len(failures)} failed", err=True)
+    for f in failures[:20]:
+        click.echo(f"  FAILED {f['id']} [{f['stage']}]: {f['reason']}", err=True)
+    if len(failures) > 20:
+        click.echo(f"  ... and {len(failures) - 20} more in {out_dir / 'failures.jsonl'}", err=True)
 
 
 @click.command("build-dataset")
@@ -28,10 +52,27 @@ from recon3d.cli.common import flame_model_option, friendly_errors
               help="flag: keep clips beyond the QC thresholds, marked; strict: reject them as failures.")
 @click.option("--landmarks", "landmark_backend", type=click.Choice(["mediapipe", "fan"]), default=None,
               help="Landmark backend (default mediapipe; fan needs face-alignment and its weights on disk).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: joblib workers here; slurm: one array task per shard via submitit.")
+@click.option("--partition", default=None, help="[slurm] partition (default: the cluster's default).")
+@click.option("--time", "time_min", type=int, default=60, show_default=True, help="[slurm] minutes per task.")
+@click.option("--mem-gb", type=float, default=8.0, show_default=True, help="[slurm] memory per task.")
+@click.option("--cpus-per-task", type=int, default=4, show_default=True,
+              help="[slurm] CPUs per task; the shard's clips run in that many processes.")
+@click.option("--array-parallelism", type=int, default=32, show_default=True,
+              help="[slurm] array tasks running at once.")
+@click.option("--slurm-additional", multiple=True, metavar="KEY=VALUE",
+              help="[slurm] any other sbatch option, e.g. --slurm-additional account=lab --slurm-additional qos=low.")
+@click.option("--no-wait", is_flag=True,
+              help="[slurm] return the job id at once; a dependent job merges the manifest at the end.")
+@click.option("--plan-only", is_flag=True,
+              help="Prepare --out and plan the shards, then stop (for submitting build-shard by hand).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 @friendly_errors
 def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int | None, force: bool,
                   config_path: Path | None, labels: str | None, qc_mode: str, landmark_backend: str | None,
+                  executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
+                  array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
                   progress: bool) -> None:
     """Fit FLAME to every video in VIDEO_DIR and write a 3D dataset to --out.
 
@@ -47,10 +88,16 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     the manifest, the rest is built, and the exit status is 1.
 
     \b
-    Example:
+    On a SLURM cluster (--executor slurm, docs/slurm.md): one array task per shard; rerunning
+    the command submits only shards that are missing or failed. `recon3d status OUT_DIR` shows
+    each shard; the manifest is merged when all are done.
+
+    \b
+    Examples:
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
+      recon3d build-dataset ~/data/RAVDESS --out ~/data/3d-ravdess --executor slurm --partition cpu --no-wait
     """
-    from recon3d.pipeline.build import finalize, prepare, run_local, stage_summary
+    from recon3d.pipeline.build import finalize, prepare, run_local
     from recon3d.pipeline.config import BuildConfig
 
     config = BuildConfig.load(config_path)
@@ -59,17 +106,120 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     if landmark_backend:
         config.landmarks.backend = landmark_backend
     ctx, plan = prepare(video_dir, out_dir, flame_model, config, force)
-    n_shards = len(plan.shards)
-    click.echo(f"{len(plan.clips)} clips in {n_shards} shard(s) from {video_dir}"
+    click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else ""), err=True)
-    workers = workers or os.cpu_count() or 1
-    summary = run_local(ctx, plan, workers, strict_qc=qc_mode == "strict", progress=progress)
+    if plan_only:
+        for i, (shard, clips) in enumerate(plan.shards.items()):
+            click.echo(f"{i}\t{shard}\t{len(clips)} clips")
+        return
+    strict = qc_mode == "strict"
+    summary = None
+    if executor == "slurm":
+        from recon3d.pipeline.slurm import SlurmOptions, slurm_available, submit_build, wait_for_shards
+
+        problem = slurm_available()
+        if problem:
+            raise click.ClickException(f"--executor slurm: {problem}")
+        options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism,
+                               _parse_pairs(slurm_additional))
+        record = submit_build(ctx, plan, options, strict, finalize_job=no_wait)
+        if record["tasks"]:
+            click.echo(f"submitted array job {record['array_job']}: {len(record['tasks'])} task(s) "
+                       f"({', '.join(record['tasks'])})", err=True)
+        if record["skipped_active"]:
+            click.echo(f"still queued or running, not resubmitted: {', '.join(record['skipped_active'])}", err=True)
+        if no_wait:
+            if "finalize_job" in record:
+                click.echo(f"finalize job {record['finalize_job']} merges the manifest when they end", err=True)
+            click.echo(record.get("array_job", ""))
+            click.echo(f"follow with: recon3d status {out_dir}", err=True)
+            return
+        rows = wait_for_shards(out_dir, plan, progress=progress)
+        unfinished = [r for r in rows if r["status"] != "done"]
+        if unfinished:
+            for r in unfinished:
+                click.echo(f"  shard {r['shard']}: {r['status']} {r.get('reason', '')} {r.get('log_stderr', '')}", err=True)
+            raise click.ClickException(f"{len(unfinished)} shard(s) did not finish; rerun the same command "
+                                       "to resubmit only those")
+    else:
+        summary = run_local(ctx, plan, workers or os.cpu_count() or 1, strict_qc=strict, progress=progress)
     manifest = finalize(out_dir)
-    click.echo(stage_summary(summary.stages, summary.seconds), err=True)
-    n_ok, failures = len(manifest["clips"]), manifest["failures"]
-    click.echo(f"{n_ok} clips written to {out_dir / 'shards'}; {len(failures)} failed", err=True)
-    for f in failures[:20]:
-        click.echo(f"  FAILED {f['id']} [{f['stage']}]: {f['reason']}", err=True)
-    if len(failures) > 20:
-        click.echo(f"  ... and {len(failures) - 20} more in {out_dir / 'failures.jsonl'}", err=True)
-    sys.exit(1 if failures else 0)
+    _report(out_dir, manifest, summary)
+    sys.exit(1 if manifest["failures"] else 0)
+
+
+@click.command("build-shard")
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--index", type=int, default=None, help="Shard number (0-based, as `--plan-only` lists them).")
+@click.option("--shard", "name", default=None, help="Shard name instead of --index.")
+@click.option("--workers", type=int, default=None, show_default="$SLURM_CPUS_PER_TASK or 1",
+              help="Processes for the shard's clips.")
+@click.option("--qc", "qc_mode", type=click.Choice(["flag", "strict"]), default="flag", show_default=True)
+@friendly_errors
+def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int | None, qc_mode: str) -> None:
+    """Build one shard of a planned build (what an array task of pipelines/slurm/build-array.sbatch runs).
+
+    Plan first with `recon3d build-dataset ... --plan-only`; merge with `recon3d finalize`.
+    Idempotent: a rerun continues the shard's unfinished work.
+    """
+    from recon3d.pipeline.build import load_plan, parallel_map
+    from recon3d.pipeline.stages import BuildContext, run_shard
+
+    plan = load_plan(out_dir)
+    shards = list(plan.shards)
+    if (index is None) == (name is None):
+        raise click.UsageError("give exactly one of --index and --shard")
+    if name is None:
+        if not 0 <= index < len(shards):
+            raise click.BadParameter(f"the plan has shards 0..{len(shards) - 1}", param_hint="--index")
+        name = shards[index]
+    if name not in plan.shards:
+        raise click.BadParameter(f"no shard '{name}' in the plan", param_hint="--shard")
+    stamp = json.loads((out_dir / "work" / "build.json").read_text())
+    ctx = BuildContext(str(out_dir), stamp["flame_model"], stamp["config"])
+    workers = workers or int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+    run_shard(ctx, name, plan.shards[name], plan.actor_clips(), qc_mode == "strict", parallel_map(workers))
+    click.echo(f"shard {name} done")
+
+
+@click.command("status")
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per shard).")
+@friendly_errors
+def status(out_dir: Path, as_json: bool) -> None:
+    """Per shard: done / pending / running / failed (with the reason and the log path).
+
+    Read from OUT_DIR and, for SLURM builds, from the cluster (sacct through submitit).
+    """
+    from recon3d.pipeline.build import load_plan
+    from recon3d.pipeline.slurm import shard_status
+
+    rows = shard_status(out_dir, load_plan(out_dir))
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        line = f"{r['shard']:16s} {r['status']:14s} clips {r['clips_done']}/{r['clips']} done, {r['clips_failed']} failed"
+        if r.get("job_id"):
+            line += f"  job {r['job_id']} ({r['slurm_state']})"
+        click.echo(line)
+        if r["status"] == "failed":
+            click.echo(f"  reason: {r['reason']}\n  log: {r.get('log_stderr', '')}")
+    final = (out_dir / "manifest.json").exists()
+    click.echo("manifest: " + ("merged" if final else "not merged yet (recon3d finalize OUT_DIR when all shards are done)"))
+
+
+@click.command("finalize")
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@friendly_errors
+def finalize_cmd(out_dir: Path) -> None:
+    """Merge finished shards into manifest.json and failures.jsonl (atomically).
+
+    Needed after `build-dataset --executor slurm --no-wait` (its dependent job does it too) or
+    after running build-shard by hand. Fails, naming them, while shards are missing.
+    """
+    from recon3d.pipeline.build import finalize
+
+    manifest = finalize(out_dir)
+    _report(out_dir, manifest)
+    sys.exit(1 if manifest["failures"] else 0)

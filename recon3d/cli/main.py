@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from recon3d import __version__
-from recon3d.cli.build_dataset import build_dataset
+from recon3d.cli.build_dataset import build_dataset, build_shard, finalize_cmd, status
 from recon3d.cli.check_model import check_model
 from recon3d.cli.inspect_preview import inspect_dataset, preview
+from recon3d.cli.slurm_script import slurm_script
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,8 +28,12 @@ def cli() -> None:
 
 cli.add_command(check_model)
 cli.add_command(build_dataset)
+cli.add_command(build_shard)
+cli.add_command(status)
+cli.add_command(finalize_cmd)
 cli.add_command(inspect_dataset)
 cli.add_command(preview)
+cli.add_command(slurm_script)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""Building on a SLURM cluster with submitit: one array task per shard, status, resubmission.
+
+A task runs the same :func:`recon3d.pipeline.stages.run_shard` as a local worker, so it is
+idempotent: killed, preempted, requeued or rerun, it continues from the shard's finished work and
+writes only its own shard's files. Submissions are recorded in ``OUT_DIR/work/slurm/jobs.json``;
+``submitit``'s logs are in ``OUT_DIR/work/slurm/logs``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recon3d.pipeline.atomic import write_json
+from recon3d.pipeline.plan import Plan, PlannedClip
+from recon3d.pipeline.stages import BuildContext, run_shard
+from recon3d.pipeline.workspace import Workspace
+
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+          "RESIZING", "SUSPENDED", "PREEMPTED", "SUBMITTED", "UNKNOWN", "READY"}
+
+
+@dataclass
+class SlurmOptions:
+    """Resources of each array task (submitit parameters)."""
+
+    partition: str | None = None
+    time_min: int = 60
+    mem_gb: float = 8.0
+    cpus_per_task: int = 4
+    array_parallelism: int = 32
+    additional: dict = field(default_factory=dict)  # any sbatch option, e.g. {"account": "lab", "qos": "low"}
+
+
+def slurm_available() -> str | None:
+    """None when sbatch, squeue and sacct answer here; else why not."""
+    import shutil
+    import subprocess
+
+    for tool in ("sbatch", "squeue", "sacct"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' not found: SLURM's client tools are not installed here"
+    try:
+        subprocess.run(["squeue", "-h"], check=True, capture_output=True, timeout=20)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return f"squeue does not answer ({exc}): no SLURM controller reachable"
+    return None
+
+
+def _executor(folder: Path, options: SlurmOptions, name: str):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params = dict(name=name, timeout_min=int(options.time_min), mem_gb=options.mem_gb,
+                  cpus_per_task=int(options.cpus_per_task), slurm_array_parallelism=int(options.array_parallelism),
+                  slurm_additional_parameters=dict(options.additional))
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    executor.update_parameters(**params)
+    return executor
+
+
+class ShardTask:
+    """An array task: one shard with its clips in ``$SLURM_CPUS_PER_TASK`` processes.
+
+    submitit requeues it on preemption or time-out (``checkpoint``); the stages then skip what the
+    interrupted run finished.
+    """
+
+    def __call__(self, ctx: BuildContext, shard: str, clips: list[PlannedClip],
+                 identity: dict[str, list[PlannedClip]], strict_qc: bool) -> dict:
+        from recon3d.pipeline.build import parallel_map
+
+        workers = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+        return run_shard(ctx, shard, clips, identity, strict_qc, parallel_map(workers))
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def finalize_task(out_dir: str) -> str:
+    """The dependent job of ``--no-wait``: merge the manifest when every shard is done."""
+    from recon3d.pipeline.build import BuildError, finalize
+
+    try:
+        manifest = finalize(Path(out_dir))
+    except BuildError as exc:
+        return f"not finalized: {exc}"
+    return f"finalized: {len(manifest['clips'])} clips, {len(manifest['failures'])} failures"
+
+
+def _records(ws: Workspace) -> list[dict]:
+    path = ws.slurm / "jobs.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def latest_tasks(ws: Workspace) -> dict[str, str]:
+    """Shard -> the SLURM job id of its latest task."""
+    out: dict[str, str] = {}
+    for record in _records(ws):
+        out.update(record.get("tasks", {}))
+    return out
+
+
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM states of jobs (through submitit, which asks sacct)."""
+    import submitit
+
+    if not job_ids:
+        return {}
+    watcher = submitit.SlurmJob.watcher
+    for job_id in job_ids:
+        watcher.register_job(job_id)
+    watcher.update()
+    return {job_id: watcher.get_state(job_id, mode="cache") for job_id in job_ids}
+
+
+def log_paths(ws: Workspace, job_id: str) -> dict[str, str]:
+    import submitit
+
+    paths = submitit.SlurmJob(folder=ws.slurm / "logs", job_id=job_id).paths
+    return {"stdout": str(paths.stdout), "stderr": str(paths.stderr)}
+
+
+def shard_status(out_dir: Path, plan: Plan) -> list[dict]:
+    """Per shard: ``done``, ``pending``, ``running``, ``failed`` (with reason and log) or ``not submitted``."""
+    ws = Workspace(out_dir)
+    tasks = latest_tasks(ws)
+    states = job_states(sorted(set(tasks.values()))) if tasks else {}
+    rows = []
+    for shard, clips in plan.shards.items():
+        work = ws.shard_work(shard)
+        row = {"shard": shard, "clips": len(clips),
+               "clips_done": sum(ws.shard(shard).exists() or work.clip_done(c.clip_id) for c in clips),
+               "clips_failed": sum(work.failure(c.clip_id).exists() for c in clips)}
+        job = tasks.get(shard)
+        state = states.get(job, "") if job else ""
+        if job:
+            row.update(job_id=job, slurm_state=state, **{f"log_{k}": v for k, v in log_paths(ws, job).items()})
+        if ws.shard(shard).exists():
+            row["status"] = "done"
+        elif job and state in ACTIVE:
+            row["status"] = "pending" if state in ("PENDING", "SUBMITTED", "UNKNOWN", "CONFIGURING") else "running"
+        elif job:
+            row["status"] = "failed"
+            reason = json.loads(work.error.read_text())["reason"] if work.error.exists() else ""
+            row["reason"] = reason or f"SLURM state {state or 'unknown'} (see the log)"
+        else:
+            row["status"] = "not submitted"
+        rows.append(row)
+    return rows
+
+
+def submit_build(ctx: BuildContext, plan: Plan, options: SlurmOptions, strict_qc: bool,
+                 finalize_job: bool) -> dict:
+    """Submit one array job for the shards that are neither done nor queued/running.
+
+    Returns the submission record (``array_job``, ``tasks``: shard -> job id, ``skipped``).
+    """
+    ws = Workspace(ctx.out_dir)
+    active = {r["shard"] for r in shard_status(Path(ctx.out_dir), plan) if r["status"] in ("pending", "running")}
+    todo = {s: c for s, c in plan.shards.items() if not ws.shard(s).exists() and s not in active}
+    record: dict = {"submitted": dt.datetime.now().isoformat(timespec="seconds"), "tasks": {},
+                    "skipped_active": sorted(active)}
+    if todo:
+        executor = _executor(ws.slurm / "logs", options, "recon3d-build")
+        identity = plan.actor_clips()
+        shards = list(todo)
+        n = len(shards)
+        jobs = executor.map_array(ShardTask(), [ctx] * n, shards, [todo[s] for s in shards], [identity] * n,
+                                  [strict_qc] * n)
+        record["array_job"] = jobs[0].job_id.split("_")[0]
+        record["tasks"] = {s: j.job_id for s, j in zip(shards, jobs)}
+    if finalize_job and (todo or active):
+        waiting_on = [record.get("array_job")] + sorted({latest_tasks(ws)[s].split("_")[0] for s in active})
+        deps = ":".join(j for j in waiting_on if j)
+        final = _executor(ws.slurm / "logs", SlurmOptions(partition=options.partition, time_min=30, mem_gb=4,
+                                                          cpus_per_task=1, additional=dict(options.additional)),
+                          "recon3d-finalize")
+        final.update_parameters(slurm_additional_parameters={**options.additional, "dependency": f"afterany:{deps}"})
+        record["finalize_job"] = final.submit(finalize_task, ctx.out_dir).job_id
+    records = _records(ws)
+    records.append(record)
+    write_json(ws.slurm / "jobs.json", records)
+    return record
+
+
+def wait_for_shards(out_dir: Path, plan: Plan, poll_s: float = 5.0, progress: bool = True) -> list[dict]:
+    """Block until no shard is pending or running; a progress bar counts shards done/running/failed."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(plan.shards), desc="shards", unit="shard", disable=not progress, dynamic_ncols=True)
+    try:
+        while True:
+            rows = shard_status(out_dir, plan)
+            count = {k: sum(r["status"] == k for r in rows) for k in ("done", "running", "pending", "failed")}
+            bar.n = count["done"]
+            bar.set_postfix(running=count["running"], pending=count["pending"], failed=count["failed"], refresh=False)
+            bar.refresh()
+            if not count["running"] and not count["pending"]:
+                return rows
+            time.sleep(poll_s)
+    finally:
+        bar.close()

@@ -1,0 +1,135 @@
+"""build-dataset on a real SLURM cluster (sbatch through submitit): arrays, scancel, resubmission.
+
+Skipped where no SLURM cluster answers, unless RECON3D_REQUIRE_SLURM=1 (CI sets it after starting
+its cluster with .ci/slurm.sh), in which case a missing cluster fails the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon3d.pipeline.slurm import slurm_available
+from recon3d.shards import open_dataset
+from tests.conftest import RAVDESS_VIDEO, STAND_IN, need
+
+_problem = slurm_available()
+if _problem and os.environ.get("RECON3D_REQUIRE_SLURM") == "1":
+    raise RuntimeError(f"RECON3D_REQUIRE_SLURM=1 but no SLURM cluster: {_problem}")
+pytestmark = [pytest.mark.slurm, pytest.mark.slow,
+              pytest.mark.skipif(_problem is not None, reason=f"no SLURM cluster here: {_problem}")]
+
+SLURM_ARGS = ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3", "--time", "20"]
+
+
+def recon3d(*args: str, check: int | None = 0, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "recon3d", *args], capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr[-3000:]
+    return proc
+
+
+def build_args(out: Path, config: Path, *extra: str) -> list[str]:
+    return ["build-dataset", str(need(RAVDESS_VIDEO)), "--flame-model", str(need(STAND_IN)), "--out", str(out),
+            "--config", str(config), "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def split_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "split.yaml"
+    path.write_text("shards:\n  max_clips_per_shard: 3\n")  # five clips -> two shards -> two array tasks
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_build(tmp_path_factory, split_config) -> Path:
+    out = tmp_path_factory.mktemp("local") / "out"
+    recon3d(*build_args(out, split_config, "--workers", "2"))
+    return out
+
+
+def _array_tasks(out: Path) -> list[dict]:
+    return json.loads((out / "work" / "slurm" / "jobs.json").read_text())
+
+
+def test_slurm_array_build_equals_local_build(tmp_path, split_config, local_build):
+    out = tmp_path / "slurm"
+    recon3d(*build_args(out, split_config, *SLURM_ARGS))
+    records = _array_tasks(out)
+    assert len(records) == 1 and len(records[0]["tasks"]) == 2
+    assert all("_" in job for job in records[0]["tasks"].values())  # array tasks "<array>_<index>"
+    ds, ref = open_dataset(out), open_dataset(local_build)
+    assert sorted(ds.clip_ids()) == sorted(ref.clip_ids())
+    for clip_id in ref.clip_ids():
+        assert ds.info(clip_id)["frames"] == ref.info(clip_id)["frames"]
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+    status = json.loads(recon3d("status", str(out), "--json").stdout)
+    assert [r["status"] for r in status] == ["done", "done"]
+    assert all(r["slurm_state"] == "COMPLETED" for r in status)
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config, local_build):
+    out = tmp_path / "slurm"
+    recon3d(*build_args(out, split_config, *SLURM_ARGS, "--no-wait"))
+    tasks = _array_tasks(out)[0]["tasks"]
+    victim_shard, victim_job = sorted(tasks.items())[0]  # the three-clip shard: the longer task
+    work = out / "work" / "shards" / victim_shard
+    # Cancel the task once it is running and has finished some work (mid-run).
+    _wait(lambda: list(work.glob("landmarks/*.npz")), 300, f"{victim_shard} to start working")
+    subprocess.run(["scancel", victim_job], check=True)
+
+    def settled():
+        rows = json.loads(recon3d("status", str(out), "--json").stdout)
+        return rows if all(r["status"] in ("done", "failed") for r in rows) else None
+
+    rows = {r["shard"]: r for r in _wait(settled, 300, "both tasks to end")}
+    assert rows[victim_shard]["status"] == "failed" and "CANCELLED" in rows[victim_shard]["slurm_state"]
+    assert "CANCELLED" in rows[victim_shard]["reason"] and rows[victim_shard]["log_stderr"].endswith(".err")
+    other = next(s for s in tasks if s != victim_shard)
+    assert rows[other]["status"] == "done"
+    human = recon3d("status", str(out)).stdout
+    assert "failed" in human and "log:" in human
+    assert not (out / "shards" / f"{victim_shard}.h5").exists()
+
+    recon3d(*build_args(out, split_config, *SLURM_ARGS))  # the same command, waiting this time
+    records = _array_tasks(out)
+    assert list(records[-1]["tasks"]) == [victim_shard]  # only the cancelled shard was resubmitted
+    ds, ref = open_dataset(out), open_dataset(local_build)
+    ids = ds.clip_ids()
+    assert sorted(ids) == sorted(ref.clip_ids()) and len(ids) == len(set(ids))
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+
+
+def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, local_build):
+    """pipelines/slurm/build-array.sbatch, filled by `recon3d slurm-script build`, through real sbatch."""
+    out = tmp_path / "manual"
+    listing = recon3d(*build_args(out, split_config, "--plan-only")).stdout
+    assert len(listing.strip().splitlines()) == 2
+    script = tmp_path / "build.sbatch"
+    script.write_text(recon3d("slurm-script", "build", str(out), "--cpus-per-task", "1", "--mem-gb", "3",
+                              "--time", "20").stdout)
+    (out / "work" / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
+    subprocess.run(["sbatch", "--wait", str(script)], check=True, capture_output=True, timeout=900)
+    recon3d("finalize", str(out))
+    ds, ref = open_dataset(out), open_dataset(local_build)
+    assert sorted(ds.clip_ids()) == sorted(ref.clip_ids())
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)

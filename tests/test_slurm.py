@@ -127,7 +127,9 @@ def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, loca
     script.write_text(recon3d("slurm-script", "build", str(out), "--cpus-per-task", "1", "--mem-gb", "3",
                               "--time", "20").stdout)
     (out / "work" / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
-    subprocess.run(["sbatch", "--wait", str(script)], check=True, capture_output=True, timeout=900)
+    job = subprocess.run(["sbatch", "--wait", str(script)], capture_output=True, text=True, timeout=900)
+    logs = "".join(p.read_text() for p in (out / "work" / "slurm" / "logs").glob("manual_*.out"))
+    assert job.returncode == 0, job.stderr + logs
     recon3d("finalize", str(out))
     ds, ref = open_dataset(out), open_dataset(local_build)
     assert sorted(ds.clip_ids()) == sorted(ref.clip_ids())

@@ -36,7 +36,9 @@ def _extra(partition: str | None, additional: tuple[str, ...]) -> str:
 
 
 def _recon3d() -> str:
-    return shlex.quote(shutil.which("recon3d") or f"{sys.executable} -m recon3d")
+    """The recon3d command of this installation (its console script, else this Python with -m)."""
+    script = shutil.which("recon3d")
+    return shlex.quote(script) if script else f"{shlex.quote(sys.executable)} -m recon3d"
 
 
 def _template(name: str) -> str:

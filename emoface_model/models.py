@@ -1,0 +1,218 @@
+"""The EmoFace animator and the FaceFormer-style baseline.
+
+Both map audio (+ labels) to per-frame vertex offsets from the speaker's template, decoding
+autoregressively: the input at frame ``t`` is the motion of frame ``t - 1`` (or, at the first
+frame, a given initial frame or a learned start vector), so generation can start from any frame.
+
+EmoFace (docs/model.md): a content stream and an emotion stream (causal decoders over the shared
+audio features; the emotion stream also sees the emotion and intensity) each predict full-mesh
+offsets; Mesh Attention compares the two streams on a coarse mesh with spatio-temporal spiral
+convolutions and gates, per vertex and frame, how much of each goes into the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoface_model.audio import build_audio_encoder
+from emoface_model.layers import CausalDecoder, SpiralConv3D
+from emoface_model.mesh import MeshHierarchy
+
+N_EMOTIONS, N_INTENSITIES = 8, 2
+
+
+@dataclass
+class ModelConfig:
+    model: str = "emoface"  # emoface | faceformer
+    dim: int = 128
+    heads: int = 4
+    layers: int = 2
+    window: int = 90  # frames of motion history each frame attends to
+    audio_encoder: str = "mel"  # mel | wav2vec2 | hubert
+    audio_encoder_path: str | None = None
+    n_coarse: int = 192  # coarse vertices for Mesh Attention
+    spiral_length: int = 10
+    spiral_taps: int = 3  # frames in a SpiralConv3D (current and previous)
+    attention_channels: int = 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TalkingFace(nn.Module):
+    """Shared parts: audio encoder, style (speaker) and label embeddings, motion input."""
+
+    def __init__(self, config: ModelConfig, n_vertices: int, n_actors: int):
+        super().__init__()
+        self.config = config
+        self.n_vertices = n_vertices
+        d = config.dim
+        self.audio = build_audio_encoder(config.audio_encoder, d, config.audio_encoder_path)
+        self.style = nn.Embedding(max(n_actors, 1), d)
+        nn.init.normal_(self.style.weight, std=0.02)
+        self.start = nn.Parameter(torch.zeros(d))
+
+    def style_of(self, actor: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Speaker embeddings; ``actor`` -1 (or None) is an unseen speaker: the mean style."""
+        mean = self.style.weight.mean(0)
+        if actor is None:
+            return mean.expand(batch, -1)
+        known = actor.clamp_min(0)
+        return torch.where((actor >= 0)[:, None], self.style(known), mean.expand(batch, -1))
+
+    def motion_inputs(self, prev: torch.Tensor, has_prev: torch.Tensor, encode) -> torch.Tensor:
+        """Embed previous-frame motion ``prev (B, T, V, 3)``; frame 0 without a given frame uses the start vector."""
+        x = encode(prev)
+        first = torch.where(has_prev[:, None], x[:, 0], self.start.expand(x.shape[0], -1))
+        return torch.cat([first[:, None], x[:, 1:]], 1)
+
+    @staticmethod
+    def shift(offsets: torch.Tensor, initial: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forcing inputs: ``[initial, x_0, ..., x_{T-2}]`` and whether frame 0 had one."""
+        b = offsets.shape[0]
+        first = initial if initial is not None else torch.zeros_like(offsets[:, 0])
+        has = torch.full((b,), initial is not None, dtype=torch.bool, device=offsets.device)
+        return torch.cat([first[:, None], offsets[:, :-1]], 1), has
+
+
+class FaceFormer(TalkingFace):
+    """Baseline: same audio encoder, one causal transformer decoder, linear vertex output; no emotion."""
+
+    def __init__(self, config: ModelConfig, n_vertices: int, n_actors: int, **_):
+        super().__init__(config, n_vertices, n_actors)
+        d = config.dim
+        self.motion_in = nn.Linear(n_vertices * 3, d)
+        self.decoder = CausalDecoder(d, config.heads, config.layers, config.window)
+        self.head = nn.Linear(d, n_vertices * 3)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def _encode(self, m: torch.Tensor) -> torch.Tensor:
+        return self.motion_in(m.flatten(2))
+
+    def forward(self, audio, n_frames, prev, has_prev, emotion=None, intensity=None, actor=None, template=None):
+        """Teacher-forced pass: ``prev (B, T, V, 3)`` are the inputs; returns offsets ``(B, T, V, 3)``."""
+        feats = self.audio(audio, n_frames)
+        x = self.motion_inputs(prev, has_prev, self._encode) + feats + self.style_of(actor, audio.shape[0])[:, None]
+        return self.head(self.decoder(x)).view(audio.shape[0], n_frames, self.n_vertices, 3)
+
+    @torch.no_grad()
+    def generate(self, audio, n_frames, emotion=None, intensity=None, actor=None, template=None, initial=None):
+        feats = self.audio(audio, n_frames)
+        style = self.style_of(actor, audio.shape[0])
+        caches = [{} for _ in self.decoder.blocks]
+        prev, out = initial, []
+        for t in range(n_frames):
+            x = (self.start.expand(audio.shape[0], -1) if prev is None else self._encode(prev[:, None])[:, 0])
+            h = self.decoder((x + feats[:, t] + style)[:, None], caches)
+            prev = self.head(h[:, 0]).view(-1, self.n_vertices, 3)
+            out.append(prev)
+        return torch.stack(out, 1)
+
+
+class EmoFace(TalkingFace):
+    """Content and emotion streams fused by Mesh Attention (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, n_vertices: int, n_actors: int, hierarchy: MeshHierarchy):
+        super().__init__(config, n_vertices, n_actors)
+        d, c = config.dim, hierarchy.n_coarse
+        self.hierarchy = hierarchy
+        counts = np.bincount(hierarchy.cell, minlength=c).clip(1).astype(np.float32)
+        self.register_buffer("cell", torch.from_numpy(hierarchy.cell).long(), persistent=False)
+        self.register_buffer("cell_size", torch.from_numpy(counts)[:, None], persistent=False)
+        self.register_buffer("up_index", torch.from_numpy(hierarchy.up_index).long(), persistent=False)
+        self.register_buffer("up_weight", torch.from_numpy(hierarchy.up_weight).float(), persistent=False)
+        spirals = torch.from_numpy(hierarchy.spirals)
+        self.motion_in = nn.Linear(c * 3, d)
+        self.emotion = nn.Embedding(N_EMOTIONS, d)
+        self.intensity = nn.Embedding(N_INTENSITIES, d)
+        self.content_decoder = CausalDecoder(d, config.heads, config.layers, config.window)
+        self.emotion_decoder = CausalDecoder(d, config.heads, config.layers, config.window)
+        self.content_head = nn.Linear(d, n_vertices * 3)
+        self.emotion_head = nn.Linear(d, n_vertices * 3)
+        for head in (self.content_head, self.emotion_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        ch, taps = config.attention_channels, config.spiral_taps
+        self.attention1 = SpiralConv3D(9, ch, spirals, taps)
+        self.attention2 = SpiralConv3D(ch, 2, spirals, taps)
+        nn.init.zeros_(self.attention2.linear.weight)
+
+    # --- pieces shared by the parallel and the step-by-step paths
+    def _coarse(self, full: torch.Tensor) -> torch.Tensor:
+        """Cell means ``(..., V, 3)`` -> ``(..., C, 3)``."""
+        shape = full.shape[:-2] + (self.hierarchy.n_coarse, full.shape[-1])
+        return full.new_zeros(shape).index_add_(full.dim() - 2, self.cell, full) / self.cell_size
+
+    def _encode(self, m: torch.Tensor) -> torch.Tensor:
+        return self.motion_in(self._coarse(m).flatten(-2))
+
+    def _conditions(self, audio, n_frames, emotion, intensity, actor):
+        b = audio.shape[0]
+        feats = self.audio(audio, n_frames)
+        style = self.style_of(actor, b)
+        code = self.emotion(emotion) + self.intensity(intensity)
+        return feats, style[:, None], (style + code)[:, None]
+
+    def _fuse(self, content, emotion, template_c, hist1=None, hist2=None):
+        """Mesh Attention: gates ``(B, T, V, 2)`` from spiral convolutions of both streams on the coarse mesh."""
+        t = content.shape[1]
+        feat = torch.cat([self._coarse(content), self._coarse(emotion), template_c[:, None].expand(-1, t, -1, -1)], -1)
+        hidden = torch.nn.functional.gelu(self.attention1(feat, hist1))
+        gates_c = torch.sigmoid(self.attention2(hidden, hist2) + 2.0)  # both streams open at the start
+        gates = (gates_c[:, :, self.up_index] * self.up_weight[:, :, None]).sum(-2)  # to the full mesh
+        fused = gates[..., :1] * content + gates[..., 1:] * emotion
+        return fused, feat, hidden
+
+    def forward(self, audio, n_frames, prev, has_prev, emotion, intensity, actor=None, template=None):
+        """Teacher-forced pass over all frames (parallel); returns offsets ``(B, T, V, 3)``."""
+        b = audio.shape[0]
+        feats, style, emo = self._conditions(audio, n_frames, emotion, intensity, actor)
+        x = self.motion_inputs(prev, has_prev, self._encode) + feats
+        content = self.content_head(self.content_decoder(x + style)).view(b, n_frames, self.n_vertices, 3)
+        expressive = self.emotion_head(self.emotion_decoder(x + emo)).view(b, n_frames, self.n_vertices, 3)
+        return self._fuse(content, expressive, self._coarse(template))[0]
+
+    @torch.no_grad()
+    def generate(self, audio, n_frames, emotion, intensity, actor=None, template=None, initial=None):
+        """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector."""
+        b = audio.shape[0]
+        feats, style, emo = self._conditions(audio, n_frames, emotion, intensity, actor)
+        template_c = self._coarse(template)
+        caches_c = [{} for _ in self.content_decoder.blocks]
+        caches_e = [{} for _ in self.emotion_decoder.blocks]
+        taps = self.config.spiral_taps
+        hist1 = hist2 = None
+        prev, out = initial, []
+        for t in range(n_frames):
+            x = (self.start.expand(b, -1) if prev is None else self._encode(prev)) + feats[:, t]
+            content = self.content_head(self.content_decoder((x + style[:, 0])[:, None], caches_c))
+            expressive = self.emotion_head(self.emotion_decoder((x + emo[:, 0])[:, None], caches_e))
+            fused, feat, hidden = self._fuse(content.view(b, 1, -1, 3), expressive.view(b, 1, -1, 3), template_c,
+                                             hist1, hist2)
+            hist1 = _history(hist1, feat, taps)
+            hist2 = _history(hist2, hidden, taps)
+            prev = fused[:, 0]
+            out.append(prev)
+        return torch.stack(out, 1)
+
+
+def _history(history: torch.Tensor | None, new: torch.Tensor, taps: int) -> torch.Tensor:
+    """The last ``taps - 1`` frames of spiral-convolution inputs (zeros before the start)."""
+    if history is None:
+        history = new.new_zeros(new.shape[0], taps - 1, *new.shape[2:])
+    return torch.cat([history, new], 1)[:, -(taps - 1):]
+
+
+def build_model(config: ModelConfig, n_vertices: int, n_actors: int, hierarchy: MeshHierarchy | None) -> TalkingFace:
+    if config.model == "faceformer":
+        return FaceFormer(config, n_vertices, n_actors)
+    if config.model == "emoface":
+        if hierarchy is None:
+            raise ValueError("EmoFace needs the coarse mesh hierarchy")
+        return EmoFace(config, n_vertices, n_actors, hierarchy)
+    raise ValueError(f"unknown model '{config.model}' (emoface or faceformer)")

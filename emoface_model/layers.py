@@ -101,6 +101,7 @@ class SpiralConv3D(nn.Module):
         if history is None:
             history = x.new_zeros(b, self.taps - 1, c, ch)
         padded = torch.cat([history, x], 1)
-        gathered = padded[:, :, self.spirals]  # (B, T + taps - 1, C, S, ch)
+        s = self.spirals.shape[1]
+        gathered = padded.index_select(2, self.spirals.flatten()).view(b, t + self.taps - 1, c, s, ch)
         windows = torch.stack([gathered[:, k:k + t] for k in range(self.taps)], dim=3)  # (B, T, C, taps, S, ch)
         return self.linear(windows.reshape(b, t, c, -1))

@@ -23,6 +23,8 @@ from emoface_model.layers import CausalDecoder, SpiralConv3D
 from emoface_model.mesh import MeshHierarchy
 
 N_EMOTIONS, N_INTENSITIES = 8, 2
+#: Motion is handled in millimetres inside the networks (offsets are a few mm; metres outside).
+MM = 1000.0
 
 
 @dataclass
@@ -55,6 +57,10 @@ class TalkingFace(nn.Module):
         self.style = nn.Embedding(max(n_actors, 1), d)
         nn.init.normal_(self.style.weight, std=0.02)
         self.start = nn.Parameter(torch.zeros(d))
+
+    def encode_audio(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Audio ``(B, N)`` at 16 kHz -> features ``(B, n_frames, dim)`` aligned to the frames."""
+        return self.audio(audio, n_frames)
 
     def style_of(self, actor: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Speaker embeddings; ``actor`` -1 (or None) is an unseen speaker: the mean style."""
@@ -92,24 +98,26 @@ class FaceFormer(TalkingFace):
         nn.init.zeros_(self.head.bias)
 
     def _encode(self, m: torch.Tensor) -> torch.Tensor:
-        return self.motion_in(m.flatten(2))
+        return self.motion_in(MM * m.flatten(2))
 
-    def forward(self, audio, n_frames, prev, has_prev, emotion=None, intensity=None, actor=None, template=None):
-        """Teacher-forced pass: ``prev (B, T, V, 3)`` are the inputs; returns offsets ``(B, T, V, 3)``."""
-        feats = self.audio(audio, n_frames)
-        x = self.motion_inputs(prev, has_prev, self._encode) + feats + self.style_of(actor, audio.shape[0])[:, None]
-        return self.head(self.decoder(x)).view(audio.shape[0], n_frames, self.n_vertices, 3)
+    def forward(self, feats, prev, has_prev, emotion=None, intensity=None, actor=None, template=None):
+        """Teacher-forced pass over audio features ``(B, T, dim)``; ``prev (B, T, V, 3)`` are the
+        motion inputs. Returns offsets ``(B, T, V, 3)``."""
+        b, t = feats.shape[:2]
+        x = self.motion_inputs(prev, has_prev, self._encode) + feats + self.style_of(actor, b)[:, None]
+        return self.head(self.decoder(x)).view(b, t, self.n_vertices, 3) / MM
 
     @torch.no_grad()
-    def generate(self, audio, n_frames, emotion=None, intensity=None, actor=None, template=None, initial=None):
-        feats = self.audio(audio, n_frames)
-        style = self.style_of(actor, audio.shape[0])
+    def generate(self, feats, emotion=None, intensity=None, actor=None, template=None, initial=None):
+        """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector."""
+        b, n_frames = feats.shape[:2]
+        style = self.style_of(actor, b)
         caches = [{} for _ in self.decoder.blocks]
         prev, out = initial, []
         for t in range(n_frames):
-            x = (self.start.expand(audio.shape[0], -1) if prev is None else self._encode(prev[:, None])[:, 0])
+            x = self.start.expand(b, -1) if prev is None else self._encode(prev[:, None])[:, 0]
             h = self.decoder((x + feats[:, t] + style)[:, None], caches)
-            prev = self.head(h[:, 0]).view(-1, self.n_vertices, 3)
+            prev = self.head(h[:, 0]).view(b, self.n_vertices, 3) / MM
             out.append(prev)
         return torch.stack(out, 1)
 
@@ -149,39 +157,41 @@ class EmoFace(TalkingFace):
         return full.new_zeros(shape).index_add_(full.dim() - 2, self.cell, full) / self.cell_size
 
     def _encode(self, m: torch.Tensor) -> torch.Tensor:
-        return self.motion_in(self._coarse(m).flatten(-2))
+        return self.motion_in(MM * self._coarse(m).flatten(-2))
 
-    def _conditions(self, audio, n_frames, emotion, intensity, actor):
-        b = audio.shape[0]
-        feats = self.audio(audio, n_frames)
+    def _conditions(self, b, emotion, intensity, actor):
+        """Content stream: the speaker style; emotion stream: style + emotion + intensity."""
         style = self.style_of(actor, b)
-        code = self.emotion(emotion) + self.intensity(intensity)
-        return feats, style[:, None], (style + code)[:, None]
+        return style[:, None], (style + self.emotion(emotion) + self.intensity(intensity))[:, None]
 
     def _fuse(self, content, emotion, template_c, hist1=None, hist2=None):
-        """Mesh Attention: gates ``(B, T, V, 2)`` from spiral convolutions of both streams on the coarse mesh."""
+        """Mesh Attention: gates ``(B, T, V, 2)`` from spiral convolutions of both streams on the
+        coarse mesh. Stream offsets in mm, the template in decimetres (features of order 1)."""
         t = content.shape[1]
-        feat = torch.cat([self._coarse(content), self._coarse(emotion), template_c[:, None].expand(-1, t, -1, -1)], -1)
+        feat = torch.cat([self._coarse(content), self._coarse(emotion),
+                          10.0 * template_c[:, None].expand(-1, t, -1, -1)], -1)
         hidden = torch.nn.functional.gelu(self.attention1(feat, hist1))
         gates_c = torch.sigmoid(self.attention2(hidden, hist2) + 2.0)  # both streams open at the start
-        gates = (gates_c[:, :, self.up_index] * self.up_weight[:, :, None]).sum(-2)  # to the full mesh
+        b, t = gates_c.shape[:2]
+        picked = gates_c.index_select(2, self.up_index.flatten()).view(b, t, -1, 3, 2)
+        gates = (picked * self.up_weight[:, :, None]).sum(-2)  # to the full mesh
         fused = gates[..., :1] * content + gates[..., 1:] * emotion
         return fused, feat, hidden
 
-    def forward(self, audio, n_frames, prev, has_prev, emotion, intensity, actor=None, template=None):
+    def forward(self, feats, prev, has_prev, emotion, intensity, actor=None, template=None):
         """Teacher-forced pass over all frames (parallel); returns offsets ``(B, T, V, 3)``."""
-        b = audio.shape[0]
-        feats, style, emo = self._conditions(audio, n_frames, emotion, intensity, actor)
+        b, n_frames = feats.shape[:2]
+        style, emo = self._conditions(b, emotion, intensity, actor)
         x = self.motion_inputs(prev, has_prev, self._encode) + feats
         content = self.content_head(self.content_decoder(x + style)).view(b, n_frames, self.n_vertices, 3)
         expressive = self.emotion_head(self.emotion_decoder(x + emo)).view(b, n_frames, self.n_vertices, 3)
-        return self._fuse(content, expressive, self._coarse(template))[0]
+        return self._fuse(content, expressive, self._coarse(template))[0] / MM
 
     @torch.no_grad()
-    def generate(self, audio, n_frames, emotion, intensity, actor=None, template=None, initial=None):
+    def generate(self, feats, emotion, intensity, actor=None, template=None, initial=None):
         """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector."""
-        b = audio.shape[0]
-        feats, style, emo = self._conditions(audio, n_frames, emotion, intensity, actor)
+        b, n_frames = feats.shape[:2]
+        style, emo = self._conditions(b, emotion, intensity, actor)
         template_c = self._coarse(template)
         caches_c = [{} for _ in self.content_decoder.blocks]
         caches_e = [{} for _ in self.emotion_decoder.blocks]
@@ -196,7 +206,7 @@ class EmoFace(TalkingFace):
                                              hist1, hist2)
             hist1 = _history(hist1, feat, taps)
             hist2 = _history(hist2, hidden, taps)
-            prev = fused[:, 0]
+            prev = fused[:, 0] / MM
             out.append(prev)
         return torch.stack(out, 1)
 

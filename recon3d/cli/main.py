@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from recon3d import __version__
+from recon3d.cli.animator import animate_cmd, evaluate_cmd, train_cmd
 from recon3d.cli.build_dataset import build_dataset, build_shard, finalize_cmd, status
 from recon3d.cli.check_model import check_model
 from recon3d.cli.inspect_preview import inspect_dataset, preview
@@ -22,6 +23,9 @@ def cli() -> None:
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
       recon3d inspect ~/data/3d-ravdess
       recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy.mp4
+      recon3d train ~/data/3d-ravdess --out runs/emoface
+      recon3d evaluate runs/emoface --split test
+      recon3d animate runs/emoface speech.wav --emotion happy --intensity strong --out happy
     Every command has its own --help.
     """
 
@@ -34,6 +38,9 @@ cli.add_command(finalize_cmd)
 cli.add_command(inspect_dataset)
 cli.add_command(preview)
 cli.add_command(slurm_script)
+cli.add_command(train_cmd)
+cli.add_command(evaluate_cmd)
+cli.add_command(animate_cmd)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,26 @@ def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None,
             for packet in astream.encode(None):
                 container.mux(packet)
     return n
+
+
+def load_audio(path: Path, sample_rate: int = AUDIO_RATE) -> np.ndarray:
+    """All of a file's first audio stream as mono float32 at ``sample_rate`` (any input rate/format).
+
+    Raises :class:`VideoError` for a file without audio or with no samples.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise VideoError(f"{path.name}: has no audio stream (is it an audio file?)")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = []
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(frame)]
+            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{path.name}: audio data is corrupt ({exc})") from exc
+    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if audio.size == 0:
+        raise VideoError(f"{path.name}: the audio stream holds no samples")
+    return audio

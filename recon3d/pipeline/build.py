@@ -15,14 +15,13 @@ import numpy as np
 from recon3d import __version__
 from recon3d.errors import Recon3dError
 from recon3d.flame import resolve_flame_model_path
-from recon3d.pipeline.atomic import atomic_path, write_json
+from recon3d.atomic import write_json
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import Plan, plan_build
 from recon3d.pipeline.stages import BuildContext, sha256_of
 from recon3d.pipeline.workspace import Workspace
+from recon3d.shards.manifest import FAILURES, MANIFEST, shard_entries, write_manifest
 
-MANIFEST = "manifest.json"
-FAILURES = "failures.jsonl"
 
 
 class BuildError(Recon3dError, RuntimeError):
@@ -130,37 +129,20 @@ def finalize(out_dir: Path) -> dict:
     failures = ws.failures()
     failed_ids = {f["id"] for f in failures}
     entries, actors = [], {}
-    planned = {c.clip_id: c for c in plan.clips}
     for shard in plan.shards:
-        with h5py.File(ws.shard(shard), "r") as f:
-            for clip_id, g in f["clips"].items():
-                a = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
-                clip = planned.get(clip_id)
-                entries.append({
-                    "id": clip_id, "shard": shard, "frames": int(a["n_frames"]), "fps": float(a["fps"]),
-                    "duration_s": float(a["n_frames"]) / float(a["fps"]), "actor": str(a["actor"]),
-                    "split": a.get("split", "train"), "labels": clip.labels if clip else None,
-                    "has_speech_audio": bool(a.get("has_speech_audio", False)),
-                    "qc": {k[3:]: a[k] for k in a if k.startswith("qc_")},
-                })
-            for actor in f["actors"]:
-                if actor not in actors:
-                    actors[actor] = {"shards": [], **_identity_report(ws, shard, actor, plan)}
-                actors[actor]["shards"].append(shard)
-    stale = sorted(set(planned) - {e["id"] for e in entries} - failed_ids)
+        shard_clips, shard_actors = shard_entries(ws.shard(shard), shard)
+        entries += shard_clips
+        for actor in shard_actors:
+            if actor not in actors:
+                actors[actor] = {"shards": [], **_identity_report(ws, shard, actor, plan)}
+            actors[actor]["shards"].append(shard)
+    stale = sorted({c.clip_id for c in plan.clips} - {e["id"] for e in entries} - failed_ids)
     if stale:
         raise BuildError(f"{len(stale)} planned clip(s) are in no shard ({', '.join(stale[:5])}): "
                          "the video folder changed after those shards were built; rebuild with --force")
-    entries.sort(key=lambda e: e["id"])
-    manifest = {
-        "format": "recon3d-3d-dataset", "format_version": 1, "recon3d_version": __version__,
-        "clips": entries, "failures": failures, "actors": actors,
-        "splits": {s: sum(e["split"] == s for e in entries) for s in ("train", "val", "test")},
-        "build": {k: stamp[k] for k in ("config", "config_hash", "flame_model", "flame_model_sha256", "video_dir")},
-    }
-    with atomic_path(out_dir / FAILURES) as tmp:
-        tmp.write_text("".join(json.dumps(f) + "\n" for f in failures))
-    write_json(out_dir / MANIFEST, manifest)
+    manifest = write_manifest(out_dir, entries, failures, actors,
+                              {k: stamp[k] for k in ("config", "config_hash", "flame_model", "flame_model_sha256",
+                                                     "video_dir")})
     for leftover in (ws.work / "shards").glob("*/clips/*.h5"):  # now inside the shards
         leftover.unlink()
     return manifest

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recon3d.pipeline.atomic import write_json
+from recon3d.atomic import write_json
 from recon3d.pipeline.plan import Plan, PlannedClip
 from recon3d.pipeline.stages import BuildContext, run_shard
 from recon3d.pipeline.workspace import Workspace

@@ -31,7 +31,7 @@ from recon3d.flame import FlameLayer, FlameModelError, load_fan68_embedding, loa
 from recon3d.io.video import AUDIO_RATE, VideoError, read_audio
 from recon3d.landmarks import LandmarkBackendError, create_detector, track_video
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
-from recon3d.pipeline.atomic import atomic_path, write_json
+from recon3d.atomic import atomic_path, write_json
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import PlannedClip
 from recon3d.pipeline.workspace import ShardWork, Workspace

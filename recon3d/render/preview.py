@@ -61,6 +61,22 @@ def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarr
         yield (np.concatenate([overlay, alone], axis=1) * 255).clip(0, 255).astype(np.uint8)
 
 
+def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov_deg: float = 20.0) -> Iterator[np.ndarray]:
+    """Frames ``(size, size, 3) uint8`` of a mesh sequence ``(T, V, 3)`` seen from the front.
+
+    The camera is placed once for the whole sequence (from the first frame's extent), so motion
+    stays visible.
+    """
+    centre = vertices[0].mean(axis=0)
+    radius = float(np.linalg.norm(vertices[0] - centre, axis=1).max())
+    focal = 0.5 * size / np.tan(np.radians(fov_deg) / 2)
+    distance = 1.1 * radius * focal / (0.5 * size)
+    for frame in vertices:
+        cam = frame.astype(np.float64) - centre + np.array([0.0, 0.0, -distance])
+        shaded, mask = render_mesh(cam, faces, focal, size / 2, size / 2, size, size)
+        yield (np.where(mask[..., None], shaded, 0.12) * 255).clip(0, 255).astype(np.uint8)
+
+
 def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: float = 0.5, video: Path | None = None) -> int:
     """Write ``out`` (mp4 with video and audio) for a clip of a built dataset; returns frames written."""
     from recon3d.shards.reader import open_dataset

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from recon3d import __version__
-from recon3d.pipeline.atomic import atomic_path
+from recon3d.atomic import atomic_path
 
 FORMAT_VERSION = 1
 AUDIO_CHUNK = 16000
@@ -80,6 +80,32 @@ def write_clip_file(path: Path, rec: ClipRecord, storage: StorageConfig) -> None
             _write_clip_group(f.create_group("clips").create_group(rec.clip_id), rec, storage)
 
 
+def _write_meta(out: h5py.File, name: str, n_clips: int, actors: dict[str, dict[str, np.ndarray]],
+                faces: np.ndarray) -> None:
+    out.attrs["format_version"] = FORMAT_VERSION
+    out.attrs["recon3d_version"] = __version__
+    out.attrs["shard"] = name
+    group = out.create_group("actors")
+    for actor, arrays in actors.items():
+        a = group.create_group(actor)
+        for key, value in arrays.items():
+            a.create_dataset(key, data=value)
+    out.create_group("mesh").create_dataset("faces", data=np.asarray(faces, np.int32))
+    out.attrs["n_clips"] = n_clips
+    out.attrs["complete"] = True
+
+
+def write_shard(path: Path, records: list[ClipRecord], actors: dict[str, dict[str, np.ndarray]], name: str,
+                faces: np.ndarray, storage: StorageConfig) -> None:
+    """Atomically write a shard straight from clip records (importers; the build assembles clip files)."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as out:
+            clips = out.create_group("clips")
+            for rec in records:
+                _write_clip_group(clips.create_group(rec.clip_id), rec, storage)
+            _write_meta(out, name, len(records), actors, faces)
+
+
 def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[str, np.ndarray]], name: str,
                    faces: np.ndarray) -> None:
     """Atomically write a shard from finished clip files, per-actor ``shape`` and ``template``, and
@@ -90,19 +116,9 @@ def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[st
     """
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as out:
-            out.attrs["format_version"] = FORMAT_VERSION
-            out.attrs["recon3d_version"] = __version__
-            out.attrs["shard"] = name
             clips = out.create_group("clips")
             for clip_file in clip_files:
                 with h5py.File(clip_file, "r") as src:
                     for clip_id in src["clips"]:
                         src.copy(src["clips"][clip_id], clips, name=clip_id)
-            group = out.create_group("actors")
-            for actor, arrays in actors.items():
-                a = group.create_group(actor)
-                for key, value in arrays.items():
-                    a.create_dataset(key, data=value)
-            out.create_group("mesh").create_dataset("faces", data=np.asarray(faces, np.int32))
-            out.attrs["n_clips"] = len(clips)
-            out.attrs["complete"] = True
+            _write_meta(out, name, len(clips), actors, faces)

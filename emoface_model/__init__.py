@@ -1,0 +1,1 @@
+"""EmoFace: speech + emotion -> animated FLAME-topology meshes, trained on recon3d shards."""

@@ -1,0 +1,92 @@
+"""``recon3d animate``: a trained run turns speech into a mesh sequence, mesh files and a video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emoface_model.infer import predict
+from emoface_model.train import RunDir, load_model
+from recon3d.io.mesh import read_mesh, write_obj, write_ply
+from recon3d.io.ravdess import EMOTIONS, INTENSITIES
+from recon3d.io.video import load_audio, write_video
+from recon3d.shards.reader import AUDIO_RATE, open_dataset
+
+MIN_SECONDS = 0.1
+
+
+def emotion_id(value: str) -> int:
+    """0-7 from a name (``happy``) or a RAVDESS number (``3``)."""
+    v = str(value).strip().lower()
+    if v in EMOTIONS:
+        return EMOTIONS.index(v)
+    if v.isdigit() and 1 <= int(v) <= len(EMOTIONS):
+        return int(v) - 1
+    raise ValueError(f"unknown emotion '{value}': use one of {', '.join(EMOTIONS)} (or 1-8)")
+
+
+def intensity_id(value: str) -> int:
+    """0-1 from ``normal``/``strong`` or ``1``/``2``."""
+    v = str(value).strip().lower()
+    names = {n: k - 1 for k, n in INTENSITIES.items()}
+    if v in names:
+        return names[v]
+    if v in ("1", "2"):
+        return int(v) - 1
+    raise ValueError(f"unknown intensity '{value}': use normal or strong (or 1, 2)")
+
+
+def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | None, n_vertices: int):
+    """(style index, template (V, 3)): a training actor's, or a given mesh with the mean style."""
+    if template is not None:
+        verts, _ = read_mesh(template)
+        if verts.shape != (n_vertices, 3):
+            raise ValueError(f"{template}: has {len(verts)} vertices, the model animates {n_vertices} (FLAME topology)")
+        return -1, verts.astype(np.float32)
+    info = json.loads(run.info.read_text())
+    name = actor if actor is not None else actors[0]
+    name = name.zfill(2) if name.isdigit() else name
+    if name not in actors:
+        raise ValueError(f"unknown actor '{actor}': the run was trained on {', '.join(actors)} (or pass --template mesh.ply)")
+    ds = open_dataset(info["shards_dir"])
+    entry = next(c for c in ds.clips() if str(c["actor"]) == name)
+    return actors.index(name), ds.template(name, entry["shard"]).astype(np.float32)
+
+
+def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotion: str = "neutral",
+            intensity: str = "normal", actor: str | None = None, template: Path | None = None, fps: float = 30.0,
+            mesh_format: str | None = None, video: bool = True, device: str = "cpu") -> dict:
+    """Write ``OUT.npy`` (T, V, 3) metres, optionally ``OUT_meshes/*.obj|ply``, and ``OUT.mp4``."""
+    emo, inten = emotion_id(emotion), intensity_id(intensity)
+    audio_path = Path(audio_path)
+    if not audio_path.exists():
+        raise FileNotFoundError(f"{audio_path}: file not found")
+    audio = load_audio(audio_path)
+    if len(audio) < MIN_SECONDS * AUDIO_RATE:
+        raise ValueError(f"{audio_path}: only {len(audio) / AUDIO_RATE:.3f} s of audio; need at least {MIN_SECONDS} s")
+    model, state = load_model(run_dir, device)
+    run = RunDir(Path(run_dir))
+    style, tmpl = speaker(run, state["actors"], actor, template, state["n_vertices"])
+    offsets = predict(model, audio, fps, emo, inten, style, tmpl, device=device)
+    vertices = (offsets + tmpl[None]).astype(np.float32)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = {"npy": str(out.with_suffix(".npy"))}
+    np.save(out.with_suffix(".npy"), vertices)
+    faces = open_dataset(json.loads(run.info.read_text())["shards_dir"]).faces()
+    if mesh_format:
+        folder = out.parent / f"{out.name}_meshes"
+        folder.mkdir(exist_ok=True)
+        writer = {"obj": write_obj, "ply": write_ply}[mesh_format]
+        for i, frame in enumerate(vertices):
+            writer(folder / f"frame_{i:05d}.{mesh_format}", frame, faces)
+        written["meshes"] = str(folder)
+    if video:
+        from recon3d.render.preview import frontal_frames
+
+        write_video(out.with_suffix(".mp4"), frontal_frames(vertices, faces), fps, audio[:int(len(vertices) / fps * AUDIO_RATE)])
+        written["mp4"] = str(out.with_suffix(".mp4"))
+    written["frames"] = len(vertices)
+    return written

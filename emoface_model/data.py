@@ -1,0 +1,100 @@
+"""Training and evaluation data from recon3d shards: windows of motion, audio and labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recon3d.shards.reader import Dataset3D, audio_span
+
+
+@dataclass
+class Batch:
+    offsets: torch.Tensor  # (B, T, V, 3) vertices minus the actor template
+    audio: torch.Tensor  # (B, N) 16 kHz
+    template: torch.Tensor  # (B, V, 3)
+    emotion: torch.Tensor  # (B,) 0-7
+    intensity: torch.Tensor  # (B,) 0-1
+    actor: torch.Tensor  # (B,) index into the training actors, -1 if unseen
+    initial: torch.Tensor  # (B, V, 3) the frame before the window (zeros at a clip start)
+    has_initial: torch.Tensor  # (B,) bool
+
+    def to(self, device) -> "Batch":
+        return Batch(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+def labels_of(entry: dict) -> tuple[int, int]:
+    """(emotion 0-7, intensity 0-1) of a manifest entry; unlabeled clips count as neutral, normal."""
+    labels = entry.get("labels") or {}
+    return int(labels.get("emotion_id", 1)) - 1, int(labels.get("intensity", 1)) - 1
+
+
+class ClipData:
+    """The clips of a split, with the training actors' indices (the speaker style)."""
+
+    def __init__(self, dataset: Dataset3D, split: str | None, actors: list[str]):
+        self.dataset = dataset
+        self.entries = dataset.clips(split)
+        self.actors = actors
+        self._templates: dict[tuple[str, str], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def actor_index(self, actor: str) -> int:
+        return self.actors.index(actor) if actor in self.actors else -1
+
+    def template(self, entry: dict) -> np.ndarray:
+        key = (str(entry["actor"]), entry["shard"])
+        if key not in self._templates:
+            self._templates[key] = self.dataset.template(*key).astype(np.float32)
+        return self._templates[key]
+
+    def window(self, entry: dict, start: int, length: int) -> dict:
+        """A window of a clip: offsets, audio, labels and the frame before it."""
+        group = self.dataset.group(entry["id"])
+        fps = float(group.attrs["fps"])
+        template = self.template(entry)
+        first = max(start - 1, 0)
+        vertices = group["vertices"][first:start + length]
+        initial = vertices[0] - template if start > 0 else np.zeros_like(template)
+        vertices = vertices[1:] if start > 0 else vertices
+        a, b = audio_span(start, length, fps)
+        audio = group["audio"][a:b]
+        audio = np.pad(audio, (0, max(0, b - a - len(audio))))
+        emotion, intensity = labels_of(entry)
+        return {"offsets": vertices - template[None], "audio": audio, "template": template, "emotion": emotion,
+                "intensity": intensity, "actor": self.actor_index(str(entry["actor"])), "initial": initial,
+                "has_initial": start > 0}
+
+    def clip(self, entry: dict) -> dict:
+        return self.window(entry, 0, int(entry["frames"]))
+
+
+def collate(items: list[dict]) -> Batch:
+    n = min(len(i["audio"]) for i in items)
+    t = min(len(i["offsets"]) for i in items)
+    return Batch(
+        offsets=torch.from_numpy(np.stack([i["offsets"][:t] for i in items]).astype(np.float32)),
+        audio=torch.from_numpy(np.stack([i["audio"][:n] for i in items]).astype(np.float32)),
+        template=torch.from_numpy(np.stack([i["template"] for i in items])),
+        emotion=torch.tensor([i["emotion"] for i in items]),
+        intensity=torch.tensor([i["intensity"] for i in items]),
+        actor=torch.tensor([i["actor"] for i in items]),
+        initial=torch.from_numpy(np.stack([i["initial"] for i in items]).astype(np.float32)),
+        has_initial=torch.tensor([bool(i["has_initial"]) for i in items]),
+    )
+
+
+def epoch_batches(data: ClipData, epoch: int, seed: int, window: int, batch_size: int, per_clip: int):
+    """The epoch's batches in a fixed order (seeded by ``seed`` and ``epoch``): resumable mid-epoch."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(np.repeat(np.arange(len(data)), per_clip))
+    plan = []
+    for i in order:
+        entry = data.entries[i]
+        length = min(window, int(entry["frames"]))
+        plan.append((entry, int(rng.integers(0, int(entry["frames"]) - length + 1)), length))
+    return [plan[k:k + batch_size] for k in range(0, len(plan), batch_size)]

@@ -1,0 +1,75 @@
+"""Inference: audio -> mesh sequences, with sliding windows for audio of any length; evaluation."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoface_model.data import ClipData, labels_of
+from emoface_model.metrics import MetricSums, Regions
+from emoface_model.models import TalkingFace
+from recon3d.io.ravdess import EMOTIONS
+from recon3d.shards.reader import AUDIO_RATE, open_dataset
+
+CHUNK_FRAMES = 600  # audio encoded in windows of 20 s at 30 fps
+CONTEXT_FRAMES = 30  # with 1 s of audio context on each side
+
+
+def audio_features(model: TalkingFace, audio: np.ndarray, n_frames: int, fps: float, device="cpu") -> torch.Tensor:
+    """Audio features ``(1, n_frames, dim)``: encoded in overlapping windows, so any length works."""
+    per_frame = AUDIO_RATE / fps
+    out = []
+    for start in range(0, n_frames, CHUNK_FRAMES):
+        stop = min(n_frames, start + CHUNK_FRAMES)
+        a, b = max(0, start - CONTEXT_FRAMES), min(n_frames, stop + CONTEXT_FRAMES)
+        s0, s1 = int(round(a * per_frame)), int(round(b * per_frame))
+        seg = np.zeros(s1 - s0, np.float32)
+        piece = audio[s0:s1]
+        seg[:len(piece)] = piece
+        with torch.no_grad():
+            feats = model.encode_audio(torch.from_numpy(seg)[None].to(device), b - a)
+        out.append(feats[:, start - a:stop - a])
+    return torch.cat(out, 1)
+
+
+def predict(model: TalkingFace, audio: np.ndarray, fps: float, emotion: int, intensity: int, actor: int,
+            template: np.ndarray, initial: np.ndarray | None = None, n_frames: int | None = None,
+            device="cpu") -> np.ndarray:
+    """Vertex offsets ``(T, V, 3)`` for 16 kHz ``audio``; generation starts from ``initial`` when given."""
+    n_frames = n_frames or max(1, int(round(len(audio) / AUDIO_RATE * fps)))
+    feats = audio_features(model, audio, n_frames, fps, device)
+    t = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
+    init = None if initial is None else t(initial).float()[None]
+    offsets = model.generate(feats, t([emotion]), t([intensity]), t([actor]), t(template).float()[None], init)
+    return offsets[0].cpu().numpy()
+
+
+def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, split: str, regions: Regions,
+                 device="cpu", progress: bool = True) -> dict:
+    """LVE / EVE / FDD / MVE of the model on a split (whole clips, autoregressive), overall and per
+    emotion, beside the template-only (zero motion) baseline."""
+    from tqdm import tqdm
+
+    dataset = open_dataset(shards_dir)
+    data = ClipData(dataset, split, actors)
+    if not len(data):
+        raise ValueError(f"{shards_dir}: no clips in the '{split}' split")
+    sums, base = MetricSums(), MetricSums()
+    per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
+    for entry in tqdm(data.entries, desc=f"evaluate {split}", unit="clip", disable=not progress):
+        clip = data.clip(entry)
+        emotion, intensity = labels_of(entry)
+        template = clip["template"]
+        fps = float(entry["fps"])
+        offsets = predict(model, clip["audio"], fps, emotion, intensity, clip["actor"], template,
+                          n_frames=len(clip["offsets"]), device=device)
+        gt = clip["offsets"] + template
+        pred = offsets + template
+        sums.add(pred, gt, template, regions)
+        per_emotion[EMOTIONS[emotion]].add(pred, gt, template, regions)
+        base.add(np.repeat(template[None], len(gt), 0), gt, template, regions)
+    return {"split": split, "overall": sums.result(), "template_only": base.result(),
+            "per_emotion": {k: v.result() for k, v in sorted(per_emotion.items())}}

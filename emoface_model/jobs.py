@@ -1,0 +1,41 @@
+"""Training as a SLURM job (submitit) that checkpoints and resumes when requeued or preempted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emoface_model.config import TrainConfig
+
+
+class TrainTask:
+    """The job's callable. Every start resumes from the run's last checkpoint if there is one, so
+    a requeued, preempted or resubmitted job continues the same run (same step count)."""
+
+    def __call__(self, shards_dir: str, run_dir: str, config: dict, masks: str | None, max_steps: int | None) -> dict:
+        from emoface_model.train import RunDir, train
+
+        resume = RunDir(Path(run_dir)).checkpoint.exists()
+        return train(shards_dir, run_dir, TrainConfig.from_dict(config), resume=resume, masks=masks,
+                     progress=False, max_steps=max_steps)
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on time-out or preemption: requeue the same call (it resumes)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def submit_training(shards_dir: Path, run_dir: Path, config: TrainConfig, options, masks: str | None,
+                    max_steps: int | None):
+    """Submit one training job; its submitit logs go to ``RUN_DIR/slurm``."""
+    import submitit
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executor = submitit.AutoExecutor(folder=run_dir / "slurm", cluster="slurm")
+    params = dict(name="recon3d-train", timeout_min=int(options.time_min), mem_gb=options.mem_gb,
+                  cpus_per_task=int(options.cpus_per_task), slurm_additional_parameters=dict(options.additional))
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    executor.update_parameters(**params)
+    return executor.submit(TrainTask(), str(shards_dir.resolve()), str(run_dir.resolve()), config.to_dict(), masks,
+                           max_steps)

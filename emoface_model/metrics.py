@@ -1,0 +1,76 @@
+"""Evaluation metrics as the community computes them (VOCASET / CodeTalker conventions).
+
+Vertices are in metres, so LVE, EVE and FDD are in m^2 and MVE in m.
+
+* LVE: per frame, the maximum over lip vertices of the squared L2 error; mean over frames.
+* EVE: the same over the eye region and the forehead.
+* FDD: upper-face dynamics deviation: per sequence, the standard deviation over time of each
+  upper-face vertex's squared motion (displacement from the template), averaged over vertices,
+  ground truth minus prediction; mean over sequences (positive: the prediction moves too little).
+* MVE: mean L2 vertex error.
+
+Regions come from FLAME_masks.pkl: lips = ``lips``; eyes = ``eye_region`` + ``forehead``; upper
+face = ``eye_region`` + ``forehead`` + ``nose``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Regions:
+    lips: np.ndarray
+    eyes: np.ndarray
+    upper: np.ndarray
+
+    @classmethod
+    def from_masks(cls, masks: dict[str, np.ndarray]) -> "Regions":
+        eyes = np.union1d(masks["eye_region"], masks["forehead"])
+        return cls(lips=masks["lips"], eyes=eyes, upper=np.union1d(eyes, masks["nose"]))
+
+
+def max_region_error(pred: np.ndarray, gt: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per frame ``(T,)``: max over ``ids`` of the squared L2 error."""
+    return ((pred[:, ids] - gt[:, ids]) ** 2).sum(-1).max(-1)
+
+
+def lip_vertex_error(pred: np.ndarray, gt: np.ndarray, lips: np.ndarray) -> float:
+    return float(max_region_error(pred, gt, lips).mean())
+
+
+def upper_motion_std(vertices: np.ndarray, template: np.ndarray, upper: np.ndarray) -> float:
+    """Mean over upper-face vertices of the std over time of the squared motion."""
+    motion = ((vertices[:, upper] - template[None, upper]) ** 2).sum(-1)
+    return float(motion.std(axis=0).mean())
+
+
+def face_dynamics_deviation(pred: np.ndarray, gt: np.ndarray, template: np.ndarray, upper: np.ndarray) -> float:
+    return upper_motion_std(gt, template, upper) - upper_motion_std(pred, template, upper)
+
+
+@dataclass
+class MetricSums:
+    """Accumulates metrics over sequences (frame-weighted LVE/EVE/MVE, sequence-mean FDD)."""
+
+    lve: float = 0.0
+    eve: float = 0.0
+    mve: float = 0.0
+    fdd: float = 0.0
+    frames: int = 0
+    sequences: int = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, template: np.ndarray, regions: Regions) -> None:
+        self.lve += float(max_region_error(pred, gt, regions.lips).sum())
+        self.eve += float(max_region_error(pred, gt, regions.eyes).sum())
+        self.mve += float(np.linalg.norm(pred - gt, axis=-1).mean(-1).sum())
+        self.fdd += face_dynamics_deviation(pred, gt, template, regions.upper)
+        self.frames += len(pred)
+        self.sequences += 1
+
+    def result(self) -> dict[str, float]:
+        f, s = max(self.frames, 1), max(self.sequences, 1)
+        return {"lve": self.lve / f, "eve": self.eve / f, "fdd": self.fdd / s, "mve": self.mve / f,
+                "frames": self.frames, "sequences": self.sequences}

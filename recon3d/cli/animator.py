@@ -1,0 +1,161 @@
+"""``recon3d train``, ``evaluate`` and ``animate``: the EmoFace animator (package ``emoface_model``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from recon3d.cli.common import friendly_errors
+
+
+@click.command("train")
+@click.argument("shards_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: config.yaml, checkpoints/last.pt, metrics.csv, tensorboard/.")
+@click.option("--model", "model_name", type=click.Choice(["emoface", "faceformer"]), default=None,
+              help="emoface (default) or the faceformer baseline, trained the same way.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="YAML training config; pipelines/emoface.yaml documents every key (its values are the defaults).")
+@click.option("--epochs", type=int, default=None, help="Epochs (overrides the config).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cpu.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (same step count).")
+@click.option("--audio-encoder", type=click.Choice(["mel", "wav2vec2", "hubert"]), default=None,
+              help="mel: log-mel encoder trained from scratch (default, offline). wav2vec2/hubert: a pretrained "
+                   "model from a local folder (--audio-encoder-path; needs `pip install transformers`).")
+@click.option("--audio-encoder-path", type=click.Path(path_type=Path), default=None)
+@click.option("--flame-masks", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="FLAME_masks.pkl for lip weighting and evaluation regions (default: beside the FLAME model "
+                   "the shards were built with).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total (a checkpoint is written).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="slurm: submit as a job (submitit) that checkpoints and resumes when requeued or preempted.")
+@click.option("--partition", default=None, help="[slurm] partition.")
+@click.option("--time", "time_min", type=int, default=600, show_default=True, help="[slurm] minutes.")
+@click.option("--mem-gb", type=float, default=16.0, show_default=True, help="[slurm] memory.")
+@click.option("--cpus-per-task", type=int, default=8, show_default=True, help="[slurm] CPUs.")
+@click.option("--slurm-additional", multiple=True, metavar="KEY=VALUE", help="[slurm] other sbatch options, e.g. gres=gpu:1.")
+@click.option("--no-wait", is_flag=True, help="[slurm] print the job id and return.")
+@click.option("--progress/--no-progress", default=True)
+@friendly_errors
+def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, device, resume, audio_encoder,
+              audio_encoder_path, flame_masks, max_steps, executor, partition, time_min, mem_gb, cpus_per_task,
+              slurm_additional, no_wait, progress) -> None:
+    """Train the EmoFace animator (or the FaceFormer baseline) on shards from build-dataset.
+
+    Windows of the train split (split by actor in the manifest) teach the model to map audio,
+    emotion and intensity to vertex offsets from the speaker's template. The share of ground-truth
+    motion inputs falls from teacher forcing to scheduled sampling over epochs (self-growing).
+    Checkpoints are written atomically every `checkpoint_every` steps and at each epoch's end;
+    after a kill, --resume continues with the same step count.
+
+    \b
+    Examples:
+      recon3d train ~/data/3d-ravdess --out runs/emoface
+      recon3d train ~/data/3d-ravdess --out runs/faceformer --model faceformer
+      recon3d train ~/data/3d-ravdess --out runs/emoface --executor slurm --partition gpu --slurm-additional gres=gpu:1
+    """
+    from emoface_model.config import TrainConfig
+
+    config = TrainConfig.load(config_path)
+    if model_name:
+        config.model.model = model_name
+    if epochs:
+        config.optim.epochs = epochs
+    if device:
+        config.device = device
+    if audio_encoder:
+        config.model.audio_encoder = audio_encoder
+    if audio_encoder_path:
+        config.model.audio_encoder_path = str(audio_encoder_path)
+    if config.model.audio_encoder != "mel":
+        from emoface_model.audio import build_audio_encoder
+
+        build_audio_encoder(config.model.audio_encoder, config.model.dim, config.model.audio_encoder_path)
+    if executor == "slurm":
+        from emoface_model.jobs import submit_training
+        from recon3d.cli.build_dataset import _parse_pairs
+        from recon3d.pipeline.slurm import SlurmOptions, slurm_available
+
+        problem = slurm_available()
+        if problem:
+            raise click.ClickException(f"--executor slurm: {problem}")
+        options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, 1, _parse_pairs(slurm_additional))
+        job = submit_training(shards_dir, run_dir, config, options, str(flame_masks) if flame_masks else None, max_steps)
+        click.echo(f"submitted training job {job.job_id} (logs in {run_dir / 'slurm'})", err=True)
+        if no_wait:
+            click.echo(job.job_id)
+            return
+        summary = job.result()
+    else:
+        from emoface_model.train import train
+
+        summary = train(shards_dir, run_dir, config, resume=resume, masks=str(flame_masks) if flame_masks else None,
+                        progress=progress, max_steps=max_steps)
+    click.echo(json.dumps(summary))
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--split", default="test", show_default=True, help="train, val or test (from the manifest).")
+@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Evaluate on another built dataset (default: the one the run was trained on).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@friendly_errors
+def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bool, device: str) -> None:
+    """Lip vertex error (LVE), eye-region error (EVE), upper-face dynamics deviation (FDD), MVE.
+
+    Whole clips of the split are generated autoregressively from their audio, emotion and
+    intensity and compared with the dataset's meshes: overall, per emotion, and beside the
+    template-only (no motion) baseline. Units: metres, so LVE/EVE/FDD are in m^2 (docs/metrics.md).
+    """
+    from emoface_model.infer import evaluate_run
+    from emoface_model.train import RunDir, load_model, load_regions
+
+    run = RunDir(run_dir)
+    model, state = load_model(run_dir, device)
+    shards = shards_dir or json.loads(run.info.read_text())["shards_dir"]
+    result = evaluate_run(model, state["actors"], shards, split, load_regions(run), device, progress=not as_json)
+    result["model"] = state["config"]["model"]["model"]
+    result["steps"] = state["step"]
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{result['model']} after {result['steps']} steps, split '{split}' "
+               f"({result['overall']['sequences']} clips, {result['overall']['frames']} frames); m^2 / m")
+    click.echo(f"{'':16s} {'LVE':>10s} {'EVE':>10s} {'FDD':>10s} {'MVE':>10s}")
+    rows = [("overall", result["overall"]), ("template only", result["template_only"])]
+    rows += [(f"  {k}", v) for k, v in result["per_emotion"].items()]
+    for name, r in rows:
+        click.echo(f"{name:16s} {r['lve']:10.3e} {r['eve']:10.3e} {r['fdd']:10.3e} {r['mve']:10.3e}")
+
+
+@click.command("animate")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("audio", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--emotion", default="neutral", show_default=True,
+              help="neutral, calm, happy, sad, angry, fearful, disgust, surprised (or 1-8).")
+@click.option("--intensity", default="normal", show_default=True, help="normal or strong.")
+@click.option("--actor", default=None, help="A training actor's identity and style (default: the first).")
+@click.option("--template", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Any FLAME-topology neutral mesh (.ply/.obj) to animate instead of a training actor.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output stem: OUT.npy, OUT.mp4 (and OUT_meshes/ with --meshes).")
+@click.option("--meshes", type=click.Choice(["obj", "ply"]), default=None, help="Also write one mesh file per frame.")
+@click.option("--no-video", is_flag=True, help="Skip the rendered OUT.mp4.")
+@click.option("--fps", type=float, default=30.0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@friendly_errors
+def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes, no_video, fps, device) -> None:
+    """Animate a face from speech: AUDIO (wav or any audio file, any length and rate) -> meshes + video.
+
+    \b
+    Example:
+      recon3d animate runs/emoface speech.wav --emotion happy --intensity strong --actor 05 --out happy
+    """
+    from emoface_model.animate import animate
+
+    written = animate(run_dir, audio, out, emotion, intensity, actor, template, fps, meshes, not no_video, device)
+    click.echo(json.dumps(written))

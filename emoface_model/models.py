@@ -108,8 +108,11 @@ class FaceFormer(TalkingFace):
         return self.head(self.decoder(x)).view(b, t, self.n_vertices, 3) / MM
 
     @torch.no_grad()
-    def generate(self, feats, emotion=None, intensity=None, actor=None, template=None, initial=None):
-        """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector."""
+    def generate(self, feats, emotion=None, intensity=None, actor=None, template=None, initial=None, teacher=None):
+        """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector.
+
+        With ``teacher (B, T, V, 3)`` each step's input is that true motion instead of the
+        prediction (a check that step-by-step decoding equals the parallel pass)."""
         b, n_frames = feats.shape[:2]
         style = self.style_of(actor, b)
         caches = [{} for _ in self.decoder.blocks]
@@ -119,6 +122,8 @@ class FaceFormer(TalkingFace):
             h = self.decoder((x + feats[:, t] + style)[:, None], caches)
             prev = self.head(h[:, 0]).view(b, self.n_vertices, 3) / MM
             out.append(prev)
+            if teacher is not None:
+                prev = teacher[:, t]
         return torch.stack(out, 1)
 
 
@@ -132,8 +137,10 @@ class EmoFace(TalkingFace):
         counts = np.bincount(hierarchy.cell, minlength=c).clip(1).astype(np.float32)
         self.register_buffer("cell", torch.from_numpy(hierarchy.cell).long(), persistent=False)
         self.register_buffer("cell_size", torch.from_numpy(counts)[:, None], persistent=False)
-        self.register_buffer("up_index", torch.from_numpy(hierarchy.up_index).long(), persistent=False)
-        self.register_buffer("up_weight", torch.from_numpy(hierarchy.up_weight).float(), persistent=False)
+        rows = np.repeat(np.arange(n_vertices), hierarchy.up_index.shape[1])
+        up = torch.sparse_coo_tensor(np.stack([rows, hierarchy.up_index.reshape(-1)]),
+                                     hierarchy.up_weight.reshape(-1), (n_vertices, c), check_invariants=True).coalesce()
+        self.register_buffer("up", up, persistent=False)  # (V, C) sparse: coarse -> full mesh
         spirals = torch.from_numpy(hierarchy.spirals)
         self.motion_in = nn.Linear(c * 3, d)
         self.emotion = nn.Embedding(N_EMOTIONS, d)
@@ -153,8 +160,17 @@ class EmoFace(TalkingFace):
     # --- pieces shared by the parallel and the step-by-step paths
     def _coarse(self, full: torch.Tensor) -> torch.Tensor:
         """Cell means ``(..., V, 3)`` -> ``(..., C, 3)``."""
-        shape = full.shape[:-2] + (self.hierarchy.n_coarse, full.shape[-1])
-        return full.new_zeros(shape).index_add_(full.dim() - 2, self.cell, full) / self.cell_size
+        lead, (v, k) = full.shape[:-2], full.shape[-2:]
+        rows = full.reshape(-1, v, k).transpose(0, 1)  # (V, N, 3): whole rows are summed per cell
+        out = rows.new_zeros(self.hierarchy.n_coarse, rows.shape[1], k).index_add_(0, self.cell, rows)
+        return (out / self.cell_size[:, :, None]).transpose(0, 1).reshape(*lead, -1, k)
+
+    def _coarse_head(self, head: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+        """``_coarse(head(hidden))`` without the full mesh: the head's rows averaged per cell."""
+        d = hidden.shape[-1]
+        weight = self._coarse(head.weight.view(1, self.n_vertices, 3 * d)).view(-1, d)  # (3C, d)
+        bias = self._coarse(head.bias.view(1, self.n_vertices, 3)).reshape(-1)
+        return (hidden @ weight.T + bias).view(*hidden.shape[:-1], -1, 3)
 
     def _encode(self, m: torch.Tensor) -> torch.Tensor:
         return self.motion_in(MM * self._coarse(m).flatten(-2))
@@ -164,17 +180,25 @@ class EmoFace(TalkingFace):
         style = self.style_of(actor, b)
         return style[:, None], (style + self.emotion(emotion) + self.intensity(intensity))[:, None]
 
-    def _fuse(self, content, emotion, template_c, hist1=None, hist2=None):
+    def _streams(self, h_content, h_emotion):
+        """Full-mesh offsets (mm) of both streams and their coarse versions."""
+        b, t = h_content.shape[:2]
+        full = [head(h).view(b, t, self.n_vertices, 3) for head, h in
+                ((self.content_head, h_content), (self.emotion_head, h_emotion))]
+        coarse = [self._coarse_head(head, h) for head, h in ((self.content_head, h_content), (self.emotion_head, h_emotion))]
+        return full, coarse
+
+    def _fuse(self, full, coarse, template_c, hist1=None, hist2=None):
         """Mesh Attention: gates ``(B, T, V, 2)`` from spiral convolutions of both streams on the
         coarse mesh. Stream offsets in mm, the template in decimetres (features of order 1)."""
+        content, emotion = full
         t = content.shape[1]
-        feat = torch.cat([self._coarse(content), self._coarse(emotion),
-                          10.0 * template_c[:, None].expand(-1, t, -1, -1)], -1)
+        feat = torch.cat([coarse[0], coarse[1], 10.0 * template_c[:, None].expand(-1, t, -1, -1)], -1)
         hidden = torch.nn.functional.gelu(self.attention1(feat, hist1))
         gates_c = torch.sigmoid(self.attention2(hidden, hist2) + 2.0)  # both streams open at the start
-        b, t = gates_c.shape[:2]
-        picked = gates_c.index_select(2, self.up_index.flatten()).view(b, t, -1, 3, 2)
-        gates = (picked * self.up_weight[:, :, None]).sum(-2)  # to the full mesh
+        b, t, c = gates_c.shape[:3]
+        columns = gates_c.permute(2, 0, 1, 3).reshape(c, -1)  # (C, B*T*2)
+        gates = torch.sparse.mm(self.up, columns).view(self.n_vertices, b, t, 2).permute(1, 2, 0, 3)
         fused = gates[..., :1] * content + gates[..., 1:] * emotion
         return fused, feat, hidden
 
@@ -183,13 +207,13 @@ class EmoFace(TalkingFace):
         b, n_frames = feats.shape[:2]
         style, emo = self._conditions(b, emotion, intensity, actor)
         x = self.motion_inputs(prev, has_prev, self._encode) + feats
-        content = self.content_head(self.content_decoder(x + style)).view(b, n_frames, self.n_vertices, 3)
-        expressive = self.emotion_head(self.emotion_decoder(x + emo)).view(b, n_frames, self.n_vertices, 3)
-        return self._fuse(content, expressive, self._coarse(template))[0] / MM
+        full, coarse = self._streams(self.content_decoder(x + style), self.emotion_decoder(x + emo))
+        return self._fuse(full, coarse, self._coarse(template))[0] / MM
 
     @torch.no_grad()
-    def generate(self, feats, emotion, intensity, actor=None, template=None, initial=None):
-        """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector."""
+    def generate(self, feats, emotion, intensity, actor=None, template=None, initial=None, teacher=None):
+        """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector
+        (``teacher``: feed true motion instead of predictions, as in :meth:`FaceFormer.generate`)."""
         b, n_frames = feats.shape[:2]
         style, emo = self._conditions(b, emotion, intensity, actor)
         template_c = self._coarse(template)
@@ -200,14 +224,15 @@ class EmoFace(TalkingFace):
         prev, out = initial, []
         for t in range(n_frames):
             x = (self.start.expand(b, -1) if prev is None else self._encode(prev)) + feats[:, t]
-            content = self.content_head(self.content_decoder((x + style[:, 0])[:, None], caches_c))
-            expressive = self.emotion_head(self.emotion_decoder((x + emo[:, 0])[:, None], caches_e))
-            fused, feat, hidden = self._fuse(content.view(b, 1, -1, 3), expressive.view(b, 1, -1, 3), template_c,
-                                             hist1, hist2)
+            full, coarse = self._streams(self.content_decoder((x + style[:, 0])[:, None], caches_c),
+                                         self.emotion_decoder((x + emo[:, 0])[:, None], caches_e))
+            fused, feat, hidden = self._fuse(full, coarse, template_c, hist1, hist2)
             hist1 = _history(hist1, feat, taps)
             hist2 = _history(hist2, hidden, taps)
             prev = fused[:, 0] / MM
             out.append(prev)
+            if teacher is not None:
+                prev = teacher[:, t]
         return torch.stack(out, 1)
 
 

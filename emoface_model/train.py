@@ -103,13 +103,13 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[TalkingFace, d
 
 def sequence_loss(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor, velocity_weight: float):
     """Weighted vertex MSE + velocity (frame-difference) MSE, in mm^2."""
-    pred, gt = pred * MM, gt * MM
+    err = (pred - gt) * MM
     w = weights[None, None, :, None]
-    mse = ((pred - gt) ** 2 * w).sum() / (w.sum() * pred.shape[0] * pred.shape[1] * 3)
+    mse = (err.square() * w).sum() / (w.sum() * err.shape[0] * err.shape[1] * 3)
     vel = torch.zeros((), device=pred.device)
-    if pred.shape[1] > 1:
-        dp, dg = pred[:, 1:] - pred[:, :-1], gt[:, 1:] - gt[:, :-1]
-        vel = ((dp - dg) ** 2 * w).sum() / (w.sum() * dp.shape[0] * dp.shape[1] * 3)
+    if err.shape[1] > 1:
+        d = err[:, 1:] - err[:, :-1]  # the velocity error is the difference of the errors
+        vel = (d.square() * w).sum() / (w.sum() * d.shape[0] * d.shape[1] * 3)
     return mse + velocity_weight * vel, mse, vel
 
 

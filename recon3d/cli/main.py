@@ -8,6 +8,7 @@ from recon3d import __version__
 from recon3d.cli.animator import animate_cmd, evaluate_cmd, train_cmd
 from recon3d.cli.build_dataset import build_dataset, build_shard, finalize_cmd, status
 from recon3d.cli.check_model import check_model
+from recon3d.cli.import_vocaset import import_vocaset_cmd
 from recon3d.cli.inspect_preview import inspect_dataset, preview
 from recon3d.cli.slurm_script import slurm_script
 
@@ -41,6 +42,7 @@ cli.add_command(slurm_script)
 cli.add_command(train_cmd)
 cli.add_command(evaluate_cmd)
 cli.add_command(animate_cmd)
+cli.add_command(import_vocaset_cmd)
 
 
 if __name__ == "__main__":

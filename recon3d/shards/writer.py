@@ -122,3 +122,26 @@ def assemble_shard(path: Path, clip_files: list[Path], actors: dict[str, dict[st
                     for clip_id in src["clips"]:
                         src.copy(src["clips"][clip_id], clips, name=clip_id)
             _write_meta(out, name, len(clips), actors, faces)
+
+
+def write_dataset(out_dir: Path, records: list[ClipRecord], actors: dict[str, dict[str, np.ndarray]],
+                  faces: np.ndarray, build: dict, storage: StorageConfig | None = None) -> dict:
+    """A complete dataset from clip records: one shard per actor (``actor_<name>``) and the manifest.
+
+    Each record's ``attrs`` carry its labels and ``split``. Used by importers (VOCASET) and tests.
+    """
+    from recon3d.shards.manifest import shard_entries, write_manifest
+
+    storage = storage or StorageConfig()
+    out_dir = Path(out_dir)
+    by_actor: dict[str, list[ClipRecord]] = {}
+    for rec in records:
+        by_actor.setdefault(rec.actor, []).append(rec)
+    entries, actor_info = [], {}
+    for actor, recs in sorted(by_actor.items()):
+        name = f"actor_{actor}"
+        path = out_dir / "shards" / f"{name}.h5"
+        write_shard(path, recs, {actor: actors[actor]}, name, faces, storage)
+        entries += shard_entries(path, name)[0]
+        actor_info[actor] = {"shards": [name]}
+    return write_manifest(out_dir, entries, [], actor_info, build)

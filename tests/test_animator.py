@@ -1,0 +1,259 @@
+"""The EmoFace animator on small synthetic shards written through the dataset writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emoface_model.config import ScheduleConfig, TrainConfig
+from emoface_model.data import ClipData, collate
+from emoface_model.infer import predict
+from emoface_model.metrics import Regions, lip_vertex_error
+from emoface_model.schedule import teacher_ratio
+from emoface_model.train import ground_truth_inputs, load_model, teacher_forced, train
+from recon3d.synth.dataset import write_synthetic_dataset
+from tests.conftest import STAND_IN, need
+
+
+def tiny_config(model: str = "emoface", epochs: int = 30) -> TrainConfig:
+    cfg = TrainConfig()
+    cfg.model.model = model
+    cfg.model.dim, cfg.model.heads, cfg.model.layers = 48, 4, 1
+    cfg.model.n_coarse, cfg.model.attention_channels = 64, 8
+    cfg.data.window_frames, cfg.data.batch_size, cfg.data.windows_per_clip = 24, 2, 2
+    cfg.optim.epochs, cfg.optim.lr, cfg.optim.warmup_steps = epochs, 3e-3, 5
+    cfg.schedule.decay_epochs = epochs
+    cfg.checkpoint_every = 10
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def two_clips(tmp_path_factory) -> Path:
+    """One speaker, two clips of different emotions (speech-like noise: no espeak needed)."""
+    out = tmp_path_factory.mktemp("syn") / "shards"
+    write_synthetic_dataset(out, need(STAND_IN), n_actors=1, clips_per_actor=2, seconds=2.0, test_actors=0,
+                            prefer_espeak=False, emotions=(3, 6), seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def overfit_run(two_clips, tmp_path_factory) -> tuple[Path, dict]:
+    run = tmp_path_factory.mktemp("run") / "emoface"
+    cfg = tiny_config(epochs=60)
+    cfg.data.windows_per_clip = 4
+    cfg.schedule = ScheduleConfig(curve="linear", start=1.0, end=0.5, decay_epochs=60)
+    summary = train(two_clips, run, cfg, progress=False)
+    return run, summary
+
+
+def _train_losses(run: Path) -> list[float]:
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    return [float(r[3]) for r in rows if r[2] == "train"]
+
+
+def _clip_arrays(shards: Path, run: Path):
+    model, state = load_model(run)
+    from recon3d.shards import open_dataset
+
+    data = ClipData(open_dataset(shards), "train", state["actors"])
+    return model, data
+
+
+def test_overfitting_two_clips(two_clips, overfit_run):
+    run, summary = overfit_run
+    losses = _train_losses(run)
+    assert np.mean(losses[:3]) / np.mean(losses[-3:]) >= 10.0, (losses[:3], losses[-3:])
+    model, data = _clip_arrays(two_clips, run)
+    regions = Regions.from_masks(__import__("recon3d.flame.masks", fromlist=["x"]).load_flame_masks(
+        need(STAND_IN.parent / "FLAME_masks.pkl")))
+    for entry in data.entries:
+        clip = data.clip(entry)
+        emotion, intensity = int(entry["labels"]["emotion_id"]) - 1, int(entry["labels"]["intensity"]) - 1
+        offsets = predict(model, clip["audio"], entry["fps"], emotion, intensity, clip["actor"], clip["template"],
+                          n_frames=len(clip["offsets"]))
+        gt = clip["offsets"] + clip["template"]
+        model_lve = lip_vertex_error(offsets + clip["template"], gt, regions.lips)
+        still_lve = lip_vertex_error(np.repeat(clip["template"][None], len(gt), 0), gt, regions.lips)
+        assert model_lve < still_lve, (entry["id"], model_lve, still_lve)
+
+
+def test_lve_equals_torchmetrics():
+    torchmetrics = pytest.importorskip("torchmetrics.multimodal", reason="torchmetrics (extra 'train') not installed")
+    rng = np.random.default_rng(0)
+    pred, gt = rng.normal(size=(2, 17, 60, 3)).astype(np.float32)
+    lips = np.array([3, 7, 11, 20, 41])
+    ours = lip_vertex_error(pred, gt, lips)
+    theirs = torchmetrics.LipVertexError(mouth_map=lips.tolist())(torch.from_numpy(pred), torch.from_numpy(gt))
+    assert ours == pytest.approx(float(theirs), rel=1e-5)
+
+
+@pytest.mark.parametrize("model_name", ["emoface", "faceformer"])
+def test_step_by_step_decoding_fed_the_truth_equals_teacher_forcing(two_clips, model_name):
+    torch.manual_seed(1)
+    cfg = tiny_config(model_name)
+    from recon3d.shards import open_dataset
+    from emoface_model.mesh import build_hierarchy
+    from emoface_model.models import build_model
+
+    ds = open_dataset(two_clips)
+    data = ClipData(ds, "train", ["01"])
+    hierarchy = build_hierarchy(data.template(data.entries[0]), ds.faces(), cfg.model.n_coarse) if model_name == "emoface" else None
+    model = build_model(cfg.model, 5023, 1, hierarchy).eval()
+    for p in model.parameters():  # non-trivial weights everywhere
+        torch.nn.init.normal_(p, std=0.05)
+    batch = collate([data.window(data.entries[1], 10, 20)])
+    with torch.no_grad():
+        feats = model.encode_audio(batch.audio, 20)
+        parallel = teacher_forced(model, batch, feats, ground_truth_inputs(batch))
+        stepwise = model.generate(feats, batch.emotion, batch.intensity, batch.actor, batch.template, batch.initial,
+                                  teacher=batch.offsets)
+    np.testing.assert_allclose(stepwise.numpy(), parallel.numpy(), atol=1e-6 * float(parallel.abs().max()) + 1e-9)
+
+
+def test_generation_from_a_non_neutral_frame(two_clips, overfit_run):
+    run, _ = overfit_run
+    model, data = _clip_arrays(two_clips, run)
+    entry = data.entries[1]
+    start = 25
+    window = data.window(entry, start, int(entry["frames"]) - start)
+    assert window["has_initial"] and np.abs(window["initial"]).max() > 1e-4  # a frame in motion, not neutral
+    emotion, intensity = int(entry["labels"]["emotion_id"]) - 1, int(entry["labels"]["intensity"]) - 1
+    offsets = predict(model, window["audio"], entry["fps"], emotion, intensity, window["actor"], window["template"],
+                      initial=window["initial"], n_frames=len(window["offsets"]))
+    assert np.isfinite(offsets).all()
+    err = np.linalg.norm(offsets - window["offsets"], axis=-1).mean()
+    still = np.linalg.norm(window["offsets"], axis=-1).mean()
+    assert err < still
+    # The first generated frame continues from the given one.
+    first_step = np.linalg.norm(offsets[0] - window["initial"], axis=-1).mean()
+    assert first_step < np.linalg.norm(window["initial"], axis=-1).mean()
+
+
+@pytest.mark.parametrize("curve, expected", [
+    ("linear", [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]),
+    ("exponential", [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125]),
+    ("inverse_sigmoid", [2 / (2 + np.exp(e / 2)) for e in range(6)]),
+])
+def test_self_growing_schedule(curve, expected):
+    s = ScheduleConfig(curve=curve, start=1.0, end=0.0, decay_epochs=4, rate=0.5, k=2.0)
+    assert [teacher_ratio(e, s) for e in range(6)] == pytest.approx(expected)
+
+
+def test_scheduled_sampling_uses_the_configured_share(two_clips, tmp_path):
+    cfg = tiny_config(epochs=3)
+    cfg.schedule = ScheduleConfig(curve="linear", start=1.0, end=0.0, decay_epochs=2)
+    train(two_clips, tmp_path / "run", cfg, progress=False)
+    rows = [line.split(",") for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    ratios = {int(r[1]): float(r[6]) for r in rows if r[2] == "train"}
+    assert ratios == {0: 1.0, 1: 0.5, 2: 0.0}
+
+
+def test_resume_after_kill_continues_the_same_run(two_clips, tmp_path):
+    """SIGKILL a real `recon3d train` after a checkpoint; --resume continues with the same steps,
+    ending exactly where an uninterrupted run ends."""
+    cfg_path = tmp_path / "tiny.yaml"
+    import yaml
+
+    cfg = tiny_config(epochs=6)
+    cfg.checkpoint_every = 4
+    cfg_path.write_text(yaml.safe_dump(cfg.to_dict()))
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "recon3d", "train", str(two_clips), "--out", str(run), "--config", str(cfg_path),
+           "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        lines = (run / "metrics.csv").read_text().splitlines() if (run / "metrics.csv").exists() else []
+        if (run / "checkpoints" / "last.pt").exists() and len(lines) > 6:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"]
+    total = 6 * 2  # epochs x batches per epoch (two clips, two windows each, batches of two)
+    assert 0 < at_kill < total
+    out = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["resumed_at"] == at_kill and summary["steps"] == total
+    steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]
+             if line.split(",")[2] == "train"]
+    assert steps[-(total - at_kill):] == list(range(at_kill + 1, total + 1))
+    straight = tmp_path / "straight"
+    subprocess.run(cmd[:6] + [str(straight)] + cmd[7:], check=True, env=env, capture_output=True)
+    a, b = load_model(run)[0].state_dict(), load_model(straight)[0].state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def _write_wav(path: Path, audio: np.ndarray, rate: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_animate_writes_meshes_and_video_for_any_rate(overfit_run, tmp_path):
+    run, _ = overfit_run
+    rng = np.random.default_rng(0)
+    wav = _write_wav(tmp_path / "speech.wav", 0.3 * rng.standard_normal(int(44100 * 1.5)), 44100)
+    out = subprocess.run([sys.executable, "-m", "recon3d", "animate", str(run), str(wav), "--emotion", "happy",
+                          "--intensity", "strong", "--actor", "01", "--out", str(tmp_path / "anim"), "--meshes", "obj"],
+                         capture_output=True, text=True, check=True).stdout
+    written = json.loads(out)
+    vertices = np.load(written["npy"])
+    assert vertices.shape == (45, 5023, 3) and written["frames"] == 45
+    assert len(list(Path(written["meshes"]).glob("*.obj"))) == 45
+    import av
+
+    with av.open(written["mp4"]) as c:
+        assert c.streams.video and c.streams.audio
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (lambda p: p.write_text("not audio"), [], "not a readable"),
+    (lambda p: _write_wav(p, np.zeros(0), 16000), [], "no samples|at least"),
+    (lambda p: _write_wav(p, np.zeros(16000), 16000), ["--emotion", "bored"], "unknown emotion 'bored'"),
+    (lambda p: _write_wav(p, np.zeros(16000), 16000), ["--intensity", "extreme"], "unknown intensity"),
+    (lambda p: _write_wav(p, np.zeros(16000), 16000), ["--actor", "99"], "unknown actor '99'"),
+])
+def test_animate_bad_input_is_a_clear_error(overfit_run, tmp_path, make, args, message):
+    run, _ = overfit_run
+    path = tmp_path / "in.wav"
+    make(path)
+    proc = subprocess.run([sys.executable, "-m", "recon3d", "animate", str(run), str(path), "--out",
+                           str(tmp_path / "x"), *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and "error:" in proc.stderr
+    import re
+
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_pretrained_audio_encoder_needs_a_local_folder(two_clips, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recon3d", "train", str(two_clips), "--out", str(tmp_path / "r"),
+                           "--audio-encoder", "wav2vec2", "--audio-encoder-path", str(tmp_path / "missing")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "not a local model folder" in proc.stderr and "nothing is downloaded" in proc.stderr
+
+
+def test_evaluate_reports_metrics_per_emotion(overfit_run):
+    run, _ = overfit_run
+    out = subprocess.run([sys.executable, "-m", "recon3d", "evaluate", str(run), "--split", "train", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    assert set(result["per_emotion"]) == {"happy", "fearful"}
+    for key in ("lve", "eve", "fdd", "mve"):
+        assert np.isfinite(result["overall"][key])
+    assert result["overall"]["lve"] < result["template_only"]["lve"]

@@ -46,14 +46,18 @@ def _faces(vocaset_dir: Path, faces_from: Path | None) -> np.ndarray:
     return faces
 
 
+def check_layout(vocaset_dir: Path) -> None:
+    missing = [f for f in FILES if not (Path(vocaset_dir) / f).exists()]
+    if missing:
+        raise VocasetError(f"{vocaset_dir}: not a VOCASET folder (missing {', '.join(missing)}); VOCASET comes "
+                           "from https://voca.is.tue.mpg.de/")
+
+
 def import_vocaset(vocaset_dir: str | Path, out_dir: str | Path, faces: np.ndarray | None = None,
                    faces_from: Path | None = None) -> dict:
     """Convert a VOCASET folder into a recon3d dataset at ``out_dir``; returns the manifest."""
     vocaset_dir = Path(vocaset_dir)
-    missing = [f for f in FILES if not (vocaset_dir / f).exists()]
-    if missing:
-        raise VocasetError(f"{vocaset_dir}: not a VOCASET folder (missing {', '.join(missing)}); VOCASET comes "
-                           "from https://voca.is.tue.mpg.de/")
+    check_layout(vocaset_dir)
     verts = np.load(vocaset_dir / "data_verts.npy", mmap_mode="r")
     audio_all = load_pickle_file(vocaset_dir / "raw_audio_fixed.pkl")
     templates = load_pickle_file(vocaset_dir / "templates.pkl")

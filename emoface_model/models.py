@@ -70,19 +70,15 @@ class TalkingFace(nn.Module):
         known = actor.clamp_min(0)
         return torch.where((actor >= 0)[:, None], self.style(known), mean.expand(batch, -1))
 
+    def motion_input(self, offsets: torch.Tensor) -> torch.Tensor:
+        """What the decoder is fed of a frame's motion ``(..., V, 3)`` (see the subclasses)."""
+        return offsets
+
     def motion_inputs(self, prev: torch.Tensor, has_prev: torch.Tensor, encode) -> torch.Tensor:
-        """Embed previous-frame motion ``prev (B, T, V, 3)``; frame 0 without a given frame uses the start vector."""
+        """Embed the previous frames' motion inputs; frame 0 without a given frame uses the start vector."""
         x = encode(prev)
         first = torch.where(has_prev[:, None], x[:, 0], self.start.expand(x.shape[0], -1))
         return torch.cat([first[:, None], x[:, 1:]], 1)
-
-    @staticmethod
-    def shift(offsets: torch.Tensor, initial: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forcing inputs: ``[initial, x_0, ..., x_{T-2}]`` and whether frame 0 had one."""
-        b = offsets.shape[0]
-        first = initial if initial is not None else torch.zeros_like(offsets[:, 0])
-        has = torch.full((b,), initial is not None, dtype=torch.bool, device=offsets.device)
-        return torch.cat([first[:, None], offsets[:, :-1]], 1), has
 
 
 class FaceFormer(TalkingFace):
@@ -101,11 +97,12 @@ class FaceFormer(TalkingFace):
         return self.motion_in(MM * m.flatten(2))
 
     def forward(self, feats, prev, has_prev, emotion=None, intensity=None, actor=None, template=None):
-        """Teacher-forced pass over audio features ``(B, T, dim)``; ``prev (B, T, V, 3)`` are the
-        motion inputs. Returns offsets ``(B, T, V, 3)``."""
+        """Teacher-forced pass over audio features ``(B, T, dim)``; ``prev[:, t]`` is the motion input
+        of frame t. Returns offsets ``(B, T, V, 3)`` and what the model feeds itself of them."""
         b, t = feats.shape[:2]
         x = self.motion_inputs(prev, has_prev, self._encode) + feats + self.style_of(actor, b)[:, None]
-        return self.head(self.decoder(x)).view(b, t, self.n_vertices, 3) / MM
+        offsets = self.head(self.decoder(x)).view(b, t, self.n_vertices, 3) / MM
+        return offsets, offsets
 
     @torch.no_grad()
     def generate(self, feats, emotion=None, intensity=None, actor=None, template=None, initial=None, teacher=None):
@@ -113,6 +110,8 @@ class FaceFormer(TalkingFace):
 
         With ``teacher (B, T, V, 3)`` each step's input is that true motion instead of the
         prediction (a check that step-by-step decoding equals the parallel pass)."""
+        initial = None if initial is None else self.motion_input(initial)
+        teacher = None if teacher is None else self.motion_input(teacher)
         b, n_frames = feats.shape[:2]
         style = self.style_of(actor, b)
         caches = [{} for _ in self.decoder.blocks]
@@ -165,75 +164,88 @@ class EmoFace(TalkingFace):
         out = rows.new_zeros(self.hierarchy.n_coarse, rows.shape[1], k).index_add_(0, self.cell, rows)
         return (out / self.cell_size[:, :, None]).transpose(0, 1).reshape(*lead, -1, k)
 
-    def _coarse_head(self, head: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
-        """``_coarse(head(hidden))`` without the full mesh: the head's rows averaged per cell."""
-        d = hidden.shape[-1]
-        weight = self._coarse(head.weight.view(1, self.n_vertices, 3 * d)).view(-1, d)  # (3C, d)
-        bias = self._coarse(head.bias.view(1, self.n_vertices, 3)).reshape(-1)
-        return (hidden @ weight.T + bias).view(*hidden.shape[:-1], -1, 3)
+    def motion_input(self, offsets: torch.Tensor) -> torch.Tensor:
+        """EmoFace is fed the coarse mesh's motion ``(..., C, 3)``: cheap, and all it needs."""
+        return self._coarse(offsets)
 
-    def _encode(self, m: torch.Tensor) -> torch.Tensor:
-        return self.motion_in(MM * self._coarse(m).flatten(-2))
+    def _encode(self, coarse: torch.Tensor) -> torch.Tensor:
+        return self.motion_in(MM * coarse.flatten(-2))
+
+    def _coarse_heads(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Both heads with their rows averaged per cell: ``coarse(head(h)) = h @ W.T + b`` without
+        the full mesh. Computed once per forward pass or generation."""
+        folded = []
+        for head in (self.content_head, self.emotion_head):
+            d = head.weight.shape[1]
+            weight = self._coarse(head.weight.view(1, self.n_vertices, 3 * d)).view(-1, d)  # (3C, d)
+            bias = self._coarse(head.bias.view(1, self.n_vertices, 3)).reshape(-1)
+            folded.append((weight, bias))
+        return folded
 
     def _conditions(self, b, emotion, intensity, actor):
         """Content stream: the speaker style; emotion stream: style + emotion + intensity."""
         style = self.style_of(actor, b)
         return style[:, None], (style + self.emotion(emotion) + self.intensity(intensity))[:, None]
 
-    def _streams(self, h_content, h_emotion):
-        """Full-mesh offsets (mm) of both streams and their coarse versions."""
+    def _attend(self, h_content, h_emotion, folded, template_c, hist1=None, hist2=None):
+        """Mesh Attention on the coarse mesh: per-vertex gates ``(B, T, C, 2)`` of the two streams
+        from spiral convolutions of both streams' coarse offsets (mm) and the template (dm), and
+        the gated coarse motion (m). Also returns the convolution inputs (step-by-step history)."""
         b, t = h_content.shape[:2]
-        full = [head(h).view(b, t, self.n_vertices, 3) for head, h in
-                ((self.content_head, h_content), (self.emotion_head, h_emotion))]
-        coarse = [self._coarse_head(head, h) for head, h in ((self.content_head, h_content), (self.emotion_head, h_emotion))]
-        return full, coarse
-
-    def _fuse(self, full, coarse, template_c, hist1=None, hist2=None):
-        """Mesh Attention: gates ``(B, T, V, 2)`` from spiral convolutions of both streams on the
-        coarse mesh. Stream offsets in mm, the template in decimetres (features of order 1)."""
-        content, emotion = full
-        t = content.shape[1]
+        coarse = [(h @ w.T + bias).view(b, t, -1, 3) for h, (w, bias) in zip((h_content, h_emotion), folded)]
         feat = torch.cat([coarse[0], coarse[1], 10.0 * template_c[:, None].expand(-1, t, -1, -1)], -1)
         hidden = torch.nn.functional.gelu(self.attention1(feat, hist1))
-        gates_c = torch.sigmoid(self.attention2(hidden, hist2) + 2.0)  # both streams open at the start
-        b, t, c = gates_c.shape[:3]
-        columns = gates_c.permute(2, 0, 1, 3).reshape(c, -1)  # (C, B*T*2)
-        gates = torch.sparse.mm(self.up, columns).view(self.n_vertices, b, t, 2).permute(1, 2, 0, 3)
-        fused = gates[..., :1] * content + gates[..., 1:] * emotion
-        return fused, feat, hidden
+        gates = torch.sigmoid(self.attention2(hidden, hist2) + 2.0)  # both streams open at the start
+        motion = (gates[..., :1] * coarse[0] + gates[..., 1:] * coarse[1]) / MM
+        return gates, motion, feat, hidden
+
+    def _full_mesh(self, h_content, h_emotion, gates):
+        """Gated full-mesh offsets (m): both heads, the coarse gates brought to every vertex."""
+        b, t, c = gates.shape[:3]
+        columns = gates.permute(2, 0, 1, 3).reshape(c, -1)  # (C, B*T*2)
+        full_gates = torch.sparse.mm(self.up, columns).view(self.n_vertices, b, t, 2).permute(1, 2, 0, 3)
+        content = self.content_head(h_content).view(b, t, self.n_vertices, 3)
+        emotion = self.emotion_head(h_emotion).view(b, t, self.n_vertices, 3)
+        return (full_gates[..., :1] * content + full_gates[..., 1:] * emotion) / MM
 
     def forward(self, feats, prev, has_prev, emotion, intensity, actor=None, template=None):
-        """Teacher-forced pass over all frames (parallel); returns offsets ``(B, T, V, 3)``."""
-        b, n_frames = feats.shape[:2]
+        """Teacher-forced pass over all frames (parallel); ``prev[:, t]`` is frame t's coarse motion
+        input. Returns offsets ``(B, T, V, 3)`` and the coarse motion the model feeds itself."""
+        b = feats.shape[0]
         style, emo = self._conditions(b, emotion, intensity, actor)
         x = self.motion_inputs(prev, has_prev, self._encode) + feats
-        full, coarse = self._streams(self.content_decoder(x + style), self.emotion_decoder(x + emo))
-        return self._fuse(full, coarse, self._coarse(template))[0] / MM
+        h_content, h_emotion = self.content_decoder(x + style), self.emotion_decoder(x + emo)
+        gates, motion, _, _ = self._attend(h_content, h_emotion, self._coarse_heads(), self._coarse(template))
+        return self._full_mesh(h_content, h_emotion, gates), motion
 
     @torch.no_grad()
     def generate(self, feats, emotion, intensity, actor=None, template=None, initial=None, teacher=None):
         """Autoregressive decoding, one frame at a time, from ``initial (B, V, 3)`` or the start vector
-        (``teacher``: feed true motion instead of predictions, as in :meth:`FaceFormer.generate`)."""
+        (``teacher``: feed true motion instead of predictions, as in :meth:`FaceFormer.generate`).
+
+        Only the coarse mesh is in the loop; the full mesh is computed for all frames at the end."""
         b, n_frames = feats.shape[:2]
         style, emo = self._conditions(b, emotion, intensity, actor)
         template_c = self._coarse(template)
+        folded = self._coarse_heads()
+        teacher = None if teacher is None else self.motion_input(teacher)
         caches_c = [{} for _ in self.content_decoder.blocks]
         caches_e = [{} for _ in self.emotion_decoder.blocks]
         taps = self.config.spiral_taps
         hist1 = hist2 = None
-        prev, out = initial, []
+        prev = None if initial is None else self.motion_input(initial)
+        hs_c, hs_e, all_gates = [], [], []
         for t in range(n_frames):
             x = (self.start.expand(b, -1) if prev is None else self._encode(prev)) + feats[:, t]
-            full, coarse = self._streams(self.content_decoder((x + style[:, 0])[:, None], caches_c),
-                                         self.emotion_decoder((x + emo[:, 0])[:, None], caches_e))
-            fused, feat, hidden = self._fuse(full, coarse, template_c, hist1, hist2)
-            hist1 = _history(hist1, feat, taps)
-            hist2 = _history(hist2, hidden, taps)
-            prev = fused[:, 0] / MM
-            out.append(prev)
-            if teacher is not None:
-                prev = teacher[:, t]
-        return torch.stack(out, 1)
+            h_c = self.content_decoder((x + style[:, 0])[:, None], caches_c)
+            h_e = self.emotion_decoder((x + emo[:, 0])[:, None], caches_e)
+            gates, motion, feat, hidden = self._attend(h_c, h_e, folded, template_c, hist1, hist2)
+            hist1, hist2 = _history(hist1, feat, taps), _history(hist2, hidden, taps)
+            hs_c.append(h_c)
+            hs_e.append(h_e)
+            all_gates.append(gates)
+            prev = motion[:, 0] if teacher is None else teacher[:, t]
+        return self._full_mesh(torch.cat(hs_c, 1), torch.cat(hs_e, 1), torch.cat(all_gates, 1))
 
 
 def _history(history: torch.Tensor | None, new: torch.Tensor, taps: int) -> torch.Tensor:

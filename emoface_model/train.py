@@ -113,25 +113,26 @@ def sequence_loss(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor, v
     return mse + velocity_weight * vel, mse, vel
 
 
-def teacher_forced(model: TalkingFace, batch: Batch, feats: torch.Tensor, prev_frames: torch.Tensor) -> torch.Tensor:
-    """One parallel pass with the given motion inputs (``prev_frames[:, t]`` is the input of frame t)."""
-    return model(feats, prev_frames, batch.has_initial, batch.emotion, batch.intensity, batch.actor, batch.template)
+def teacher_forced(model: TalkingFace, batch: Batch, feats: torch.Tensor, inputs: torch.Tensor):
+    """One parallel pass with the given motion inputs (``inputs[:, t]`` is frame t's); returns the
+    offsets and the motion inputs the model would feed itself."""
+    return model(feats, inputs, batch.has_initial, batch.emotion, batch.intensity, batch.actor, batch.template)
 
 
-def ground_truth_inputs(batch: Batch) -> torch.Tensor:
+def ground_truth_inputs(model: TalkingFace, batch: Batch) -> torch.Tensor:
     """``[initial, x_0, ..., x_{T-2}]``: each frame's input is the previous frame's true motion."""
-    return torch.cat([batch.initial[:, None], batch.offsets[:, :-1]], 1)
+    return model.motion_input(torch.cat([batch.initial[:, None], batch.offsets[:, :-1]], 1))
 
 
 def mixed_inputs(model: TalkingFace, batch: Batch, feats: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
     """Scheduled sampling in two passes: a teacher-forced pass predicts every frame; each frame's
     input is then the truth with probability ``ratio``, else that prediction."""
-    truth = ground_truth_inputs(batch)
+    truth = ground_truth_inputs(model, batch)
     if ratio >= 1.0:
         return truth
     with torch.no_grad():
-        pred = teacher_forced(model, batch, feats, truth)
-    own = torch.cat([batch.initial[:, None], pred[:, :-1]], 1)
+        _, own_inputs = teacher_forced(model, batch, feats, truth)
+    own = torch.cat([truth[:, :1], own_inputs[:, :-1]], 1)
     keep = torch.rand(truth.shape[:2], generator=gen, device=truth.device) < ratio
     keep[:, 0] = True  # the first input is the given initial frame (or the start vector)
     return torch.where(keep[..., None, None], truth, own)
@@ -260,7 +261,7 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
                     group["lr"] = lr
                 feats = model.encode_audio(batch.audio, batch.offsets.shape[1])
                 inputs = mixed_inputs(model, batch, feats, ratio, gen)
-                pred = teacher_forced(model, batch, feats, inputs)
+                pred, _ = teacher_forced(model, batch, feats, inputs)
                 loss, mse, vel = sequence_loss(pred, batch.offsets, weights, config.optim.velocity_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -300,6 +301,6 @@ def validation_loss(model: TalkingFace, val: ClipData, weights: torch.Tensor, co
     for entry in val.entries:
         batch = collate([val.clip(entry)]).to(device)
         feats = model.encode_audio(batch.audio, batch.offsets.shape[1])
-        pred = teacher_forced(model, batch, feats, ground_truth_inputs(batch))
+        pred, _ = teacher_forced(model, batch, feats, ground_truth_inputs(model, batch))
         losses.append(float(sequence_loss(pred, batch.offsets, weights, config.optim.velocity_weight)[0]))
     return float(np.mean(losses))

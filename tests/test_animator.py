@@ -114,7 +114,7 @@ def test_step_by_step_decoding_fed_the_truth_equals_teacher_forcing(two_clips, m
     batch = collate([data.window(data.entries[1], 10, 20)])
     with torch.no_grad():
         feats = model.encode_audio(batch.audio, 20)
-        parallel = teacher_forced(model, batch, feats, ground_truth_inputs(batch))
+        parallel, _ = teacher_forced(model, batch, feats, ground_truth_inputs(model, batch))
         stepwise = model.generate(feats, batch.emotion, batch.intensity, batch.actor, batch.template, batch.initial,
                                   teacher=batch.offsets)
     np.testing.assert_allclose(stepwise.numpy(), parallel.numpy(), atol=1e-6 * float(parallel.abs().max()) + 1e-9)

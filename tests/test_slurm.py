@@ -135,3 +135,37 @@ def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, loca
     assert sorted(ds.clip_ids()) == sorted(ref.clip_ids())
     for clip_id in ref.clip_ids():
         np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+
+
+def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
+    """`recon3d train --executor slurm`: scancel after the first checkpoint, resubmit, same run continues."""
+    import torch
+    import yaml
+
+    from recon3d.synth.dataset import write_synthetic_dataset
+    from tests.test_animator import tiny_config
+
+    shards = tmp_path / "shards"
+    write_synthetic_dataset(shards, need(STAND_IN), n_actors=1, clips_per_actor=2, seconds=2.0, test_actors=0,
+                            prefer_espeak=False, emotions=(3, 6), seed=5)
+    cfg = tiny_config(epochs=40)
+    cfg.checkpoint_every = 5
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg.to_dict()))
+    run = tmp_path / "run"
+    args = ["train", str(shards), "--out", str(run), "--config", str(cfg_path), "--executor", "slurm",
+            "--cpus-per-task", "1", "--mem-gb", "3", "--time", "20"]
+    job_id = recon3d(*args, "--no-wait").stdout.strip().splitlines()[-1]
+    checkpoint = run / "checkpoints" / "last.pt"
+    _wait(lambda: checkpoint.exists(), 600, "the first checkpoint")
+    subprocess.run(["scancel", job_id], check=True)
+    _wait(lambda: job_id not in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout,
+          120, "the cancelled job to leave the queue")
+    at_cancel = torch.load(checkpoint, weights_only=False)["step"]
+    total = 40 * 2
+    assert 5 <= at_cancel < total, "the job finished before it could be cancelled"
+    summary = json.loads(recon3d(*args).stdout.strip().splitlines()[-1])  # resubmitted, waiting this time
+    assert summary["resumed_at"] == at_cancel and summary["steps"] == total
+    steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]
+             if line.split(",")[2] == "train"]
+    assert steps[-(total - at_cancel):] == list(range(at_cancel + 1, total + 1))  # continued, not restarted

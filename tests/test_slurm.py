@@ -44,7 +44,7 @@ def build_args(out: Path, config: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def split_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "split.yaml"
-    path.write_text("shards:\n  max_clips_per_shard: 3\n")  # five clips -> two shards -> two array tasks
+    path.write_text("shards:\n  max_clips_per_shard: 4\n")  # five clips -> shards of 4 and 1 -> two array tasks
     return path
 
 
@@ -89,7 +89,7 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
     out = tmp_path / "slurm"
     recon3d(*build_args(out, split_config, *SLURM_ARGS, "--no-wait"))
     tasks = _array_tasks(out)[0]["tasks"]
-    victim_shard, victim_job = sorted(tasks.items())[0]  # the three-clip shard: the longer task
+    victim_shard, victim_job = sorted(tasks.items())[0]  # the four-clip shard: the longer task
     work = out / "work" / "shards" / victim_shard
     # Cancel the task once it is running and has finished some work (mid-run).
     _wait(lambda: list(work.glob("landmarks/*.npz")), 300, f"{victim_shard} to start working")
@@ -148,7 +148,7 @@ def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
     shards = tmp_path / "shards"
     write_synthetic_dataset(shards, need(STAND_IN), n_actors=1, clips_per_actor=2, seconds=2.0, test_actors=0,
                             prefer_espeak=False, emotions=(3, 6), seed=5)
-    cfg = tiny_config(epochs=40)
+    cfg = tiny_config(epochs=150)  # long enough that the cancel lands mid-run
     cfg.checkpoint_every = 5
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.to_dict()))
@@ -162,7 +162,7 @@ def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
     _wait(lambda: job_id not in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout,
           120, "the cancelled job to leave the queue")
     at_cancel = torch.load(checkpoint, weights_only=False)["step"]
-    total = 40 * 2
+    total = 150 * 2
     assert 5 <= at_cancel < total, "the job finished before it could be cancelled"
     summary = json.loads(recon3d(*args).stdout.strip().splitlines()[-1])  # resubmitted, waiting this time
     assert summary["resumed_at"] == at_cancel and summary["steps"] == total

@@ -11,6 +11,7 @@ from recon3d.cli.check_model import check_model
 from recon3d.cli.import_vocaset import import_vocaset_cmd
 from recon3d.cli.inspect_preview import inspect_dataset, preview
 from recon3d.cli.slurm_script import slurm_script
+from recon3d.cli.synth import synth
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,6 +44,7 @@ cli.add_command(train_cmd)
 cli.add_command(evaluate_cmd)
 cli.add_command(animate_cmd)
 cli.add_command(import_vocaset_cmd)
+cli.add_command(synth)
 
 
 if __name__ == "__main__":

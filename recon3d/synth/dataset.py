@@ -17,7 +17,7 @@ import torch
 from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
 from recon3d.io.ravdess import EMOTIONS
 from recon3d.shards.writer import ClipRecord, write_dataset
-from recon3d.synth.motion import canonical_vertices, identity_template, sample_motion
+from recon3d.synth.motion import Motion, canonical_vertices, identity_template, sample_motion
 from recon3d.synth.speech import AUDIO_RATE, loudness, speech_audio
 
 INTENSITY_SCALE = {1: 0.6, 2: 1.0}
@@ -31,16 +31,25 @@ def emotion_direction(n_expr: int, emotion_id: int, seed: int = 1234) -> np.ndar
     return 1.5 * rng.standard_normal(n_expr) / (1.0 + np.arange(n_expr) / 10.0)
 
 
-def synthetic_clip(layer: FlameLayer, embedding, shape: np.ndarray, emotion_id: int, intensity: int,
-                   audio: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, dict]:
-    """Canonical vertices ``(T, V, 3)`` and FLAME parameters of one labelled clip driven by ``audio``."""
+def labelled_motion(layer: FlameLayer, embedding, shape: np.ndarray, emotion_id: int, intensity: int,
+                    audio: np.ndarray, fps: float, seed: int, **head) -> Motion:
+    """A talking-head motion driven by ``audio`` (mouth and jaw follow its loudness) with the
+    expression of its emotion label ramping in; ``head`` sets head-motion ranges (yaw_deg, ...)."""
     n_frames = max(2, int(round(len(audio) / AUDIO_RATE * fps)))
-    env = loudness(audio, n_frames)
-    motion = sample_motion(layer, embedding, n_frames, fps, seed, loudness=env, emotion_scale=0.0)
-    motion.shape = shape
+    motion = sample_motion(layer, embedding, n_frames, fps, seed, loudness=loudness(audio, n_frames),
+                           emotion_scale=0.0, **head)
+    motion.shape = np.asarray(shape, np.float64)
     level = np.clip(np.arange(n_frames) / (0.4 * fps), 0, 1)
     motion.expression = motion.expression + level[:, None] * INTENSITY_SCALE[intensity] * \
         emotion_direction(layer.n_expr, emotion_id)[None]
+    return motion
+
+
+def synthetic_clip(layer: FlameLayer, embedding, shape: np.ndarray, emotion_id: int, intensity: int,
+                   audio: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, dict]:
+    """Canonical vertices ``(T, V, 3)`` and FLAME parameters of one labelled clip driven by ``audio``."""
+    motion = labelled_motion(layer, embedding, shape, emotion_id, intensity, audio, fps, seed)
+    n_frames = motion.n_frames
     params = {"expression": motion.expression, "jaw_pose": motion.jaw_pose, "eye_pose": motion.eye_pose,
               "global_pose": np.zeros((n_frames, 3)), "neck_pose": np.zeros((n_frames, 3)),
               "translation": np.zeros((n_frames, 3))}

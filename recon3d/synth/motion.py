@@ -124,7 +124,8 @@ def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int
     jaw[:, 1:] = 0.01 * smooth_noise(rng, n_frames, 2, fps, 1.0)
     gaze = 0.08 * smooth_noise(rng, n_frames, 2, fps, 0.7)
     eyes = np.concatenate([gaze, np.zeros((n_frames, 1)), gaze, np.zeros((n_frames, 1))], axis=1)
-    head = smooth_noise(rng, n_frames, 3, fps, 0.5) * np.radians([pitch_deg, yaw_deg, roll_deg]) / 2
+    limit = np.radians([pitch_deg, yaw_deg, roll_deg])
+    head = np.clip(smooth_noise(rng, n_frames, 3, fps, 0.5) * limit / 2, -limit, limit)  # within +-limit
     neck = smooth_noise(rng, n_frames, 3, fps, 0.5) * np.radians(2.0) / 2
     trans = 0.004 * smooth_noise(rng, n_frames, 3, fps, 0.4)
     return Motion(shape=rng.standard_normal(n_shape), expression=expression, jaw_pose=jaw, eye_pose=eyes,

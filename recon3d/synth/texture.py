@@ -1,0 +1,132 @@
+"""A textured head for synthetic videos, and rendering it.
+
+``texture_mesh.obj`` (VOCA's textured FLAME-topology head) has FLAME's vertices and face order
+with UVs per triangle corner, but it is a different person from the model's template and sits
+elsewhere in space. :func:`load_textured_head` maps its vertices onto FLAME's (through the shared
+face order) and fits the model's identity to it once: a rigid alignment, then the identity
+coefficients by ridge least squares, alternated. Rendering the model with that identity keeps
+the eyes, brows and lips of the texture where the geometry puts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon3d.flame.model_file import FlameModelData
+from recon3d.render.rasterizer import project_pinhole, rasterize
+from recon3d.render.shading import interpolate, vertex_normals
+from recon3d.synth.accuracy import rigid_align
+
+
+class TextureError(ValueError):
+    """A texture mesh that does not match the FLAME model."""
+
+
+@dataclass
+class TexturedHead:
+    uv: np.ndarray  # (F, 3, 2) per-corner texture coordinates
+    image: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    shape: np.ndarray  # (K,) FLAME identity fitted to the textured head
+    fit_rms_mm: float  # distance left between FLAME(shape) and the textured head
+
+
+def _parse_obj(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Path | None]:
+    v, vt, fv, ft, mtl = [], [], [], [], None
+    for line in path.read_text(errors="replace").splitlines():
+        p = line.split()
+        if not p:
+            continue
+        if p[0] == "v":
+            v.append([float(x) for x in p[1:4]])
+        elif p[0] == "vt":
+            vt.append([float(x) for x in p[1:3]])
+        elif p[0] == "f":
+            corners = [c.split("/") for c in p[1:4]]
+            fv.append([int(c[0]) - 1 for c in corners])
+            ft.append([int(c[1]) - 1 if len(c) > 1 and c[1] else -1 for c in corners])
+        elif p[0] == "mtllib":
+            mtl = path.parent / p[1]
+    return np.array(v), np.array(vt), np.array(fv, int), np.array(ft, int), mtl
+
+
+def _texture_image(obj: Path, mtl: Path | None) -> np.ndarray:
+    import cv2
+
+    candidates = []
+    if mtl is not None and mtl.exists():
+        for line in mtl.read_text().splitlines():
+            p = line.split()
+            if p and p[0] == "map_Kd":
+                candidates.append(mtl.parent / p[-1])
+    candidates.append(obj.with_suffix(".png"))
+    for path in candidates:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is not None:
+            return image[..., ::-1].astype(np.float32) / 255.0
+    raise TextureError(f"{obj}: no texture image found (map_Kd in the .mtl, or {obj.with_suffix('.png').name})")
+
+
+def load_textured_head(obj_path: str | Path, model: FlameModelData, prior: float = 1e-2, iters: int = 3) -> TexturedHead:
+    """Read a FLAME-topology textured OBJ and fit the model's identity to its geometry."""
+    obj_path = Path(obj_path)
+    if not obj_path.exists():
+        raise TextureError(f"{obj_path}: file not found")
+    v, vt, fv, ft, mtl = _parse_obj(obj_path)
+    if fv.shape != model.faces.shape or (ft < 0).any():
+        raise TextureError(f"{obj_path}: needs {len(model.faces)} triangles with UVs in FLAME's face order "
+                           f"(has {len(fv)})")
+    flame_of = np.full(len(v), -1)
+    for k in range(3):
+        flame_of[fv[:, k]] = model.faces[:, k]
+    if (flame_of < 0).any() or len(np.unique(flame_of)) != model.n_vertices:
+        raise TextureError(f"{obj_path}: its triangles do not map one-to-one onto the model's vertices")
+    target = np.zeros((model.n_vertices, 3))
+    target[flame_of] = v
+    dirs = model.shapedirs.reshape(-1, model.n_shape)
+    shape = np.zeros(model.n_shape)
+    ids = np.arange(model.n_vertices)
+    for _ in range(iters):
+        current = model.v_template + model.shapedirs @ shape
+        aligned = rigid_align(target[None], current[None], ids)[0]  # the textured head in FLAME's frame
+        residual = (aligned - model.v_template).reshape(-1)
+        shape = np.linalg.solve(dirs.T @ dirs + prior * np.eye(model.n_shape), dirs.T @ residual)
+    fitted = model.v_template + model.shapedirs @ shape
+    rms = float(np.sqrt(((fitted - aligned) ** 2).sum(-1).mean()) * 1000)
+    return TexturedHead(uv=vt[ft], image=_texture_image(obj_path, mtl), shape=shape, fit_rms_mm=rms)
+
+
+def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear colour lookup at texture coordinates ``uv (..., 2)`` (v up)."""
+    h, w = image.shape[:2]
+    x = np.clip(uv[..., 0], 0, 1) * (w - 1)
+    y = (1 - np.clip(uv[..., 1], 0, 1)) * (h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
+    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def render_textured(vertices: np.ndarray, faces: np.ndarray, head: TexturedHead, focal: float, cx: float, cy: float,
+                    background: np.ndarray, ambient: float = 0.45, cavity: float = 0.06) -> np.ndarray:
+    """Camera-frame ``vertices (V, 3)`` rendered over ``background (H, W, 3)`` (float [0, 1]):
+    perspective-correct texture, Lambert light from the camera, back faces dark (the mouth)."""
+    h, w = background.shape[:2]
+    frags = rasterize(project_pinhole(vertices, focal, cx, cy), faces, h, w)
+    out = background.copy()
+    m = frags.mask
+    if not m.any():
+        return out
+    tri = frags.triangle[m]
+    uv = np.einsum("nk,nkc->nc", frags.bary[m], head.uv[tri])
+    normals = interpolate(frags, faces, vertex_normals(vertices, faces))[m]
+    facing = normals[:, 2] / np.linalg.norm(normals, axis=1).clip(1e-9)
+    light = ambient + (1 - ambient) * np.clip(facing, 0, 1)
+    colour = sample_texture(head.image, uv) * light[:, None]
+    colour[facing < 0] = cavity
+    out[m] = colour
+    return out

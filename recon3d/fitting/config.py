@@ -27,6 +27,7 @@ class FitConfig:
     fov_deg: float = 40.0
     focal_px: float | None = None
     # Data term.
+    landmark_offsets: str = "none"  # MediaPipe bias correction: default (packaged file), none, or a path
     landmark_sigma_mm: float = 0.4
     huber_mm: float = 4.0
     iris_weight: float = 0.5

@@ -20,6 +20,7 @@ import torch
 
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.fitting.config import FitConfig
+from recon3d.fitting.landmark_bias import offsets_for
 from recon3d.fitting.landmark_model import LandmarkModel, ParamLayout
 from recon3d.fitting.normal_equations import (
     apply_second_difference_gram,
@@ -80,8 +81,11 @@ class FlameFitter:
         self.layout = ParamLayout(self.expr_basis.shape[1])
         # Full identity space for clips (the shape is fixed there); the observable subspace for
         # fitting the identity itself.
-        self.basis = landmark_basis(model, embedding, np.eye(config.n_shape), self.expr_basis, self.dtype).to(self.device)
-        self.identity_basis = landmark_basis(model, embedding, self.shape_basis, self.expr_basis, self.dtype).to(self.device)
+        offsets = offsets_for(embedding, config.landmark_offsets) if scheme is MEDIAPIPE else None
+        self.basis = landmark_basis(model, embedding, np.eye(config.n_shape), self.expr_basis, self.dtype,
+                                    offsets).to(self.device)
+        self.identity_basis = landmark_basis(model, embedding, self.shape_basis, self.expr_basis, self.dtype,
+                                             offsets).to(self.device)
         self.layer = FlameLayer(model, dtype=torch.float32).to(self.device)
         ids = list(embedding.source_ids)
         pos = {int(i): k for k, i in enumerate(ids)}

@@ -70,12 +70,16 @@ class LandmarkBasis:
 
 
 def landmark_basis(model: FlameModelData, embedding: LandmarkEmbedding, shape_basis: np.ndarray,
-                   expr_basis: np.ndarray, dtype: torch.dtype = torch.float64) -> LandmarkBasis:
+                   expr_basis: np.ndarray, dtype: torch.dtype = torch.float64,
+                   point_offsets: np.ndarray | None = None) -> LandmarkBasis:
     """Pre-combine FLAME's bases at the embedded landmarks.
 
     Identity and expression are re-parameterised by ``shape_basis (K, k)`` and ``expr_basis (E, m)``:
     coefficients ``z`` stand for FLAME's ``basis @ z`` (identity matrices keep FLAME's own components).
+    ``point_offsets (N, 3)`` displace the embedded points in the rest pose (metres); a displaced
+    point is skinned with its landmark's blended weights.
     """
+    offsets = np.zeros((len(embedding), 3)) if point_offsets is None else np.asarray(point_offsets, np.float64)
     vids = embedding.vertex_ids(model.faces)  # (N, 3)
     bary = embedding.bary  # (N, 3)
 
@@ -108,7 +112,7 @@ def landmark_basis(model: FlameModelData, embedding: LandmarkEmbedding, shape_ba
         slots.append(SlotBasis(
             joint=joint,
             idx=torch.as_tensor(idx),
-            template=t(combine(model.v_template, coef, ids)),
+            template=t(combine(model.v_template, coef, ids) + lw[idx, None] * offsets[idx]),
             shapedirs=t(s_dirs),
             exprdirs=t(e_dirs),
             posedirs=t(combine(posedirs, coef, ids)),
@@ -117,7 +121,7 @@ def landmark_basis(model: FlameModelData, embedding: LandmarkEmbedding, shape_ba
             exprdirs_rel=t(e_dirs - lw[idx, None, None] * j_exprdirs[joint][None]),
         ))
     return LandmarkBasis(
-        template=t(combine(model.v_template, bary, vids)),
+        template=t(combine(model.v_template, bary, vids) + offsets),
         shapedirs=t(combine(shapedirs, bary, vids)),
         exprdirs=t(combine(exprdirs, bary, vids)),
         posedirs=t(combine(posedirs, bary, vids)),

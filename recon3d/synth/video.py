@@ -117,3 +117,13 @@ def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path
                    iod_px, spec.emotion_id, spec.intensity, bool(np.abs(audio).max() > 0))
         written.append(video)
     return written
+
+
+def load_truth(path: str | Path) -> tuple[Motion, PinholeCamera, dict]:
+    """The motion, camera and the rest (landmarks, iod_px, labels) of a ``*.truth.npz``."""
+    with np.load(path) as d:
+        data = {k: d[k] for k in d.files}
+    motion = Motion(**{k: data.pop(k) for k in ("shape", "expression", "jaw_pose", "eye_pose", "neck_pose",
+                                                 "global_pose", "translation")}, fps=float(data.pop("fps")))
+    f, cx, cy, w, h = data.pop("camera")
+    return motion, PinholeCamera(float(f), float(cx), float(cy), int(w), int(h)), data

@@ -1,0 +1,106 @@
+"""End-to-end accuracy on video with known truth: synth -> build-dataset -> compare with the truth.
+
+Renders talking heads with `recon3d synth` (seeds 1-3 by default; the landmark-bias calibration
+uses other seeds), at RAVDESS's face size (inter-ocular ~250 px) and a small one (~110 px), builds
+them with build-dataset exactly as real videos (MediaPipe, identity from the neutral clips,
+fitting), and compares the shards' canonical `vertices` with the truth per region: absolute error
+after a per-frame rigid alignment on the face, motion error (each sequence minus its own identity
+template), lip jitter ratio, and the reprojection error. Each face size is built with and without
+the MediaPipe landmark-bias correction (fitting.landmark_offsets).
+
+    python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250 110] [--clips 3] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from _common import REPO, flame_model_path, print_json, print_table
+
+TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
+KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm", "forehead_motion_mm",
+        "lip_jitter_ratio", "reprojection_iod"]
+
+
+def build(videos: Path, out: Path, model: Path, offsets: str) -> Path:
+    from recon3d.pipeline.build import finalize, prepare, run_local
+    from recon3d.pipeline.config import BuildConfig
+
+    config = BuildConfig()
+    config.fitting.landmark_offsets = offsets
+    ctx, plan = prepare(videos, out, str(model), config, force=False)
+    run_local(ctx, plan, workers=2, progress=False)
+    finalize(out)
+    return out
+
+
+def clip_rows(dataset_dir: Path, videos: Path, layer, masks) -> list[dict]:
+    import torch
+
+    from recon3d.shards import open_dataset
+    from recon3d.synth.accuracy import accuracy_row
+    from recon3d.synth.motion import canonical_vertices, identity_template
+    from recon3d.synth.video import load_truth
+
+    ds = open_dataset(dataset_dir)
+    rows = []
+    for clip_id in ds.clip_ids():
+        motion, _, data = load_truth(videos / f"{clip_id}.truth.npz")
+        clip = ds.load_clip(clip_id)
+        truth = canonical_vertices(layer, motion)
+        with torch.no_grad():
+            truth_template = identity_template(layer, motion.shape)
+        row = accuracy_row(clip.vertices.astype(np.float64), clip.template.astype(np.float64), truth,
+                           truth_template, masks)
+        row["reprojection_iod"] = float(ds.info(clip_id)["qc"]["reprojection_iod_mean"])
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--iod-px", type=float, nargs="+", default=[250.0, 110.0])
+    parser.add_argument("--clips", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.5)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
+                        help="renders and builds are kept here and reused")
+    args = parser.parse_args()
+
+    import torch
+
+    from recon3d.fitting.landmark_bias import DEFAULT_OFFSETS
+    from recon3d.flame import FlameLayer, load_flame_model
+    from recon3d.flame.masks import find_masks, load_flame_masks
+    from recon3d.synth.video import synthesize
+
+    model_path = flame_model_path()
+    model = load_flame_model(model_path)
+    layer = FlameLayer(model, dtype=torch.float64)
+    masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
+    corrections = ["none"] + (["default"] if DEFAULT_OFFSETS.exists() else [])
+    rows = []
+    for iod in args.iod_px:
+        per_correction: dict[str, list[dict]] = {c: [] for c in corrections}
+        for seed in args.seeds:
+            videos = args.work / f"seed{seed}_iod{int(iod)}" / "videos"
+            if len(list(videos.glob("*.mp4"))) < args.clips:
+                synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod, progress=False)
+            for correction in corrections:
+                out = build(videos, args.work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}", model_path,
+                            correction)
+                per_correction[correction] += clip_rows(out, videos, layer, masks)
+        for correction, clip_results in per_correction.items():
+            rows.append({"iod_px": iod, "landmark_offsets": correction, "clips": len(clip_results),
+                         **{k: float(np.mean([r[k] for r in clip_results])) for k in KEYS}})
+    print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model.path.name}")
+    print("errors in mm; *_motion: sequence minus its own identity template; reprojection: mean / inter-ocular distance")
+    print_table(rows, ["iod_px", "landmark_offsets", "clips"] + KEYS)
+    print_json({"rows": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Systematic offsets between MediaPipe's landmarks and FLAME's embedded points.
+
+MediaPipe does not put its points exactly where the embedding says they are on the face: on
+renders with known truth, about a third of its error is a constant per-landmark offset (largest
+on the brows). recon3d models it as a fixed 3D displacement of each embedded point in FLAME's
+canonical frame, so it moves and foreshortens with the head. The offsets are estimated from
+synthetic renders (``scripts/calibrate_landmark_bias.py``), stored in
+``recon3d/data/mediapipe_landmark_offsets.npz`` and added to the embedded points when fitting
+(``fitting.landmark_offsets``: ``default``, ``none`` or a path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recon3d.flame.embeddings import LandmarkEmbedding
+
+DEFAULT_OFFSETS = Path(__file__).resolve().parents[1] / "data" / "mediapipe_landmark_offsets.npz"
+
+
+def resolve_offsets_path(setting: str | None) -> Path | None:
+    """``default`` -> the packaged file, ``none``/empty -> no correction, else a path."""
+    if not setting or str(setting).lower() == "none":
+        return None
+    path = DEFAULT_OFFSETS if str(setting).lower() == "default" else Path(setting)
+    if not path.exists():
+        raise FileNotFoundError(f"landmark offsets file not found: {path} (set fitting.landmark_offsets: none "
+                                "to fit without the correction, or regenerate it with scripts/calibrate_landmark_bias.py)")
+    return path
+
+
+def offsets_for(embedding: LandmarkEmbedding, setting: str | None) -> np.ndarray | None:
+    """Per embedded point ``(N, 3)`` displacement in metres (zeros for ids without one), or None."""
+    path = resolve_offsets_path(setting)
+    if path is None:
+        return None
+    with np.load(path) as data:
+        table = dict(zip(data["landmark_indices"].tolist(), data["offsets"]))
+    return np.stack([table.get(int(i), np.zeros(3)) for i in embedding.source_ids])
+
+
+def estimate_offsets(jacobians: np.ndarray, residuals: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Least-squares 3D offsets per landmark from linearised observations.
+
+    ``jacobians (S, N, 2, 3)``: d(pixels)/d(canonical displacement) of landmark n in sample s
+    (projection Jacobian times the head rotation); ``residuals (S, N, 2)``: detected minus true
+    projected pixels (NaN where unknown). Returns ``(N, 3)`` metres.
+    """
+    ok = np.isfinite(residuals).all(-1)
+    j = np.where(ok[..., None, None], jacobians, 0.0)
+    r = np.where(ok[..., None], residuals, 0.0)
+    lhs = np.einsum("snai,snaj->nij", j, j)
+    rhs = np.einsum("snai,sna->ni", j, r)
+    scale = np.trace(lhs, axis1=1, axis2=2)[:, None, None] / 3 + 1e-30
+    return np.linalg.solve(lhs + ridge * scale * np.eye(3), rhs[..., None])[..., 0]

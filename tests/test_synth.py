@@ -1,0 +1,76 @@
+"""recon3d synth: playable videos whose truth matches what MediaPipe sees, and build-dataset on them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from recon3d.landmarks import create_detector
+from recon3d.synth.video import load_truth
+from tests.conftest import FLAME_DIR, STAND_IN, need
+
+pytestmark = pytest.mark.slow
+#: Documented tolerances for short synthetic clips built end to end (docs/fitting.md).
+MOTION_TOLERANCE_MM = {"lip_motion_mm": 2.0, "face_motion_mm": 1.5}
+ABSOLUTE_FACE_TOLERANCE_MM = 4.0
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "videos"
+    subprocess.run([sys.executable, "-m", "recon3d", "synth", "--flame-model", str(need(STAND_IN)), "--texture",
+                    str(need(FLAME_DIR / "texture_mesh.obj")), "--out", str(out), "--clips", "2", "--seconds", "1.2",
+                    "--seed", "11"], check=True, capture_output=True)
+    return out
+
+
+def test_synth_writes_playable_clips_with_truth(synth_dir):
+    videos = sorted(synth_dir.glob("*.mp4"))
+    assert [v.stem for v in videos] == ["01-01-01-01-01-01-12", "01-01-01-01-02-01-12"]  # RAVDESS names
+    for video in videos:
+        with av.open(str(video)) as c:
+            assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio
+            stream = c.streams.video[0]
+            assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+            assert abs(float(stream.average_rate) - 29.97) < 0.01
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        motion, camera, data = load_truth(video.with_name(video.stem + ".truth.npz"))
+        assert len(frames) == motion.n_frames == len(data["landmarks"])
+        # MediaPipe on a synthesised frame lands near the truth's projected landmarks.
+        detector = create_detector("mediapipe", max_faces=1)
+        points = detector.detect(frames[len(frames) // 2])[0][0]
+        truth = data["landmarks"][len(frames) // 2]
+        ids = np.flatnonzero(np.isfinite(truth[:, 0]))
+        iod = np.linalg.norm(truth[33] - truth[263])
+        assert np.linalg.norm(points[ids] - truth[ids], axis=1).mean() < 0.05 * iod
+        assert 200 < iod < 300
+
+
+def test_build_dataset_on_synthetic_clips_recovers_the_truth(synth_dir, tmp_path):
+    import torch
+
+    from recon3d.flame import FlameLayer, load_flame_model
+    from recon3d.flame.masks import load_flame_masks
+    from recon3d.shards import open_dataset
+    from recon3d.synth.accuracy import accuracy_row
+    from recon3d.synth.motion import canonical_vertices, identity_template
+
+    out = tmp_path / "built"
+    subprocess.run([sys.executable, "-m", "recon3d", "build-dataset", str(synth_dir), "--flame-model", str(STAND_IN),
+                    "--out", str(out), "--no-progress", "--workers", "2"], check=True, capture_output=True)
+    layer = FlameLayer(load_flame_model(STAND_IN), dtype=torch.float64)
+    masks = load_flame_masks(FLAME_DIR / "FLAME_masks.pkl")
+    ds = open_dataset(out)
+    assert sorted(ds.clip_ids()) == sorted(v.stem for v in synth_dir.glob("*.mp4"))
+    for clip_id in ds.clip_ids():
+        motion, _, _ = load_truth(synth_dir / f"{clip_id}.truth.npz")
+        clip = ds.load_clip(clip_id)
+        row = accuracy_row(clip.vertices.astype(np.float64), clip.template.astype(np.float64),
+                           canonical_vertices(layer, motion), identity_template(layer, motion.shape), masks)
+        for key, limit in MOTION_TOLERANCE_MM.items():
+            assert row[key] < limit, (clip_id, row)
+        assert row["face_mm"] < ABSOLUTE_FACE_TOLERANCE_MM, (clip_id, row)

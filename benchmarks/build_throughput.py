@@ -33,8 +33,12 @@ def build_one(video: Path, out: Path, model: Path):
     from recon3d.pipeline.stages import run_shard
     from recon3d.pipeline.workspace import Workspace
 
-    ctx, plan = prepare(video.parent, out, str(model), BuildConfig(), force=True)
-    clips = [c for c in plan.clips if c.clip_id == video.stem]
+    folder = out.parent / f"{out.name}_videos"  # this clip alone: identity fitted on it, as for a one-clip actor
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / video.name).unlink(missing_ok=True)
+    (folder / video.name).symlink_to(video.resolve())
+    ctx, plan = prepare(folder, out, str(model), BuildConfig(), force=True)
+    clips = plan.clips
     started = time.perf_counter()
     timings = run_shard(ctx, clips[0].shard, clips, plan.actor_clips())
     timings["wall"] = time.perf_counter() - started

@@ -38,3 +38,11 @@ def test_overrides_change_the_hash(tmp_path):
     path.write_text("qc:\n  min_frames: 10\n")
     cfg = BuildConfig.load(path)
     assert cfg.qc.min_frames == 10 and cfg.digest() != BuildConfig().digest()
+
+
+def test_partial_fitting_section_keeps_the_video_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("fitting:\n  smooth_expr: 3.0\n")
+    cfg = BuildConfig.load(path)
+    assert cfg.fitting.smooth_expr == 3.0
+    assert cfg.fitting.landmark_offsets == "default" and cfg.fitting.landmark_sigma_mm == 2.0

@@ -53,5 +53,6 @@ def estimate_offsets(jacobians: np.ndarray, residuals: np.ndarray, ridge: float 
     r = np.where(ok[..., None], residuals, 0.0)
     lhs = np.einsum("snai,snaj->nij", j, j)
     rhs = np.einsum("snai,sna->ni", j, r)
-    scale = np.trace(lhs, axis1=1, axis2=2)[:, None, None] / 3 + 1e-30
-    return np.linalg.solve(lhs + ridge * scale * np.eye(3), rhs[..., None])[..., 0]
+    k = lhs.shape[-1]
+    scale = np.trace(lhs, axis1=1, axis2=2)[:, None, None] / k + 1e-30
+    return np.linalg.solve(lhs + ridge * scale * np.eye(k), rhs[..., None])[..., 0]

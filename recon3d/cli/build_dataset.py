@@ -52,6 +52,8 @@ def _report(out_dir: Path, manifest: dict, summary=None) -> None:
               help="flag: keep clips beyond the QC thresholds, marked; strict: reject them as failures.")
 @click.option("--landmarks", "landmark_backend", type=click.Choice(["mediapipe", "fan"]), default=None,
               help="Landmark backend (default mediapipe; fan needs face-alignment and its weights on disk).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where fitting builds its normal equations (default cpu; cuda where a GPU exists).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: joblib workers here; slurm: one array task per shard via submitit.")
 @click.option("--partition", default=None, help="[slurm] partition (default: the cluster's default).")
@@ -71,7 +73,7 @@ def _report(out_dir: Path, manifest: dict, summary=None) -> None:
 @friendly_errors
 def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int | None, force: bool,
                   config_path: Path | None, labels: str | None, qc_mode: str, landmark_backend: str | None,
-                  executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
+                  device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
                   array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
                   progress: bool) -> None:
     """Fit FLAME to every video in VIDEO_DIR and write a 3D dataset to --out.
@@ -105,6 +107,8 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
         config.labels = labels
     if landmark_backend:
         config.landmarks.backend = landmark_backend
+    if device:
+        config.fitting.device = device
     ctx, plan = prepare(video_dir, out_dir, flame_model, config, force)
     click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else ""), err=True)

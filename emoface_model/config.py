@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from emoface_model.models import ModelConfig
+from recon3d.config_io import config_from_dict, load_config
 
 
 @dataclass
@@ -59,29 +58,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "TrainConfig":
-        return _from_dict(cls, values or {}, "")
+        return config_from_dict(cls, values)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "TrainConfig":
-        if path is None:
-            return cls()
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of options")
-        return cls.from_dict(values)
-
-
-def _from_dict(cls, values: dict, where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown option(s) in '{where or 'top'}': {', '.join(unknown)} (known: {', '.join(known)})")
-    kwargs = {}
-    for name, value in values.items():
-        factory = known[name].default_factory
-        default = factory() if callable(factory) else None
-        kwargs[name] = _from_dict(type(default), value, f"{where}.{name}".strip(".")) if is_dataclass(default) else value
-    return cls(**kwargs)
+        return load_config(cls, path)

@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse.csgraph import dijkstra
 
+from recon3d.render.shading import vertex_normals
+
 
 @dataclass
 class MeshHierarchy:
@@ -47,15 +49,6 @@ def _graph(vertices: np.ndarray, faces: np.ndarray) -> scipy.sparse.csr_matrix:
     n = len(vertices)
     g = scipy.sparse.coo_matrix((lengths, (edges[:, 0], edges[:, 1])), shape=(n, n))
     return (g + g.T).tocsr()
-
-
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], fn)
-    return normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
 
 
 def _ordered_ring(centre: np.ndarray, normal: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -101,7 +94,7 @@ def build_hierarchy(template: np.ndarray, faces: np.ndarray, n_coarse: int = 192
     neighbours = [set() for _ in range(n_coarse)]
     for i, j in pairs:
         neighbours[i].add(int(j))
-    normals = _vertex_normals(template, faces)[coarse]
+    normals = vertex_normals(template, faces)[coarse]
     pos = template[coarse]
     spirals = np.zeros((n_coarse, spiral_length), np.int64)
     for i in range(n_coarse):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +25,47 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if suffix == ".ply":
         return _read_ply(path)
     if suffix == ".obj":
-        return _read_obj(path)
+        obj = read_obj(path)
+        return obj.vertices, obj.faces
     raise MeshError(f"{path}: unsupported mesh format '{suffix}' (use .ply or .obj)")
 
 
-def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    verts, faces = [], []
+@dataclass
+class ObjMesh:
+    """An OBJ file's triangles (polygons fanned), with texture coordinates where it has them."""
+
+    vertices: np.ndarray  # (V, 3)
+    faces: np.ndarray  # (F, 3) vertex indices
+    uv: np.ndarray  # (T, 2) texture coordinates
+    face_uv: np.ndarray  # (F, 3) indices into ``uv``; -1 where a corner has none
+    mtllib: Path | None  # the material file it names, beside the OBJ
+
+
+def read_obj(path: str | Path) -> ObjMesh:
+    """Parse an OBJ file (``v``, ``vt``, ``f`` and ``mtllib`` lines; others are ignored)."""
+    path = Path(path)
+    verts, uv, faces, face_uv, mtl = [], [], [], [], None
     for line in path.read_text(errors="replace").splitlines():
         parts = line.split()
         if not parts:
             continue
         if parts[0] == "v":
             verts.append([float(x) for x in parts[1:4]])
+        elif parts[0] == "vt":
+            uv.append([float(x) for x in parts[1:3]])
         elif parts[0] == "f":
-            idx = [int(p.split("/")[0]) - 1 for p in parts[1:]]
-            faces += [[idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1)]
+            corners = [c.split("/") for c in parts[1:]]
+            idx = [int(c[0]) - 1 for c in corners]
+            tex = [int(c[1]) - 1 if len(c) > 1 and c[1] else -1 for c in corners]
+            for k in range(1, len(idx) - 1):
+                faces.append([idx[0], idx[k], idx[k + 1]])
+                face_uv.append([tex[0], tex[k], tex[k + 1]])
+        elif parts[0] == "mtllib" and len(parts) > 1:
+            mtl = path.parent / parts[1]
     if not verts:
         raise MeshError(f"{path}: no vertices in this OBJ file")
-    return np.asarray(verts, np.float64), np.asarray(faces, np.int64).reshape(-1, 3)
+    return ObjMesh(np.asarray(verts, np.float64), np.asarray(faces, np.int64).reshape(-1, 3),
+                   np.asarray(uv, np.float64).reshape(-1, 2), np.asarray(face_uv, np.int64).reshape(-1, 3), mtl)
 
 
 def _read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:

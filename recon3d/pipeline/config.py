@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
+from recon3d.config_io import config_from_dict, load_config
 from recon3d.fitting.config import FitConfig
 from recon3d.shards.writer import StorageConfig
 
@@ -73,22 +72,11 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "BuildConfig":
-        return _from_dict(cls, values or {}, "")
+        return config_from_dict(cls, values)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "BuildConfig":
-        if path is None:
-            return cls()
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of options at the top level")
-        return cls.from_dict(values)
+        return load_config(cls, path)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,23 +87,3 @@ class BuildConfig:
         d["fitting"].pop("device", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
-
-def _from_dict(cls, values: dict, where: str, base=None):
-    """``cls`` (or the instance ``base``) with ``values`` applied; nested sections keep the defaults
-    of their parent (so a partial ``fitting:`` section only changes the keys it names)."""
-    if not isinstance(values, dict):
-        raise ValueError(f"config section '{where or 'top'}' must be a mapping")
-    base = base if base is not None else cls()
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) in config section '{where or 'top'}': {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(known))})")
-    changes = {}
-    for name, value in values.items():
-        current = getattr(base, name)
-        if is_dataclass(current):
-            changes[name] = _from_dict(type(current), value, f"{where}.{name}".strip("."), current)
-        else:
-            changes[name] = value
-    return replace(base, **changes)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.flame.model_file import FlameModelData
+from recon3d.io.mesh import read_obj
 from recon3d.render.rasterizer import project_pinhole, rasterize
 from recon3d.render.shading import interpolate, vertex_normals
 from recon3d.synth.accuracy import rigid_align
@@ -31,25 +32,6 @@ class TexturedHead:
     image: np.ndarray  # (H, W, 3) float32 in [0, 1]
     shape: np.ndarray  # (K,) FLAME identity fitted to the textured head
     fit_rms_mm: float  # distance left between FLAME(shape) and the textured head
-
-
-def _parse_obj(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Path | None]:
-    v, vt, fv, ft, mtl = [], [], [], [], None
-    for line in path.read_text(errors="replace").splitlines():
-        p = line.split()
-        if not p:
-            continue
-        if p[0] == "v":
-            v.append([float(x) for x in p[1:4]])
-        elif p[0] == "vt":
-            vt.append([float(x) for x in p[1:3]])
-        elif p[0] == "f":
-            corners = [c.split("/") for c in p[1:4]]
-            fv.append([int(c[0]) - 1 for c in corners])
-            ft.append([int(c[1]) - 1 if len(c) > 1 and c[1] else -1 for c in corners])
-        elif p[0] == "mtllib":
-            mtl = path.parent / p[1]
-    return np.array(v), np.array(vt), np.array(fv, int), np.array(ft, int), mtl
 
 
 def _texture_image(obj: Path, mtl: Path | None) -> np.ndarray:
@@ -74,17 +56,17 @@ def load_textured_head(obj_path: str | Path, model: FlameModelData, prior: float
     obj_path = Path(obj_path)
     if not obj_path.exists():
         raise TextureError(f"{obj_path}: file not found")
-    v, vt, fv, ft, mtl = _parse_obj(obj_path)
-    if fv.shape != model.faces.shape or (ft < 0).any():
+    obj = read_obj(obj_path)
+    if obj.faces.shape != model.faces.shape or (obj.face_uv < 0).any():
         raise TextureError(f"{obj_path}: needs {len(model.faces)} triangles with UVs in FLAME's face order "
-                           f"(has {len(fv)})")
-    flame_of = np.full(len(v), -1)
+                           f"(has {len(obj.faces)})")
+    flame_of = np.full(len(obj.vertices), -1)
     for k in range(3):
-        flame_of[fv[:, k]] = model.faces[:, k]
+        flame_of[obj.faces[:, k]] = model.faces[:, k]
     if (flame_of < 0).any() or len(np.unique(flame_of)) != model.n_vertices:
         raise TextureError(f"{obj_path}: its triangles do not map one-to-one onto the model's vertices")
     target = np.zeros((model.n_vertices, 3))
-    target[flame_of] = v
+    target[flame_of] = obj.vertices
     dirs = model.shapedirs.reshape(-1, model.n_shape)
     shape = np.zeros(model.n_shape)
     ids = np.arange(model.n_vertices)
@@ -95,7 +77,7 @@ def load_textured_head(obj_path: str | Path, model: FlameModelData, prior: float
         shape = np.linalg.solve(dirs.T @ dirs + prior * np.eye(model.n_shape), dirs.T @ residual)
     fitted = model.v_template + model.shapedirs @ shape
     rms = float(np.sqrt(((fitted - aligned) ** 2).sum(-1).mean()) * 1000)
-    return TexturedHead(uv=vt[ft], image=_texture_image(obj_path, mtl), shape=shape, fit_rms_mm=rms)
+    return TexturedHead(uv=obj.uv[obj.face_uv], image=_texture_image(obj_path, obj.mtllib), shape=shape, fit_rms_mm=rms)
 
 
 def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:

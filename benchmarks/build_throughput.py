@@ -11,7 +11,6 @@ is measured in a fresh child process building a 10-s clip (three RAVDESS clips j
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
 import sys

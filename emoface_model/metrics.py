@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recon3d.flame.masks import eye_and_forehead
+
 
 @dataclass(frozen=True)
 class Regions:
@@ -28,7 +30,7 @@ class Regions:
 
     @classmethod
     def from_masks(cls, masks: dict[str, np.ndarray]) -> "Regions":
-        eyes = np.union1d(masks["eye_region"], masks["forehead"])
+        eyes = eye_and_forehead(masks)
         return cls(lips=masks["lips"], eyes=eyes, upper=np.union1d(eyes, masks["nose"]))
 
 

@@ -74,7 +74,6 @@ class FlameFitter:
                              f"the model was loaded with {model.n_shape} and {model.n_expr}")
         self.device = torch.device(config.device)
         self.dtype = torch.float64
-        self.model_data = model
         self.embedding = embedding
         self.shape_basis = self._observable_subspace(model, embedding, model.shapedirs[:, :, :config.n_shape], config.shape_dims)
         self.expr_basis = self._observable_subspace(model, embedding, model.exprdirs[:, :, :config.n_expr], config.expr_dims)
@@ -420,7 +419,7 @@ class FlameFitter:
 
     def fit(self, seq: LandmarkSequence, shape: np.ndarray | None = None) -> FitResult:
         """Fit a clip; the identity is fitted from this clip unless ``shape`` is given."""
-        c, lay = self.config, self.layout
+        c = self.config
         timings = {}
         t0 = time.perf_counter()
         params = self._rigid_init(seq)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,9 +9,7 @@ import torch
 from torch import nn
 
 from recon3d.flame.lbs import lbs
-from recon3d.flame.model_file import FlameModelData, load_flame_model
-
-JOINT_NAMES = ("global", "neck", "jaw", "left_eye", "right_eye")
+from recon3d.flame.model_file import FlameModelData
 
 
 @dataclass
@@ -47,11 +44,6 @@ class FlameLayer(nn.Module):
         buf("j_exprdirs", np.einsum("jv,vck->jck", model.j_regressor, model.exprdirs))
         self.register_buffer("faces", torch.as_tensor(model.faces), persistent=False)
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike | None, n_shape: int = 300, n_expr: int = 100,
-                  dtype: torch.dtype = torch.float32) -> "FlameLayer":
-        return cls(load_flame_model(path, n_shape=n_shape, n_expr=n_expr), dtype=dtype)
-
     @property
     def n_shape(self) -> int:
         return self.shapedirs.shape[2]
@@ -71,6 +63,10 @@ class FlameLayer(nn.Module):
         translation: torch.Tensor | None = None,
         vertex_ids: torch.Tensor | None = None,
     ) -> FlameOutput:
+        """Posed vertices and joints (root/global, neck, jaw, left eye, right eye) for a batch.
+
+        Poses are axis-angle ``(B, 3)`` (``eye_pose`` ``(B, 6)``: left then right); a 1-D ``shape``
+        is one identity for the whole batch; ``vertex_ids`` evaluates only those vertices."""
         per_frame = (expression, global_pose, neck_pose, jaw_pose, eye_pose, translation)
         given = [t for t in per_frame if t is not None] + ([shape] if shape is not None and shape.dim() == 2 else [])
         batch = given[0].shape[0] if given else 1

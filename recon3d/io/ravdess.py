@@ -37,11 +37,6 @@ class ClipLabels:
     def emotion(self) -> str:
         return EMOTIONS[self.emotion_id - 1]
 
-    @property
-    def has_speech_audio(self) -> bool:
-        """Video-only files carry an all-zero audio track."""
-        return self.modality == 1
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["emotion"] = self.emotion

@@ -18,10 +18,9 @@ from recon3d.flame import resolve_flame_model_path
 from recon3d.atomic import write_json
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import Plan, plan_build
-from recon3d.pipeline.stages import BuildContext, sha256_of
+from recon3d.pipeline.stages import BuildContext, sha256_of, sum_timings
 from recon3d.pipeline.workspace import Workspace
 from recon3d.shards.manifest import FAILURES, MANIFEST, shard_entries, write_manifest
-
 
 
 class BuildError(Recon3dError, RuntimeError):
@@ -86,15 +85,8 @@ def load_plan(out_dir: Path) -> Plan:
 
 def clips_done(ws: Workspace, plan: Plan) -> tuple[int, int]:
     """(clips finished or failed, clips failed) judged from the files on disk."""
-    done = failed = 0
-    for shard, clips in plan.shards.items():
-        complete = ws.shard(shard).exists()
-        work = ws.shard_work(shard)
-        for clip in clips:
-            is_failed = work.failure(clip.clip_id).exists()
-            failed += is_failed
-            done += complete or is_failed or work.clip(clip.clip_id).exists()
-    return done, failed
+    counts = [ws.clip_counts(shard, [c.clip_id for c in clips]) for shard, clips in plan.shards.items()]
+    return sum(d for d, _ in counts), sum(f for _, f in counts)
 
 
 def watch_progress(ws: Workspace, plan: Plan, stop: threading.Event, desc: str = "clips") -> None:
@@ -103,17 +95,13 @@ def watch_progress(ws: Workspace, plan: Plan, stop: threading.Event, desc: str =
 
     total = len(plan.clips)
     with tqdm(total=total, desc=desc, unit="clip", dynamic_ncols=True) as bar:
-        while True:
+        stopped = False
+        while not stopped:
+            stopped = stop.wait(0.5)
             done, failed = clips_done(ws, plan)
             bar.n = done
             bar.set_postfix(failed=failed, refresh=False)
             bar.refresh()
-            if stop.wait(0.5):
-                done, failed = clips_done(ws, plan)
-                bar.n = done
-                bar.set_postfix(failed=failed, refresh=False)
-                bar.refresh()
-                return
 
 
 def finalize(out_dir: Path) -> dict:
@@ -221,10 +209,7 @@ def run_local(ctx: BuildContext, plan: Plan, workers: int, strict_qc: bool = Fal
         stop.set()
         if watcher:
             watcher.join()
-    stages: dict = {}
-    for r in results:
-        for k, v in r.items():
-            stages[k] = stages.get(k, 0) + v
+    stages = sum_timings(results)
     done, failed = clips_done(ws, plan)
     return BuildSummary(clips=done - failed, failed=failed, frames=int(stages.get("frames", 0)),
                         seconds=time.perf_counter() - started, stages=stages)

@@ -136,9 +136,8 @@ def shard_status(out_dir: Path, plan: Plan) -> list[dict]:
     rows = []
     for shard, clips in plan.shards.items():
         work = ws.shard_work(shard)
-        row = {"shard": shard, "clips": len(clips),
-               "clips_done": sum(ws.shard(shard).exists() or work.clip_done(c.clip_id) for c in clips),
-               "clips_failed": sum(work.failure(c.clip_id).exists() for c in clips)}
+        done, failed = ws.clip_counts(shard, [c.clip_id for c in clips])
+        row = {"shard": shard, "clips": len(clips), "clips_done": done, "clips_failed": failed}
         job = tasks.get(shard)
         state = states.get(job, "") if job else ""
         if job:

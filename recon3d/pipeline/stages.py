@@ -315,6 +315,11 @@ def _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips
     done = [work.clip(c.clip_id) for c in clips if work.clip(c.clip_id).exists()]
     assemble_shard(ws.shard(shard), done, actors, shard, resources(ctx)["model"].faces)
     timings.append({"assemble": time.perf_counter() - t0})
+    return sum_timings(timings)
+
+
+def sum_timings(timings: list[dict]) -> dict:
+    """Stage timings (and frame counts) added up key by key."""
     total: dict = {}
     for t in timings:
         for k, v in (t or {}).items():

@@ -58,6 +58,14 @@ class Workspace:
     def shard_work(self, name: str) -> ShardWork:
         return ShardWork(self.root, name)
 
+    def clip_counts(self, shard: str, clip_ids: list[str]) -> tuple[int, int]:
+        """(clips finished or failed, clips failed) of a shard, judged from the files on disk."""
+        work = self.shard_work(shard)
+        complete = self.shard(shard).exists()
+        failed = sum(work.failure(c).exists() for c in clip_ids)
+        done = len(clip_ids) if complete else sum(work.clip_done(c) for c in clip_ids)
+        return done, failed
+
     def rejected(self, clip_id: str) -> Path:
         return self.work / "rejected" / f"{clip_id}.json"
 

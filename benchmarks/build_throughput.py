@@ -36,7 +36,7 @@ def build_one(video: Path, out: Path, model: Path):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / video.name).unlink(missing_ok=True)
     (folder / video.name).symlink_to(video.resolve())
-    ctx, plan = prepare(folder, out, str(model), BuildConfig(), force=True)
+    ctx, plan, _ = prepare(folder, out, str(model), BuildConfig(), force=True)
     clips = plan.clips
     started = time.perf_counter()
     timings = run_shard(ctx, clips[0].shard, clips, plan.actor_clips())
@@ -62,16 +62,17 @@ def child(video: Path, model: Path) -> None:
 
 
 def ten_second_clip(folder: Path) -> Path:
-    from recon3d.io.video import AUDIO_RATE, iter_frames, probe, read_audio, write_video
+    from recon3d.io.video import iter_frames, probe, read_audio, write_video
+    from recon3d.shards.schema import AUDIO_RATE, audio_samples
 
     sources = sorted(RAVDESS.glob("01-*.mp4"))[:3]
     frames, audio = [], []
     for src in sources:
         clip = [rgb for rgb, _ in iter_frames(src)]
         frames += clip
-        audio.append(read_audio(src, 0.0, int(round(len(clip) / probe(src).fps * AUDIO_RATE)))[0])
+        audio.append(read_audio(src, 0.0, audio_samples(len(clip), probe(src).fps), AUDIO_RATE)[0])
     path = folder / "01-01-01-01-01-01-05.mp4"
-    write_video(path, frames, 29.97, np.concatenate(audio))
+    write_video(path, frames, 29.97, np.concatenate(audio), AUDIO_RATE)
     return path
 
 

@@ -34,7 +34,8 @@ def main() -> None:
 
     from emoface_model.config import TrainConfig
     from emoface_model.infer import evaluate_run
-    from emoface_model.train import RunDir, load_model, load_regions, train
+    from emoface_model.run import RunDir, load_model, load_regions
+    from emoface_model.train import train
     from recon3d.synth.dataset import write_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,7 +37,7 @@ def measure(model_name: str, seconds: float, threads: int) -> dict:
     from emoface_model.infer import predict
     from emoface_model.mesh import build_hierarchy
     from emoface_model.models import build_model
-    from emoface_model.train import sequence_loss
+    from emoface_model.losses import sequence_loss
     from recon3d.flame import load_flame_model
     from recon3d.synth.speech import shaped_noise
 

@@ -28,13 +28,16 @@ KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm",
 
 
 def build(videos: Path, out: Path, model: Path, offsets: str) -> Path:
-    from recon3d.pipeline.build import finalize, prepare, run_local
+    from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
+    from recon3d.pipeline.executors import LocalExecutor
 
     config = BuildConfig()
     config.fitting.landmark_offsets = offsets
-    ctx, plan = prepare(videos, out, str(model), config, force=False)
-    run_local(ctx, plan, workers=2, progress=False)
+    ctx, plan, _ = prepare(videos, out, str(model), config, force=False)
+    executor = LocalExecutor(workers=2)
+    executor.submit(ctx, plan, strict_qc=False)
+    executor.wait(ctx, plan, progress=False)
     finalize(out)
     return out
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from emoface_model.infer import predict
-from emoface_model.train import RunDir, load_model
+from recon3d.errors import SetupError
+from emoface_model.run import RunDir, load_model
 from recon3d.io.mesh import read_mesh, write_obj, write_ply
 from recon3d.io.ravdess import EMOTIONS, INTENSITIES
 from recon3d.io.video import load_audio, write_video
-from recon3d.shards.reader import AUDIO_RATE, open_dataset
+from recon3d.shards.reader import open_dataset
+from recon3d.shards.schema import AUDIO_RATE, audio_samples
 
 MIN_SECONDS = 0.1
 
@@ -24,7 +26,7 @@ def emotion_id(value: str) -> int:
         return EMOTIONS.index(v)
     if v.isdigit() and 1 <= int(v) <= len(EMOTIONS):
         return int(v) - 1
-    raise ValueError(f"unknown emotion '{value}': use one of {', '.join(EMOTIONS)} (or 1-8)")
+    raise SetupError(f"unknown emotion '{value}': use one of {', '.join(EMOTIONS)} (or 1-8)")
 
 
 def intensity_id(value: str) -> int:
@@ -35,7 +37,7 @@ def intensity_id(value: str) -> int:
         return names[v]
     if v in ("1", "2"):
         return int(v) - 1
-    raise ValueError(f"unknown intensity '{value}': use normal or strong (or 1, 2)")
+    raise SetupError(f"unknown intensity '{value}': use normal or strong (or 1, 2)")
 
 
 def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | None, n_vertices: int):
@@ -43,13 +45,13 @@ def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | 
     if template is not None:
         verts, _ = read_mesh(template)
         if verts.shape != (n_vertices, 3):
-            raise ValueError(f"{template}: has {len(verts)} vertices, the model animates {n_vertices} (FLAME topology)")
+            raise SetupError(f"{template}: has {len(verts)} vertices, the model animates {n_vertices} (FLAME topology)")
         return -1, verts.astype(np.float32)
     info = json.loads(run.info.read_text())
     name = actor if actor is not None else actors[0]
     name = name.zfill(2) if name.isdigit() else name
     if name not in actors:
-        raise ValueError(f"unknown actor '{actor}': the run was trained on {', '.join(actors)} (or pass --template mesh.ply)")
+        raise SetupError(f"unknown actor '{actor}': the run was trained on {', '.join(actors)} (or pass --template mesh.ply)")
     ds = open_dataset(info["shards_dir"])
     entry = next(c for c in ds.clips() if str(c["actor"]) == name)
     return actors.index(name), ds.template(name, entry["shard"]).astype(np.float32)
@@ -62,10 +64,10 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
     emo, inten = emotion_id(emotion), intensity_id(intensity)
     audio_path = Path(audio_path)
     if not audio_path.exists():
-        raise FileNotFoundError(f"{audio_path}: file not found")
-    audio = load_audio(audio_path)
+        raise SetupError(f"{audio_path}: file not found")
+    audio = load_audio(audio_path, AUDIO_RATE)
     if len(audio) < MIN_SECONDS * AUDIO_RATE:
-        raise ValueError(f"{audio_path}: only {len(audio) / AUDIO_RATE:.3f} s of audio; need at least {MIN_SECONDS} s")
+        raise SetupError(f"{audio_path}: only {len(audio) / AUDIO_RATE:.3f} s of audio; need at least {MIN_SECONDS} s")
     model, state = load_model(run_dir, device)
     run = RunDir(Path(run_dir))
     style, tmpl = speaker(run, state["actors"], actor, template, state["n_vertices"])
@@ -86,7 +88,8 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
     if video:
         from recon3d.render.preview import frontal_frames
 
-        write_video(out.with_suffix(".mp4"), frontal_frames(vertices, faces), fps, audio[:int(len(vertices) / fps * AUDIO_RATE)])
+        write_video(out.with_suffix(".mp4"), frontal_frames(vertices, faces), fps,
+                    audio[:audio_samples(len(vertices), fps)], AUDIO_RATE)
         written["mp4"] = str(out.with_suffix(".mp4"))
     written["frames"] = len(vertices)
     return written

@@ -13,10 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SAMPLE_RATE = 16000
+from recon3d.config_io import ConfigError
+from recon3d.errors import SetupError
+from recon3d.shards.schema import AUDIO_RATE
 
 
-def mel_filterbank(n_mels: int = 80, n_fft: int = 400, sample_rate: int = SAMPLE_RATE,
+
+def mel_filterbank(n_mels: int = 80, n_fft: int = 400, sample_rate: int = AUDIO_RATE,
                    fmin: float = 40.0, fmax: float = 7600.0) -> np.ndarray:
     """Triangular mel filters ``(n_mels, n_fft // 2 + 1)`` on the HTK mel scale."""
     def hz_to_mel(f):
@@ -89,14 +92,14 @@ class PretrainedEncoder(nn.Module):
         super().__init__()
         path = Path(path)
         if not path.is_dir() or not (path / "config.json").exists():
-            raise FileNotFoundError(
+            raise SetupError(
                 f"--audio-encoder-path {path}: not a local model folder (no config.json). Download a "
                 "wav2vec 2.0 or HuBERT model (e.g. facebook/wav2vec2-base-960h) on a machine with "
                 "internet and copy its folder here; nothing is downloaded at run time")
         try:
             from transformers import AutoModel
         except ImportError as exc:
-            raise ImportError("--audio-encoder wav2vec2 needs the 'transformers' package: "
+            raise SetupError("--audio-encoder wav2vec2 needs the 'transformers' package: "
                               "pip install transformers") from exc
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         if freeze:
@@ -113,6 +116,6 @@ def build_audio_encoder(kind: str, dim: int, path: str | None = None) -> nn.Modu
         return MelEncoder(dim)
     if kind in ("wav2vec2", "hubert"):
         if not path:
-            raise ValueError(f"--audio-encoder {kind} needs --audio-encoder-path DIR (a local model folder)")
+            raise SetupError(f"--audio-encoder {kind} needs --audio-encoder-path DIR (a local model folder)")
         return PretrainedEncoder(path, dim)
-    raise ValueError(f"unknown audio encoder '{kind}' (mel, wav2vec2 or hubert)")
+    raise ConfigError(f"unknown audio encoder '{kind}' (mel, wav2vec2 or hubert)")

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon3d.shards.reader import Dataset3D, audio_span
+from recon3d.shards import schema as S
+from recon3d.shards.reader import Dataset3D
+from recon3d.shards.schema import audio_span
 
 
 @dataclass
@@ -54,15 +56,14 @@ class ClipData:
 
     def window(self, entry: dict, start: int, length: int) -> dict:
         """A window of a clip: offsets, audio, labels and the frame before it."""
-        group = self.dataset.group(entry["id"])
-        fps = float(group.attrs["fps"])
+        clip_id, fps = entry["id"], float(entry["fps"])
         template = self.template(entry)
         first = max(start - 1, 0)
-        vertices = group["vertices"][first:start + length]
+        vertices = self.dataset.array(clip_id, S.VERTICES, first, start + length)
         initial = vertices[0] - template if start > 0 else np.zeros_like(template)
         vertices = vertices[1:] if start > 0 else vertices
         a, b = audio_span(start, length, fps)
-        audio = group["audio"][a:b]
+        audio = self.dataset.array(clip_id, S.AUDIO, a, b)
         audio = np.pad(audio, (0, max(0, b - a - len(audio))))
         emotion, intensity = labels_of(entry)
         return {"offsets": vertices - template[None], "audio": audio, "template": template, "emotion": emotion,

@@ -11,8 +11,10 @@ import torch
 from emoface_model.data import ClipData, labels_of
 from emoface_model.metrics import MetricSums, Regions
 from emoface_model.models import TalkingFace
+from recon3d.errors import SetupError
 from recon3d.io.ravdess import EMOTIONS
-from recon3d.shards.reader import AUDIO_RATE, open_dataset
+from recon3d.shards.reader import open_dataset
+from recon3d.shards.schema import AUDIO_RATE
 
 CHUNK_FRAMES = 600  # audio encoded in windows of 20 s at 30 fps
 CONTEXT_FRAMES = 30  # with 1 s of audio context on each side
@@ -56,7 +58,9 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
     dataset = open_dataset(shards_dir)
     data = ClipData(dataset, split, actors)
     if not len(data):
-        raise ValueError(f"{shards_dir}: no clips in the '{split}' split")
+        splits = {c.get("split") for c in dataset.clips()}
+        raise SetupError(f"{shards_dir}: no clips in the '{split}' split (it has: {', '.join(sorted(splits))}; "
+                         "choose one with --split)")
     sums, base = MetricSums(), MetricSums()
     per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
     for entry in tqdm(data.entries, desc=f"evaluate {split}", unit="clip", disable=not progress):

@@ -12,7 +12,8 @@ class TrainTask:
     a requeued, preempted or resubmitted job continues the same run (same step count)."""
 
     def __call__(self, shards_dir: str, run_dir: str, config: dict, masks: str | None, max_steps: int | None) -> dict:
-        from emoface_model.train import RunDir, train
+        from emoface_model.run import RunDir
+        from emoface_model.train import train
 
         resume = RunDir(Path(run_dir)).checkpoint.exists()
         return train(shards_dir, run_dir, TrainConfig.from_dict(config), resume=resume, masks=masks,
@@ -27,15 +28,11 @@ class TrainTask:
 
 def submit_training(shards_dir: Path, run_dir: Path, config: TrainConfig, options, masks: str | None,
                     max_steps: int | None):
-    """Submit one training job; its submitit logs go to ``RUN_DIR/slurm``."""
-    import submitit
+    """Submit one training job (``options``: :class:`recon3d.pipeline.slurm.SlurmOptions`); its
+    submitit logs go to ``RUN_DIR/slurm``."""
+    from recon3d.pipeline.slurm import slurm_executor
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    executor = submitit.AutoExecutor(folder=run_dir / "slurm", cluster="slurm")
-    params = dict(name="recon3d-train", timeout_min=int(options.time_min), mem_gb=options.mem_gb,
-                  cpus_per_task=int(options.cpus_per_task), slurm_additional_parameters=dict(options.additional))
-    if options.partition:
-        params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
+    executor = slurm_executor(run_dir / "slurm", options, "recon3d-train", array=False)
     return executor.submit(TrainTask(), str(shards_dir.resolve()), str(run_dir.resolve()), config.to_dict(), masks,
                            max_steps)

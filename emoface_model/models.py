@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from emoface_model.audio import build_audio_encoder
+from recon3d.config_io import ConfigError
 from emoface_model.layers import CausalDecoder, SpiralConv3D
 from emoface_model.mesh import MeshHierarchy
 
@@ -262,4 +263,4 @@ def build_model(config: ModelConfig, n_vertices: int, n_actors: int, hierarchy: 
         if hierarchy is None:
             raise ValueError("EmoFace needs the coarse mesh hierarchy")
         return EmoFace(config, n_vertices, n_actors, hierarchy)
-    raise ValueError(f"unknown model '{config.model}' (emoface or faceformer)")
+    raise ConfigError(f"model.model: unknown model '{config.model}' (emoface or faceformer)")

@@ -1,9 +1,5 @@
-"""Training: self-growing schedule, atomic checkpoints, exact resume, CSV and TensorBoard logs.
-
-``RUN_DIR`` holds ``config.yaml`` (the full configuration), ``run.json`` (data and model facts),
-``regions.npz`` (evaluation regions, when FLAME_masks.pkl is found), ``checkpoints/last.pt``,
-``metrics.csv`` and ``tensorboard/``.
-"""
+"""The training loop: self-growing schedule, atomic checkpoints, exact resume, CSV and TensorBoard logs
+(the run folder: :mod:`emoface_model.run`; losses: :mod:`emoface_model.losses`)."""
 
 from __future__ import annotations
 
@@ -11,131 +7,23 @@ import csv
 import json
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from emoface_model.config import TrainConfig
-from emoface_model.data import Batch, ClipData, collate, epoch_batches
+from emoface_model.data import ClipData, collate, epoch_batches
+from emoface_model.losses import sequence_loss
 from emoface_model.mesh import MeshHierarchy, build_hierarchy
-from emoface_model.metrics import Regions
-from emoface_model.models import MM, TalkingFace, build_model
-from emoface_model.schedule import teacher_ratio
+from emoface_model.models import TalkingFace, build_model
+from emoface_model.run import RunDir, load_regions, prepare_run, save_checkpoint
+from emoface_model.schedule import ground_truth_inputs, mixed_inputs, teacher_forced, teacher_ratio
 from recon3d import __version__
-from recon3d.errors import Recon3dError
-from recon3d.atomic import atomic_path, write_json
-from recon3d.shards.reader import Dataset3D, open_dataset
+from recon3d.device import torch_device
+from recon3d.shards.reader import open_dataset
 
 CSV_FIELDS = ["step", "epoch", "split", "loss", "mse", "velocity", "teacher_ratio", "lr", "seconds"]
-
-
-class TrainError(Recon3dError, ValueError):
-    """Training cannot start as asked; the message says why."""
-
-
-@dataclass
-class RunDir:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def info(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def regions(self) -> Path:
-        return self.root / "regions.npz"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoints" / "last.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
-
-
-def find_regions(dataset: Dataset3D, masks_path: str | Path | None = None) -> Regions | None:
-    """Evaluation regions from FLAME_masks.pkl: given, else beside the FLAME model the data was built with."""
-    from recon3d.flame.masks import find_masks, load_flame_masks
-
-    try:
-        model_path = dataset.manifest.get("build", {}).get("flame_model")
-        path = find_masks(masks_path, Path(model_path) if model_path else None)
-        return Regions.from_masks(load_flame_masks(path))
-    except (ValueError, FileNotFoundError):
-        if masks_path:
-            raise
-        return None
-
-
-def load_regions(run: RunDir) -> Regions:
-    if not run.regions.exists():
-        raise TrainError(f"{run.regions} missing: the run found no FLAME_masks.pkl; retrain with --flame-masks PATH "
-                         "or pass --flame-masks to evaluate")
-    with np.load(run.regions) as d:
-        return Regions(d["lips"], d["eyes"], d["upper"])
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[TalkingFace, dict]:
-    """The model of a run (its last checkpoint) and the checkpoint's metadata."""
-    run = RunDir(Path(run_dir))
-    if not run.checkpoint.exists():
-        raise TrainError(f"{run.root}: no checkpoint (checkpoints/last.pt); train first with `recon3d train`")
-    state = torch.load(run.checkpoint, map_location=device, weights_only=False)
-    config = TrainConfig.from_dict(state["config"])
-    hierarchy = MeshHierarchy.from_dict(state["hierarchy"]) if state.get("hierarchy") else None
-    model = build_model(config.model, state["n_vertices"], len(state["actors"]), hierarchy)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state
-
-
-def sequence_loss(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor, velocity_weight: float):
-    """Weighted vertex MSE + velocity (frame-difference) MSE, in mm^2."""
-    err = (pred - gt) * MM
-    w = weights[None, None, :, None]
-    mse = (err.square() * w).sum() / (w.sum() * err.shape[0] * err.shape[1] * 3)
-    vel = torch.zeros((), device=pred.device)
-    if err.shape[1] > 1:
-        d = err[:, 1:] - err[:, :-1]  # the velocity error is the difference of the errors
-        vel = (d.square() * w).sum() / (w.sum() * d.shape[0] * d.shape[1] * 3)
-    return mse + velocity_weight * vel, mse, vel
-
-
-def teacher_forced(model: TalkingFace, batch: Batch, feats: torch.Tensor, inputs: torch.Tensor):
-    """One parallel pass with the given motion inputs (``inputs[:, t]`` is frame t's); returns the
-    offsets and the motion inputs the model would feed itself."""
-    return model(feats, inputs, batch.has_initial, batch.emotion, batch.intensity, batch.actor, batch.template)
-
-
-def ground_truth_inputs(model: TalkingFace, batch: Batch) -> torch.Tensor:
-    """``[initial, x_0, ..., x_{T-2}]``: each frame's input is the previous frame's true motion."""
-    return model.motion_input(torch.cat([batch.initial[:, None], batch.offsets[:, :-1]], 1))
-
-
-def mixed_inputs(model: TalkingFace, batch: Batch, feats: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
-    """Scheduled sampling in two passes: a teacher-forced pass predicts every frame; each frame's
-    input is then the truth with probability ``ratio``, else that prediction."""
-    truth = ground_truth_inputs(model, batch)
-    if ratio >= 1.0:
-        return truth
-    with torch.no_grad():
-        _, own_inputs = teacher_forced(model, batch, feats, truth)
-    own = torch.cat([truth[:, :1], own_inputs[:, :-1]], 1)
-    keep = torch.rand(truth.shape[:2], generator=gen, device=truth.device) < ratio
-    keep[:, 0] = True  # the first input is the given initial frame (or the start vector)
-    return torch.where(keep[..., None, None], truth, own)
 
 
 def _writer(run: RunDir):
@@ -160,35 +48,6 @@ def _log(run: RunDir, row: dict, writer) -> None:
         writer.flush()
 
 
-def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool, masks: str | None) -> TrainConfig:
-    """Create RUN_DIR (or check it for --resume); returns the configuration to use."""
-    if run.checkpoint.exists() and not resume:
-        raise TrainError(f"{run.root} already holds a run; pass --resume to continue it, or choose another --out")
-    if resume and run.config.exists():
-        saved = TrainConfig.from_dict(yaml.safe_load(run.config.read_text())["train"])
-        saved.optim.epochs = max(saved.optim.epochs, config.optim.epochs)
-        saved.device = config.device
-        config = saved
-    run.root.mkdir(parents=True, exist_ok=True)
-    dataset = open_dataset(shards_dir)
-    train = dataset.clips("train")
-    if not train:
-        raise TrainError(f"{shards_dir}: no clips in the 'train' split")
-    actors = sorted({str(c["actor"]) for c in train})
-    if not run.info.exists():
-        regions = find_regions(dataset, masks)
-        if regions is not None:
-            with atomic_path(run.regions) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, lips=regions.lips, eyes=regions.eyes, upper=regions.upper)
-        write_json(run.info, {"shards_dir": str(Path(shards_dir).resolve()), "actors": actors,
-                              "recon3d_version": __version__, "lip_regions": regions is not None})
-    with atomic_path(run.config) as tmp:
-        tmp.write_text(yaml.safe_dump({"shards_dir": str(Path(shards_dir).resolve()), "train": config.to_dict()},
-                                      sort_keys=False))
-    return config
-
-
 def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resume: bool = False,
           masks: str | None = None, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train (or, with ``resume``, continue) a run. ``max_steps`` stops early (for tests and jobs)."""
@@ -197,7 +56,7 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     run = RunDir(Path(run_dir))
     config = prepare_run(Path(shards_dir), run, config, resume, masks)
     info = json.loads(run.info.read_text())
-    device = torch.device(config.device)
+    device = torch_device(config.device)
     dataset = open_dataset(info["shards_dir"])
     data = ClipData(dataset, "train", info["actors"])
     val = ClipData(dataset, "val", info["actors"])

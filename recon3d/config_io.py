@@ -8,22 +8,28 @@ from typing import TypeVar
 
 import yaml
 
+from recon3d.errors import SetupError
+
 T = TypeVar("T")
+
+
+class ConfigError(SetupError):
+    """A configuration file or section that cannot be used; the message names the key."""
 
 
 def config_from_dict(cls: type[T], values: dict | None, where: str = "", base: T | None = None) -> T:
     """``cls`` (or the instance ``base``) with ``values`` applied; nested sections keep the defaults
     of their parent (so a partial ``fitting:`` section only changes the keys it names).
 
-    Unknown keys raise ``ValueError`` naming the section and the keys it knows."""
+    Unknown keys raise :class:`ConfigError` naming the section and the keys it knows."""
     values = values or {}
     if not isinstance(values, dict):
-        raise ValueError(f"config section '{where or 'top'}' must be a mapping")
+        raise ConfigError(f"config section '{where or 'top'}' must be a mapping")
     base = base if base is not None else cls()
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown option(s) in config section '{where or 'top'}': {', '.join(unknown)} "
+        raise ConfigError(f"unknown option(s) in config section '{where or 'top'}': {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(known))})")
     changes = {}
     for name, value in values.items():
@@ -41,11 +47,11 @@ def load_config(cls: type[T], path: str | Path | None) -> T:
         return cls()
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of options at the top level")
+        raise ConfigError(f"{path}: expected a mapping of options at the top level")
     return config_from_dict(cls, values)

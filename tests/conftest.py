@@ -59,3 +59,13 @@ def masks(flame_model):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Path:
+    """The five shared RAVDESS clips (one actor) built once for this test session."""
+    from tests.cli import build
+
+    out = tmp_path_factory.mktemp("ravdess3d") / "out"
+    build(need(RAVDESS_VIDEO), out, "--workers", "2")
+    return out

@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from recon3d.io.video import iter_frames, write_video
+from recon3d.shards.schema import AUDIO_RATE, audio_samples
 
 
 def write_no_face_video(path: Path, n_frames: int = 12) -> Path:
@@ -20,13 +21,13 @@ def write_no_face_video(path: Path, n_frames: int = 12) -> Path:
             img = np.stack([(xx + 5 * i) % 256, (yy * 2) % 256, np.full_like(xx, 90)], -1)
             yield img.astype(np.uint8)
 
-    write_video(path, frames(), 25.0, np.zeros(int(16000 * n_frames / 25), np.float32))
+    write_video(path, frames(), 25.0, np.zeros(audio_samples(n_frames, 25.0), np.float32), AUDIO_RATE)
     return path
 
 
 def write_audio_only_mp4(path: Path, seconds: float = 1.0) -> Path:
     """An .mp4 with an AAC audio stream and no video stream."""
-    sr = 16000
+    sr = AUDIO_RATE
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=sr)
         stream.layout = "mono"
@@ -59,4 +60,17 @@ def write_truncated(source: Path, path: Path, fraction: float = 0.5) -> Path:
 
 def copy(source: Path, path: Path) -> Path:
     shutil.copyfile(source, path)
+    return path
+
+
+def write_tone_wav(path: Path, seconds: float = 1.0, rate: int = 22050) -> Path:
+    """A mono 16-bit wav of a 220 Hz tone."""
+    import wave
+
+    samples = (0.3 * np.sin(np.arange(int(rate * seconds)) * 2 * np.pi * 220 / rate) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
     return path

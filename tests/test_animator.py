@@ -20,7 +20,9 @@ from emoface_model.data import ClipData, collate
 from emoface_model.infer import predict
 from emoface_model.metrics import Regions, lip_vertex_error
 from emoface_model.schedule import teacher_ratio
-from emoface_model.train import ground_truth_inputs, load_model, teacher_forced, train
+from emoface_model.run import load_model
+from emoface_model.schedule import ground_truth_inputs, teacher_forced
+from emoface_model.train import train
 from recon3d.synth.dataset import write_synthetic_dataset
 from tests.conftest import STAND_IN, need
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recon3d.config_io import ConfigError
 from recon3d.pipeline.config import BuildConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +27,10 @@ def test_every_default_is_in_the_yaml():
 def test_unknown_keys_are_named(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("fitting:\n  smoth_expr: 2\n")
-    with pytest.raises(ValueError, match="unknown option.*'fitting'.*smoth_expr"):
+    with pytest.raises(ConfigError, match="unknown option.*'fitting'.*smoth_expr"):
         BuildConfig.load(path)
     path.write_text("- a list\n")
-    with pytest.raises(ValueError, match="expected a mapping"):
+    with pytest.raises(ConfigError, match="expected a mapping"):
         BuildConfig.load(path)
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,30 +18,10 @@ from recon3d.io.video import iter_frames, probe
 from recon3d.pipeline.config import BuildConfig
 from recon3d.shards import WindowDataset, open_dataset
 from tests import media
+from tests.cli import build, run_cli
 from tests.conftest import RAVDESS_VIDEO, STAND_IN, need
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(*args: str, check_exit: int | None = 0, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "recon3d", *args], capture_output=True, text=True,
-                          timeout=timeout)
-    if check_exit is not None:
-        assert proc.returncode == check_exit, proc.stderr[-3000:]
-    return proc
-
-
-def build(videos: Path, out: Path, *extra: str, check_exit: int | None = 0) -> subprocess.CompletedProcess:
-    return run_cli("build-dataset", str(videos), "--flame-model", str(need(STAND_IN)), "--out", str(out),
-                   "--no-progress", *extra, check_exit=check_exit)
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Path:
-    """The five shared RAVDESS clips built once for this test session."""
-    out = tmp_path_factory.mktemp("ravdess3d") / "out"
-    build(need(RAVDESS_VIDEO), out, "--workers", "2")
-    return out
 
 
 def test_build_matches_the_source_videos(built):
@@ -80,7 +59,7 @@ def test_build_matches_the_source_videos(built):
 
 def test_reader_and_window_dataset(built):
     ds = open_dataset(built)
-    assert len(ds) == 5 and set(ds.clip_ids("train")) == set(ds.clip_ids())
+    assert len(ds) == 5 and set(ds.clip_ids("train")) | set(ds.clip_ids("test")) == set(ds.clip_ids())
     clip = ds.load_clip("01-01-04-01-01-01-05", start=10, n_frames=30)
     assert clip.vertices.shape == (30, 5023, 3) and len(clip.audio) == round(30 * 16000 / clip.fps)
     windows = WindowDataset(ds, split="train", window_frames=40, seed=1)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from emoface_model.config import TrainConfig
+from recon3d.config_io import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,5 +19,5 @@ def test_emoface_yaml_documents_the_defaults():
 def test_unknown_training_option_is_named(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  learning_rate: 0.1\n")
-    with pytest.raises(ValueError, match="unknown option.*'optim'.*learning_rate"):
+    with pytest.raises(ConfigError, match="unknown option.*'optim'.*learning_rate"):
         TrainConfig.load(path)

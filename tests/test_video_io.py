@@ -40,10 +40,10 @@ def test_ravdess_audio_is_16k_mono_and_aligned():
     times = np.array([t for _, t in iter_frames(video)])
     assert abs(info.fps - 30000 / 1001) < 1e-9 and times[0] == 0.0
     n = int(round(len(times) / info.fps * 16000))
-    audio, has_stream = read_audio(video, times[0], n)
+    audio, has_stream = read_audio(video, times[0], n, 16000)
     assert has_stream and audio.dtype == np.float32 and audio.shape == (n,)
     assert np.abs(audio).max() > 0.01  # speech is there
-    silent, _ = read_audio(need(RAVDESS_VIDEO / "02-01-06-01-01-01-05.mp4"), 0.0, n)
+    silent, _ = read_audio(need(RAVDESS_VIDEO / "02-01-06-01-01-01-05.mp4"), 0.0, n, 16000)
     assert np.all(silent == 0)
 
 
@@ -51,10 +51,10 @@ def test_audio_round_trip_and_offsets(tmp_path):
     sr = 16000
     tone = (0.3 * np.sin(np.arange(sr) * 2 * np.pi * 300 / sr)).astype(np.float32)
     path = tmp_path / "tone.mp4"
-    write_video(path, (np.zeros((16, 16, 3), np.uint8) for _ in range(25)), 25.0, tone)
-    audio, _ = read_audio(path, 0.0, sr)
+    write_video(path, (np.zeros((16, 16, 3), np.uint8) for _ in range(25)), 25.0, tone, sr)
+    audio, _ = read_audio(path, 0.0, sr, sr)
     assert np.corrcoef(audio[2000:14000], tone[2000:14000])[0, 1] > 0.9
-    late, _ = read_audio(path, 0.5, sr)  # starting half a second in: the tail is zero padding
+    late, _ = read_audio(path, 0.5, sr, sr)  # starting half a second in: the tail is zero padding
     assert np.all(late[9000:] == 0) and np.abs(late[:7000]).max() > 0.1
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from recon3d.io.mesh import read_mesh
-from recon3d.io.vocaset import SPLITS
+from recon3d.importers.vocaset import SPLITS
 from recon3d.shards import open_dataset
 from tests.conftest import ASSETS, need
 

@@ -76,11 +76,10 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
     if executor == "slurm":
         from emoface_model.jobs import submit_training
         from recon3d.cli.build_dataset import _parse_pairs
-        from recon3d.pipeline.slurm import SlurmOptions, slurm_available
+        from recon3d.pipeline.executors import SlurmExecutor
+        from recon3d.pipeline.slurm import SlurmOptions
 
-        problem = slurm_available()
-        if problem:
-            raise click.ClickException(f"--executor slurm: {problem}")
+        SlurmExecutor().check()
         options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, 1, _parse_pairs(slurm_additional))
         job = submit_training(shards_dir, run_dir, config, options, str(flame_masks) if flame_masks else None, max_steps)
         click.echo(f"submitted training job {job.job_id} (logs in {run_dir / 'slurm'})", err=True)
@@ -112,7 +111,7 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
     template-only (no motion) baseline. Units: metres, so LVE/EVE/FDD are in m^2 (docs/metrics.md).
     """
     from emoface_model.infer import evaluate_run
-    from emoface_model.train import RunDir, load_model, load_regions
+    from emoface_model.run import RunDir, load_model, load_regions
 
     run = RunDir(run_dir)
     model, state = load_model(run_dir, device)

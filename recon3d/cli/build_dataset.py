@@ -22,17 +22,24 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-def _report(out_dir: Path, manifest: dict, summary=None) -> None:
+def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
     from recon3d.pipeline.build import stage_summary
 
-    if summary is not None:
-        click.echo(stage_summary(summary.stages, summary.seconds), err=True)
+    if outcome is not None:
+        click.echo(stage_summary(outcome.stages, outcome.seconds), err=True)
     failures = manifest["failures"]
     click.echo(f"{len(manifest['clips'])} clips written to {out_dir / 'shards'}; {len(failures)} failed", err=True)
     for f in failures[:20]:
         click.echo(f"  FAILED {f['id']} [{f['stage']}]: {f['reason']}", err=True)
     if len(failures) > 20:
         click.echo(f"  ... and {len(failures) - 20} more in {out_dir / 'failures.jsonl'}", err=True)
+    internal = sum(bool(f.get("internal")) for f in failures)
+    if internal:
+        click.echo(f"{internal} clip(s) failed with an internal error: a recon3d bug. Please report it with the "
+                   f"'detail' traceback from {out_dir / 'failures.jsonl'}", err=True)
+    if failures:
+        click.echo(f"a rerun retries failed clips whose video, settings or recon3d version changed "
+                   f"(--retry-failed: all); `recon3d status {out_dir}` lists them", err=True)
 
 
 @click.command("build-dataset")
@@ -69,13 +76,18 @@ def _report(out_dir: Path, manifest: dict, summary=None) -> None:
               help="[slurm] return the job id at once; a dependent job merges the manifest at the end.")
 @click.option("--plan-only", is_flag=True,
               help="Prepare --out and plan the shards, then stop (for submitting build-shard by hand).")
+@click.option("--retry-failed", is_flag=True,
+              help="Retry every failed clip. Without it a rerun retries only failures whose cause may have "
+                   "changed: the video file, the settings or the recon3d version.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option("--verbose", is_flag=True,
+              help="Let MediaPipe's native start-up lines through to stderr (else: OUT/work/logs/native.log).")
 @friendly_errors
 def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int | None, force: bool,
                   config_path: Path | None, labels: str | None, qc_mode: str, landmark_backend: str | None,
                   device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
                   array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
-                  progress: bool) -> None:
+                  retry_failed: bool, progress: bool, verbose: bool) -> None:
     """Fit FLAME to every video in VIDEO_DIR and write a 3D dataset to --out.
 
     VIDEO_DIR is the RAVDESS folder (Actor_01/..., or a flat folder of MM-VV-EE-II-SS-RR-AA.mp4).
@@ -87,7 +99,10 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     \b
     Safe to interrupt: rerun the same command and it continues where it stopped; results
     appear only when complete. A bad video fails alone: its reason goes to failures.jsonl and
-    the manifest, the rest is built, and the exit status is 1.
+    the manifest, the rest is built, and the exit status is 1. A rerun retries a failed clip
+    when its video, the settings or recon3d changed (--retry-failed: all of them), and builds
+    videos added since. A bad setup (model, device, config, detector) stops the command before
+    any clip, with exit status 2.
 
     \b
     On a SLURM cluster (--executor slurm, docs/slurm.md): one array task per shard; rerunning
@@ -99,8 +114,10 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
       recon3d build-dataset ~/data/RAVDESS --out ~/data/3d-ravdess --executor slurm --partition cpu --no-wait
     """
-    from recon3d.pipeline.build import finalize, prepare, run_local
+    from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
+    from recon3d.pipeline.executors import executor_for
+    from recon3d.pipeline.slurm import SlurmOptions
 
     config = BuildConfig.load(config_path)
     if labels:
@@ -109,24 +126,20 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
         config.landmarks.backend = landmark_backend
     if device:
         config.fitting.device = device
-    ctx, plan = prepare(video_dir, out_dir, flame_model, config, force)
-    click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}"
+    options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism, _parse_pairs(slurm_additional))
+    runner = executor_for(executor, workers, options, finalize_job=no_wait)
+    runner.check()
+    ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose)
+    click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}, split by {plan.split_method}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else ""), err=True)
+    for r in redo:
+        click.echo(f"  redo {r.clip.clip_id}: {r.why}", err=True)
     if plan_only:
         for i, (shard, clips) in enumerate(plan.shards.items()):
             click.echo(f"{i}\t{shard}\t{len(clips)} clips")
         return
-    strict = qc_mode == "strict"
-    summary = None
+    record = runner.submit(ctx, plan, qc_mode == "strict")
     if executor == "slurm":
-        from recon3d.pipeline.slurm import SlurmOptions, slurm_available, submit_build, wait_for_shards
-
-        problem = slurm_available()
-        if problem:
-            raise click.ClickException(f"--executor slurm: {problem}")
-        options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism,
-                               _parse_pairs(slurm_additional))
-        record = submit_build(ctx, plan, options, strict, finalize_job=no_wait)
         if record["tasks"]:
             click.echo(f"submitted array job {record['array_job']}: {len(record['tasks'])} task(s) "
                        f"({', '.join(record['tasks'])})", err=True)
@@ -138,17 +151,14 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
             click.echo(record.get("array_job", ""))
             click.echo(f"follow with: recon3d status {out_dir}", err=True)
             return
-        rows = wait_for_shards(out_dir, plan, progress=progress)
-        unfinished = [r for r in rows if r["status"] != "done"]
-        if unfinished:
-            for r in unfinished:
-                click.echo(f"  shard {r['shard']}: {r['status']} {r.get('reason', '')} {r.get('log_stderr', '')}", err=True)
-            raise click.ClickException(f"{len(unfinished)} shard(s) did not finish; rerun the same command "
-                                       "to resubmit only those")
-    else:
-        summary = run_local(ctx, plan, workers or os.cpu_count() or 1, strict_qc=strict, progress=progress)
+    outcome = runner.wait(ctx, plan, progress)
+    if outcome.unfinished:
+        for r in outcome.unfinished:
+            click.echo(f"  shard {r['shard']}: {r['status']} {r.get('reason', '')} {r.get('log_stderr', '')}", err=True)
+        raise click.ClickException(f"{len(outcome.unfinished)} shard(s) did not finish; rerun the same command "
+                                   "to resubmit only those")
     manifest = finalize(out_dir)
-    _report(out_dir, manifest, summary)
+    _report(out_dir, manifest, outcome if executor == "local" else None)
     sys.exit(1 if manifest["failures"] else 0)
 
 
@@ -159,15 +169,18 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
 @click.option("--workers", type=int, default=None, show_default="$SLURM_CPUS_PER_TASK or 1",
               help="Processes for the shard's clips.")
 @click.option("--qc", "qc_mode", type=click.Choice(["flag", "strict"]), default="flag", show_default=True)
+@click.option("--verbose", is_flag=True, help="Let MediaPipe's native start-up lines through to stderr.")
 @friendly_errors
-def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int | None, qc_mode: str) -> None:
+def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int | None, qc_mode: str,
+                verbose: bool) -> None:
     """Build one shard of a planned build (what an array task of pipelines/slurm/build-array.sbatch runs).
 
     Plan first with `recon3d build-dataset ... --plan-only`; merge with `recon3d finalize`.
     Idempotent: a rerun continues the shard's unfinished work.
     """
-    from recon3d.pipeline.build import load_plan, parallel_map
-    from recon3d.pipeline.stages import BuildContext, run_shard
+    from recon3d.pipeline.build import build_context, load_plan
+    from recon3d.pipeline.executors import parallel_map
+    from recon3d.pipeline.stages import run_shard
 
     plan = load_plan(out_dir)
     shards = list(plan.shards)
@@ -179,8 +192,7 @@ def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int
         name = shards[index]
     if name not in plan.shards:
         raise click.BadParameter(f"no shard '{name}' in the plan", param_hint="--shard")
-    stamp = json.loads((out_dir / "work" / "build.json").read_text())
-    ctx = BuildContext(str(out_dir), stamp["flame_model"], stamp["config"])
+    ctx = build_context(out_dir, verbose)
     workers = workers or int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
     run_shard(ctx, name, plan.shards[name], plan.actor_clips(), qc_mode == "strict", parallel_map(workers))
     click.echo(f"shard {name} done")
@@ -188,18 +200,27 @@ def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int
 
 @click.command("status")
 @click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per shard).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: one object per shard (with its failed clips under 'failures').")
 @friendly_errors
 def status(out_dir: Path, as_json: bool) -> None:
-    """Per shard: done / pending / running / failed (with the reason and the log path).
+    """Per shard: done / pending / running / failed (with the reason and the log path), and every
+    failed clip with its reason and age.
 
     Read from OUT_DIR and, for SLURM builds, from the cluster (sacct through submitit).
     """
     from recon3d.pipeline.build import load_plan
-    from recon3d.pipeline.slurm import shard_status
+    from recon3d.pipeline.executors import executor_for
+    from recon3d.pipeline.summary import failure_rows, format_failures
+    from recon3d.pipeline.workspace import Workspace
 
-    rows = shard_status(out_dir, load_plan(out_dir))
+    ws = Workspace(out_dir)
+    plan = load_plan(out_dir)
+    rows = executor_for("slurm" if (ws.slurm / "jobs.json").exists() else "local").status(out_dir, plan)
+    failures = failure_rows(ws.failures())
     if as_json:
+        for r in rows:
+            r["failures"] = [f for f in failures if f.get("shard") == r["shard"]]
         click.echo(json.dumps(rows))
         return
     for r in rows:
@@ -208,7 +229,9 @@ def status(out_dir: Path, as_json: bool) -> None:
             line += f"  job {r['job_id']} ({r['slurm_state']})"
         click.echo(line)
         if r["status"] == "failed":
-            click.echo(f"  reason: {r['reason']}\n  log: {r.get('log_stderr', '')}")
+            click.echo(f"  reason: {r['reason']}" + (f"\n  log: {r['log_stderr']}" if r.get("log_stderr") else ""))
+    if failures:
+        click.echo(format_failures(failures))
     final = (out_dir / "manifest.json").exists()
     click.echo("manifest: " + ("merged" if final else "not merged yet (recon3d finalize OUT_DIR when all shards are done)"))
 

@@ -7,7 +7,7 @@ import json
 import click
 
 from recon3d.cli.common import flame_model_option, friendly_errors
-from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+from recon3d.flame import FlameModelError, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
 from recon3d.flame.masks import find_masks, load_flame_masks
 
 
@@ -33,7 +33,7 @@ def check_model(flame_model: str, as_json: bool) -> None:
     try:
         load_fan68_embedding(model)
         report["fan68_embedding"] = True
-    except ValueError as exc:
+    except FlameModelError as exc:
         report["fan68_embedding"] = f"absent ({exc})"
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     report["mask_regions"] = sorted(masks)

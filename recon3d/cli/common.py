@@ -23,13 +23,14 @@ def flame_model_option(required: bool = True) -> Callable:
 
 
 def friendly_errors(func: Callable) -> Callable:
-    """Turn the library's input errors into one-line messages and exit status 2."""
+    """Print a :class:`Recon3dError` (a bad input or setup) as a one-line message and exit with status 2;
+    any other exception is a bug and keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (Recon3dError, FileNotFoundError, ValueError) as exc:
+        except Recon3dError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 

@@ -23,7 +23,7 @@ def import_vocaset_cmd(vocaset_dir: Path, out_dir: Path, faces_from: Path | None
     into shards the animator trains on: 60 fps meshes taken at 30 fps, audio at 16 kHz, emotion
     neutral, VOCA's subject split (8 train, 2 val, 2 test). Get VOCASET at https://voca.is.tue.mpg.de/.
     """
-    from recon3d.io.vocaset import VocasetError, check_layout, import_vocaset
+    from recon3d.importers.vocaset import VocasetError, check_layout, import_vocaset
 
     check_layout(vocaset_dir)
     faces = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from importlib import resources
 import shutil
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 import click
 
 from recon3d.cli.common import friendly_errors
+from recon3d.errors import SetupError
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "pipelines" / "slurm"
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -42,9 +43,10 @@ def _recon3d() -> str:
 
 
 def _template(name: str) -> str:
-    path = TEMPLATES / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: template not found (slurm-script needs the repository's pipelines/ folder)")
+    """A template of pipelines/slurm/, read from the installed package (``recon3d/data/pipelines``)."""
+    path = resources.files("recon3d") / "data" / "pipelines" / "slurm" / name
+    if not path.is_file():
+        raise SetupError(f"{path}: template not found: this recon3d installation is incomplete; reinstall it")
     return path.read_text()
 
 

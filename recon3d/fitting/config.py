@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+
+from recon3d.config_io import config_from_dict
 
 
 @dataclass
@@ -56,12 +58,8 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "FitConfig":
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown fitting option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        """Defaults with ``values`` applied; unknown keys are a :class:`~recon3d.config_io.ConfigError`."""
+        return config_from_dict(cls, values, "fitting")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,8 +6,9 @@
 3. Clip: every frame's expression, jaw, eyes, rotation and translation with the shape fixed and
    second-difference smoothness over time (banded system, solved exactly).
 
-Each stage is Levenberg-Marquardt on analytic Jacobians evaluated only at the landmarks; the full
-mesh is computed once at the end.
+Each stage is Levenberg-Marquardt (:mod:`recon3d.fitting.lm`) on analytic Jacobians evaluated only
+at the landmarks, minimising the objective of :mod:`recon3d.fitting.objective`; the full mesh is
+computed once at the end.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recon3d.config_io import ConfigError
+from recon3d.device import torch_device
+from recon3d.errors import ClipError
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.fitting.config import FitConfig
 from recon3d.fitting.landmark_bias import offsets_for
+from recon3d.fitting import objective as obj
 from recon3d.fitting.landmark_model import LandmarkModel, ParamLayout
+from recon3d.fitting.lm import damped, levenberg_marquardt
 from recon3d.fitting.normal_equations import (
     apply_second_difference_gram,
     second_difference_cost,
@@ -41,11 +47,14 @@ IRIS_IDS = set(range(468, 478))
 FRAME_CHUNK = 64
 
 
-class FittingError(ValueError):
+class FittingError(ClipError):
     """A clip cannot be fitted (for example: no face in any frame)."""
 
+    def __init__(self, reason: str):
+        super().__init__(reason, stage="fit")
 
-@dataclass
+
+@dataclass(frozen=True)
 class _Batch:
     """Frames being optimised together, with their observations and weights."""
 
@@ -53,10 +62,9 @@ class _Batch:
     obs: torch.Tensor  # (T, N, 2) pixels
     frame_w: torch.Tensor  # (T,) data weight per frame
     mm_per_px: torch.Tensor  # (T,)
-    fps: float
 
     def frames(self, start: int, stop: int) -> "_Batch":
-        return _Batch(self.model, self.obs[start:stop], self.frame_w[start:stop], self.mm_per_px[start:stop], self.fps)
+        return _Batch(self.model, self.obs[start:stop], self.frame_w[start:stop], self.mm_per_px[start:stop])
 
 
 class FlameFitter:
@@ -70,9 +78,9 @@ class FlameFitter:
                  scheme: LandmarkScheme = MEDIAPIPE):
         self.config = config = config or FitConfig()
         if config.n_shape > model.n_shape or config.n_expr > model.n_expr:
-            raise ValueError(f"the fitter needs {config.n_shape} shape and {config.n_expr} expression components, "
-                             f"the model was loaded with {model.n_shape} and {model.n_expr}")
-        self.device = torch.device(config.device)
+            raise ConfigError(f"fitting.n_shape {config.n_shape} / n_expr {config.n_expr}: the model has only "
+                              f"{model.n_shape} shape and {model.n_expr} expression components")
+        self.device = torch_device(config.device)
         self.dtype = torch.float64
         self.embedding = embedding
         self.shape_basis = self._observable_subspace(model, embedding, model.shapedirs[:, :, :config.n_shape], config.shape_dims)
@@ -94,8 +102,9 @@ class FlameFitter:
         weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
         weights += [config.contact_weight] * len(self.pairs)
         self.point_w = self._t(weights)
-        self.prior_diag = self._prior_diagonal()
         self.leak_dir = self._jaw_leak_direction()
+        self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
+                                            config.jaw_leak_prior, self.layout)
 
     # ----------------------------------------------------------------------------------- setup
     def _t(self, x) -> torch.Tensor:
@@ -118,14 +127,6 @@ class FlameFitter:
         at_landmarks = at_landmarks * np.array([1.0, 1.0, 0.3])[None, :, None]
         _, _, vt = np.linalg.svd(at_landmarks.reshape(-1, n), full_matrices=False)
         return vt[:dims].T.copy()
-
-    def _prior_diagonal(self) -> torch.Tensor:
-        c, lay = self.config, self.layout
-        d = torch.zeros(lay.size, dtype=self.dtype, device=self.device)
-        d[lay.expr] = c.expr_prior
-        d[lay.jaw] = self._t([c.jaw_open_prior, c.jaw_side_prior, c.jaw_side_prior])
-        d[lay.eyes] = c.eye_prior
-        return d
 
     def _jaw_leak_direction(self) -> torch.Tensor:
         """Unit direction in expression space that best imitates opening the jaw.
@@ -155,54 +156,26 @@ class FlameFitter:
         obs = seq.points[:, self.embedding.source_ids]
         return (seq.frame_weights() > 0) & np.isfinite(obs).all(axis=(1, 2))
 
-    def _batch(self, seq: LandmarkSequence, frames: np.ndarray | None = None, basis: LandmarkBasis | None = None) -> _Batch:
-        frames = np.arange(seq.n_frames) if frames is None else frames
+    def _observations(self, seq: LandmarkSequence, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observed embedded landmarks ``(F, N, 2)`` pixels (zeros where unusable) and frame weights ``(F,)``."""
         obs = seq.points[frames][:, self.embedding.source_ids]
         frame_w = seq.frame_weights()[frames] * self.usable_frames(seq)[frames]
-        model = LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout)
-        return _Batch(model, self._t(np.nan_to_num(obs)), self._t(frame_w),
-                      torch.ones(len(frames), dtype=self.dtype, device=self.device), seq.fps)
+        return self._t(np.nan_to_num(obs)), self._t(frame_w)
+
+    def _batch(self, seq: LandmarkSequence, mm_per_px: float | torch.Tensor, frames: np.ndarray | None = None,
+               basis: LandmarkBasis | None = None) -> _Batch:
+        frames = np.arange(seq.n_frames) if frames is None else frames
+        obs, frame_w = self._observations(seq, frames)
+        scale = torch.as_tensor(mm_per_px, dtype=self.dtype, device=self.device).expand(len(frames)).clone()
+        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, frame_w, scale)
 
     # ------------------------------------------------------------------------------ objective
-    def _residuals(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor | None):
-        """Residuals in mm (landmarks, then contact pairs) and the matching Jacobian rows."""
-        scale = batch.mm_per_px[:, None, None]
-        r = (pixels - batch.obs) * scale
-        a, b = self.pairs[:, 0], self.pairs[:, 1]
-        r = torch.cat([r, r[:, a] - r[:, b]], dim=1)
-        if jac is None:
-            return r, None
-        j = jac * scale[..., None]
-        return r, torch.cat([j, j[:, a] - j[:, b]], dim=1)
+    def _residuals(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor | None = None):
+        return obj.residuals(pixels, batch.obs, batch.mm_per_px, self.pairs, jac)
 
     def _robust(self, batch: _Batch, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """IRLS weights ``(T, M)`` (Huber) and the robust data cost."""
         c = self.config
-        err = r.norm(dim=-1)
-        delta = c.huber_mm
-        base = batch.frame_w[:, None] * self.point_w[None] / c.landmark_sigma_mm ** 2
-        huber_w = torch.where(err <= delta, torch.ones_like(err), delta / err.clamp_min(1e-12))
-        rho = torch.where(err <= delta, 0.5 * err * err, delta * (err - 0.5 * delta))
-        return base * huber_w, (base * rho).sum()
-
-    def _prior_cost(self, params: torch.Tensor) -> torch.Tensor:
-        psi = params[:, self.layout.expr]
-        leak = psi @ self.leak_dir
-        return 0.5 * (self.prior_diag * params * params).sum() + 0.5 * self.config.jaw_leak_prior * (leak * leak).sum()
-
-    def _prior_terms(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient ``(T, p)`` and Hessian ``(p, p)`` of the priors."""
-        lay = self.layout
-        hess = torch.diag(self.prior_diag)
-        hess[lay.expr, lay.expr] += self.config.jaw_leak_prior * torch.outer(self.leak_dir, self.leak_dir)
-        return params @ hess, hess
-
-    def _smooth_weights(self, fps: float) -> torch.Tensor:
-        c, lay = self.config, self.layout
-        w = torch.zeros(lay.size, dtype=self.dtype, device=self.device)
-        w[lay.expr], w[lay.jaw], w[lay.eyes] = c.smooth_expr, c.smooth_jaw, c.smooth_eyes
-        w[lay.rot], w[lay.trans] = c.smooth_rot, c.smooth_trans
-        return w * (fps / 30.0) ** 4
+        return obj.robust_weights(r, batch.frame_w, self.point_w, c.landmark_sigma_mm, c.huber_mm)
 
     def _data_cost(self, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         pixels = batch.model.evaluate(shape, params, jac=False).pixels
@@ -232,28 +205,10 @@ class FlameFitter:
         return hess, grad, coupling, shared, shared_grad
 
     def _weighted_system(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor):
-        """``J^T W J (T, p, p)`` and ``J^T W r (T, p)`` of the robust data term.
-
-        Also returns the flattened residuals ``(T, 2M)``, ``W J`` and the weights ``(T, 2M)`` for reuse.
-        """
+        """:func:`objective.weighted_system` of the robust data term at ``pixels``."""
         r, j = self._residuals(batch, pixels, jac)
         w, _ = self._robust(batch, r)
-        n_frames = pixels.shape[0]
-        jf = j.reshape(n_frames, -1, j.shape[-1])
-        w2 = w.repeat_interleave(2, dim=1)
-        jw = jf * w2[..., None]
-        r = r.reshape(n_frames, -1)
-        # The Hessian only steers the steps (the gradient, in float64, sets the solution), so it
-        # is accumulated in float32: half the memory traffic of this, the largest product.
-        hess = (jw.float().transpose(1, 2) @ jf.float()).double()
-        grad = (jw.transpose(1, 2) @ r[..., None])[..., 0]
-        return hess, grad, (r, jw, w2)
-
-    @staticmethod
-    def _damped(hess: torch.Tensor, damping: float) -> torch.Tensor:
-        """Marquardt damping of (batched) Hessians plus a tiny ridge for frames without data."""
-        diag = torch.diagonal(hess, dim1=-2, dim2=-1)
-        return hess + torch.diag_embed(damping * diag + 1e-9)
+        return obj.weighted_system(r, j, w)
 
     # ------------------------------------------------------------------------------- stages
     def _rigid_init(self, seq: LandmarkSequence) -> torch.Tensor:
@@ -262,20 +217,20 @@ class FlameFitter:
         if not usable.any():
             raise FittingError("no face was detected in any frame")
         lay = self.layout
-        batch = self._batch(seq)
-        cam = batch.model.camera
+        cam = self.camera_for(seq)
+        obs, _ = self._observations(seq, np.arange(seq.n_frames))
         shape = torch.zeros(self.config.n_shape, dtype=self.dtype, device=self.device)
         params = torch.zeros(seq.n_frames, lay.size, dtype=self.dtype, device=self.device)
-        mean_face = batch.model.canonical_points(shape, params[:1])[0]
+        mean_face = LandmarkModel(self.basis, cam, lay).canonical_points(shape, params[:1])[0]
         centre3 = mean_face.mean(0)
         spread3 = (mean_face[:, :2] - centre3[:2]).norm(dim=-1).mean()
-        centre2 = batch.obs.mean(1)
-        spread2 = (batch.obs - centre2[:, None]).norm(dim=-1).mean(1).clamp_min(1.0)
+        centre2 = obs.mean(1)
+        spread2 = (obs - centre2[:, None]).norm(dim=-1).mean(1).clamp_min(1.0)
         depth = cam.focal * spread3 / spread2
         params[:, lay.trans.start] = (centre2[:, 0] - cam.cx) * depth / cam.focal - centre3[0]
         params[:, lay.trans.start + 1] = -(centre2[:, 1] - cam.cy) * depth / cam.focal - centre3[1]
         params[:, lay.trans.start + 2] = -depth - centre3[2]
-        batch.mm_per_px = 1000.0 * depth / cam.focal
+        batch = self._batch(seq, 1000.0 * depth / cam.focal)
         mean_face = mean_face.expand(seq.n_frames, -1, -1)
         pose = params[:, lay.rot.start:lay.trans.stop]
         eye6 = torch.eye(6, dtype=self.dtype, device=self.device)
@@ -298,36 +253,6 @@ class FlameFitter:
         depth = -params[:, self.layout.trans.start + 2].cpu().numpy()
         return float(1000.0 * np.median(depth[valid]) / camera.focal)
 
-    @staticmethod
-    def _levenberg_marquardt(n_iters: int, state: list[torch.Tensor], cost_fn, linearize,
-                             tolerance: float = 5e-3) -> None:
-        """Levenberg-Marquardt on the tensors in ``state`` (updated in place).
-
-        ``linearize()`` builds the normal equations at the current state and returns
-        ``solve(damping) -> list of steps``; a step is kept only if it lowers ``cost_fn()``.
-        Stops after ``n_iters`` or once a step lowers the cost by less than ``tolerance`` of it.
-        """
-        damping, cost = 1e-4, cost_fn()
-        for _ in range(n_iters):
-            solve = linearize()
-            for _ in range(6):
-                steps = solve(damping)
-                old = [t.clone() for t in state]
-                for t, d in zip(state, steps):
-                    t.add_(d)
-                new_cost = cost_fn()
-                if torch.isfinite(new_cost) and new_cost <= cost:
-                    converged = cost - new_cost <= tolerance * cost
-                    cost, damping = new_cost, max(damping / 3.0, 1e-7)
-                    break
-                for t, o in zip(state, old):
-                    t.copy_(o)
-                damping *= 10.0
-            else:
-                return
-            if converged:
-                return
-
     def fit_identity(self, sequences: list[LandmarkSequence], init_params: list[torch.Tensor] | None = None,
                      neutral: bool = False) -> np.ndarray:
         """FLAME identity coefficients ``(n_shape,)`` from closed-mouth frames sampled across ``sequences``.
@@ -345,9 +270,8 @@ class FlameFitter:
         batches, params = [], []
         for si, frames in picks.items():
             seq = sequences[si]
-            b = self._batch(seq, frames, self.identity_basis)
-            b.mm_per_px[:] = self._mm_per_px(init_params[si], b.model.camera, self.usable_frames(seq))
-            batches.append(b)
+            scale = self._mm_per_px(init_params[si], self.camera_for(seq), self.usable_frames(seq))
+            batches.append(self._batch(seq, scale, frames, self.identity_basis))
             params.append(init_params[si][frames].clone())
         params_all = torch.cat(params)
         sizes = [len(p) for p in params]
@@ -367,7 +291,7 @@ class FlameFitter:
         def cost_fn() -> torch.Tensor:
             shape = shared[:n_k]
             data = sum(self._data_cost(b, shape, evaluated(p)) for b, p in zip(batches, params_all.split(sizes)))
-            return data + self._prior_cost(params_all) + 0.5 * shared @ shared_prior_h @ shared
+            return data + obj.prior_cost(params_all, self.prior_hess) + 0.5 * shared @ shared_prior_h @ shared
 
         def linearize():
             shape = shared[:n_k]
@@ -385,18 +309,18 @@ class FlameFitter:
                 block[n_k:, n_k:] = hh[:, lay.expr, lay.expr].sum(0)
                 s_h = s_h + block
                 s_g = s_g + torch.cat([sg, gg[:, lay.expr].sum(0)])
-            prior_g, prior_h = self._prior_terms(params_all)
-            hess, grad, coupling = torch.cat(h) + prior_h, torch.cat(g) + prior_g, torch.cat(cpl)
+            hess = torch.cat(h) + self.prior_hess
+            grad, coupling = torch.cat(g) + params_all @ self.prior_hess, torch.cat(cpl)
             s_h = s_h + shared_prior_h
             s_g = s_g + shared_prior_h @ shared
 
             def solve(damping: float) -> list[torch.Tensor]:
-                dx, ds = solve_arrowhead(self._damped(hess, damping), coupling, self._damped(s_h, damping), -grad, -s_g)
+                dx, ds = solve_arrowhead(damped(hess, damping), coupling, damped(s_h, damping), -grad, -s_g)
                 return [dx, ds]
 
             return solve
 
-        self._levenberg_marquardt(c.identity_iters, [params_all, shared], cost_fn, linearize)
+        levenberg_marquardt(c.identity_iters, [params_all, shared], cost_fn, linearize)
         return self.shape_basis @ shared[:n_k].cpu().numpy()
 
     def _identity_frames(self, sequences: list[LandmarkSequence]) -> dict[int, np.ndarray]:
@@ -432,22 +356,20 @@ class FlameFitter:
         shape_t = torch.zeros(c.n_shape, dtype=self.dtype, device=self.device)
         n = min(c.n_shape, len(shape))
         shape_t[:n] = self._t(shape[:n])
-        batch = self._batch(seq)
-        batch.mm_per_px[:] = self._mm_per_px(params, batch.model.camera, self.usable_frames(seq))
-        smooth = self._smooth_weights(seq.fps)
+        batch = self._batch(seq, self._mm_per_px(params, self.camera_for(seq), self.usable_frames(seq)))
+        smooth = obj.smooth_weights(c, self.layout, seq.fps, params)
 
         def cost_fn() -> torch.Tensor:
-            return (self._data_cost(batch, shape_t, params) + self._prior_cost(params)
+            return (self._data_cost(batch, shape_t, params) + obj.prior_cost(params, self.prior_hess)
                     + second_difference_cost(params, smooth))
 
         def linearize():
             hess, grad = self._data_normal_equations(batch, shape_t, params, with_shape=False)
-            prior_g, prior_h = self._prior_terms(params)
-            hess = hess + prior_h
-            grad = grad + prior_g + smooth * apply_second_difference_gram(params)
-            return lambda damping: [solve_smoothed_blocks(self._damped(hess, damping), -grad, smooth)]
+            hess = hess + self.prior_hess
+            grad = grad + params @ self.prior_hess + smooth * apply_second_difference_gram(params)
+            return lambda damping: [solve_smoothed_blocks(damped(hess, damping), -grad, smooth)]
 
-        self._levenberg_marquardt(c.clip_iters, [params], cost_fn, linearize)
+        levenberg_marquardt(c.clip_iters, [params], cost_fn, linearize)
         timings["clip"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = self._result(seq, batch, shape_t, params)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon3d.config_io import ConfigError
 from recon3d.flame.embeddings import LandmarkEmbedding
 
 DEFAULT_OFFSETS = Path(__file__).resolve().parents[1] / "data" / "mediapipe_landmark_offsets.npz"
@@ -26,7 +27,7 @@ def resolve_offsets_path(setting: str | None) -> Path | None:
         return None
     path = DEFAULT_OFFSETS if str(setting).lower() == "default" else Path(setting)
     if not path.exists():
-        raise FileNotFoundError(f"landmark offsets file not found: {path} (set fitting.landmark_offsets: none "
+        raise ConfigError(f"fitting.landmark_offsets: file not found: {path} (set fitting.landmark_offsets: none "
                                 "to fit without the correction, or regenerate it with scripts/calibrate_landmark_bias.py)")
     return path
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from recon3d.errors import Recon3dError
+from recon3d.errors import SetupError
 from recon3d.flame.safe_pickle import UnsafePickleError, load_pickle_file, to_numpy
 
 FLAME_ENV_VAR = "RECON3D_FLAME_MODEL"
@@ -29,7 +29,7 @@ N_IDENTITY_COLUMNS = 300
 N_JOINTS = 5
 
 
-class FlameModelError(Recon3dError, ValueError):
+class FlameModelError(SetupError):
     """A FLAME model file is missing, unreadable or not in FLAME's format."""
 
 

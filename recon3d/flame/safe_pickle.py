@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import scipy.sparse
 
+from recon3d.errors import SetupError
+
 _SPARSE_CLASSES = {"csc_matrix", "csr_matrix", "coo_matrix"}
 _NUMPY_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
@@ -28,7 +30,7 @@ _BUILTINS = {"object": object, "set": set, "frozenset": frozenset, "list": list,
              "tuple": tuple, "slice": slice}
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(SetupError, pickle.UnpicklingError):
     """The file references a callable that a model file has no reason to contain."""
 
 

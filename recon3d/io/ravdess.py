@@ -11,6 +11,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from recon3d.errors import ClipError, SetupError
+
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MODALITIES = {1: "audio-video", 2: "video-only", 3: "audio-only"}
 VOCAL_CHANNELS = {1: "speech", 2: "song"}
@@ -19,8 +21,11 @@ STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the doo
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
 
-class LabelError(ValueError):
+class LabelError(ClipError):
     """A file name that is not a RAVDESS name."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason, stage="plan")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,6 @@ def discover_videos(root: Path, extensions: tuple[str, ...] = (".mp4",)) -> list
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder of videos")
+        raise SetupError(f"{root}: not a folder of videos")
     return sorted(p for p in root.rglob("*")
                   if (p.is_file() or p.is_symlink()) and p.suffix.lower() in extensions)

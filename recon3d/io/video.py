@@ -1,4 +1,8 @@
-"""Video frames and audio with PyAV: real frame rates, timestamps, rotation metadata, 16 kHz audio."""
+"""Video frames and audio with PyAV: real frame rates, timestamps, rotation metadata, resampled audio.
+
+The dataset's audio rate is the shard schema's (:data:`recon3d.shards.schema.AUDIO_RATE`); these
+functions take the rate as an argument.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,15 @@ from typing import Iterator
 import av
 import numpy as np
 
-AUDIO_RATE = 16000
+from recon3d.errors import ClipError
 
 
-class VideoError(ValueError):
-    """A file that cannot be used as a video; the message says why."""
+
+class VideoError(ClipError):
+    """A file that cannot be used as a video (or audio); the message says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason, stage="landmarks")
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,8 @@ class VideoInfo:
     has_audio: bool
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _open(path: Path, kind: str = "video") -> av.container.InputContainer:
+    """Open a media file; ``kind`` (video or audio) names what the caller expected in messages."""
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise VideoError(f"{path.name}: cannot be read (broken symbolic link to {os.readlink(path)})")
@@ -46,7 +55,7 @@ def _open(path: Path) -> av.container.InputContainer:
     except PermissionError as exc:
         raise VideoError(f"{path.name}: cannot be read (permission denied)") from exc
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoError(f"{path.name}: not a readable video file ({exc})") from exc
+        raise VideoError(f"{path.name}: not a readable {kind} file ({exc})") from exc
     except OSError as exc:
         if exc.errno == errno.EACCES:
             raise VideoError(f"{path.name}: cannot be read (permission denied)") from exc
@@ -131,14 +140,14 @@ def iter_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
         yield from reader.frames()
 
 
-def read_audio(path: Path, start: float, n_samples: int, sample_rate: int = AUDIO_RATE) -> tuple[np.ndarray, bool]:
+def read_audio(path: Path, start: float, n_samples: int, sample_rate: int) -> tuple[np.ndarray, bool]:
     """Mono float32 audio at ``sample_rate`` covering ``[start, start + n_samples / rate)`` seconds.
 
     Missing stretches (no audio stream, a late start, an early end) are zeros. Returns the samples
     and whether the file had an audio stream at all.
     """
     out = np.zeros(n_samples, dtype=np.float32)
-    with _open(path) as container:
+    with _open(path, "audio") as container:
         if not container.streams.audio:
             return out, False
         stream = container.streams.audio[0]
@@ -164,12 +173,14 @@ def read_audio(path: Path, start: float, n_samples: int, sample_rate: int = AUDI
     return out, True
 
 
-def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, sample_rate: int = AUDIO_RATE,
+def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, sample_rate: int | None = None,
                 crf: int = 23) -> int:
     """Encode RGB frames ``(H, W, 3) uint8`` as H.264 (+ AAC audio when given) into an mp4.
 
     Frame sizes are cropped to even numbers (yuv420p). Returns the number of frames written.
     """
+    if audio is not None and not sample_rate:
+        raise TypeError("write_video: audio needs its sample_rate")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -205,13 +216,13 @@ def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None,
     return n
 
 
-def load_audio(path: Path, sample_rate: int = AUDIO_RATE) -> np.ndarray:
+def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     """All of a file's first audio stream as mono float32 at ``sample_rate`` (any input rate/format).
 
     Raises :class:`VideoError` for a file without audio or with no samples.
     """
     path = Path(path)
-    with _open(path) as container:
+    with _open(path, "audio") as container:
         if not container.streams.audio:
             raise VideoError(f"{path.name}: has no audio stream (is it an audio file?)")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)

@@ -14,12 +14,12 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from recon3d.errors import Recon3dError
+from recon3d.errors import SetupError
 from recon3d.io.video import VideoReader
 from recon3d.landmarks.schemes import LandmarkScheme
 
 
-class LandmarkBackendError(Recon3dError, RuntimeError):
+class LandmarkBackendError(SetupError):
     """A landmark backend that cannot run here (missing package or weights)."""
 
 
@@ -101,12 +101,15 @@ def _closing(reader: VideoReader):
         yield from reader.frames()
 
 
-def create_detector(name: str = "mediapipe", **options) -> LandmarkDetector:
-    """``mediapipe`` (478 points, default) or ``fan`` (face-alignment's 68 points, weights must be local)."""
+def create_detector(name: str = "mediapipe", native_log: str | None = None, **options) -> LandmarkDetector:
+    """``mediapipe`` (478 points, default) or ``fan`` (face-alignment's 68 points, weights must be local).
+
+    ``native_log``: a file for MediaPipe's native start-up lines (None: they go to stderr).
+    """
     if name == "mediapipe":
         from recon3d.landmarks.mediapipe_backend import MediaPipeDetector
 
-        return MediaPipeDetector(**options)
+        return MediaPipeDetector(native_log=native_log, **options)
     if name == "fan":
         from recon3d.landmarks.fan_backend import FanDetector
 

@@ -1,7 +1,8 @@
 """MediaPipe Face Mesh (478 points with iris refinement), run offline from the mediapipe wheel.
 
 MediaPipe's C++ side prints a few start-up notices (TFLite delegate, "Feedback manager ...") to
-stderr for every new graph; they are harmless.
+stderr for every new graph; they are harmless. With ``native_log`` set, they go to that file
+instead of the terminal (:mod:`recon3d.landmarks.native_log`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from recon3d.landmarks.base import LandmarkBackendError
+from recon3d.landmarks.native_log import route_native_stderr
 from recon3d.landmarks.schemes import MEDIAPIPE
 
 
@@ -19,7 +21,9 @@ class MediaPipeDetector:
     n_points = 478
     scheme = MEDIAPIPE
 
-    def __init__(self, max_faces: int = 2, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+    def __init__(self, max_faces: int = 2, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 native_log: str | None = None):
+        route_native_stderr(native_log)
         try:
             from mediapipe.python.solutions import face_mesh
         except ImportError as exc:  # pragma: no cover - mediapipe is a dependency

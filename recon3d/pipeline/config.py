@@ -46,8 +46,16 @@ class ShardConfig:
 
 @dataclass
 class SplitConfig:
-    """Split by actor (RAVDESS: odd actors male, even female; both sexes in val and test)."""
+    """Train / val / test splits (docs/dataset-format.md#splits).
 
+    ``method``: ``actor`` (the ``val`` and ``test`` actors are held out; RAVDESS: odd actors male,
+    even female, both in each split), ``take`` (within each actor, by statement and repetition:
+    the actor's last take present is test, the one before it val when the actor has all four
+    takes, the rest train), or ``auto``: by actor when that gives both train and test clips, else
+    by take (a dataset of one actor, or without the held-out actors).
+    """
+
+    method: str = "auto"  # auto | actor | take
     val: list[int] = field(default_factory=lambda: [19, 20])
     test: list[int] = field(default_factory=lambda: [21, 22, 23, 24])
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from recon3d.config_io import ConfigError
 from recon3d.io.ravdess import LabelError, discover_videos, parse_ravdess_name
-from recon3d.pipeline.config import BuildConfig
+from recon3d.pipeline.config import BuildConfig, SplitConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PlannedClip:
 class Plan:
     clips: list[PlannedClip]
     rejected: list[dict] = field(default_factory=list)  # {"id", "path", "stage", "reason"} found while planning
+    split_method: str = "actor"  # how the splits were made: actor | take
 
     @property
     def shards(self) -> dict[str, list[PlannedClip]]:
@@ -42,19 +44,48 @@ class Plan:
         return out
 
     def to_dict(self) -> dict:
-        return {"clips": [c.to_dict() for c in self.clips], "rejected": self.rejected}
+        return {"clips": [c.to_dict() for c in self.clips], "rejected": self.rejected, "split_method": self.split_method}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
-        return cls([PlannedClip(**c) for c in d["clips"]], list(d.get("rejected", [])))
+        return cls([PlannedClip(**c) for c in d["clips"]], list(d.get("rejected", [])), d.get("split_method", "actor"))
 
 
-def _split(actor: int | None, config: BuildConfig) -> str:
-    if actor in config.split.test:
-        return "test"
-    if actor in config.split.val:
-        return "val"
-    return "train"
+SPLIT_METHODS = ("auto", "actor", "take")
+
+
+def actor_split(labels: list[dict], config: SplitConfig) -> list[str]:
+    """By actor: the configured ``test`` and ``val`` actors are held out, the rest train."""
+    return ["test" if lab["actor"] in config.test else "val" if lab["actor"] in config.val else "train"
+            for lab in labels]
+
+
+def take_split(labels: list[dict]) -> list[str]:
+    """Within each actor, by take (statement, repetition): the actor's last take present is test,
+    the one before it val when the actor has all four takes, the others train. Deterministic:
+    every clip of a take (all emotions and intensities) goes to the same split."""
+    takes: dict[int, list[tuple[int, int]]] = {}
+    for lab in labels:
+        takes.setdefault(lab["actor"], []).append((lab["statement"], lab["repetition"]))
+    held: dict[tuple[int, tuple[int, int]], str] = {}
+    for actor, present in takes.items():
+        order = sorted(set(present))
+        if len(order) >= 2:
+            held[actor, order[-1]] = "test"
+        if len(order) >= 4:
+            held[actor, order[-2]] = "val"
+    return [held.get((lab["actor"], (lab["statement"], lab["repetition"])), "train") for lab in labels]
+
+
+def assign_splits(labels: list[dict], config: SplitConfig) -> tuple[list[str], str]:
+    """Splits of labelled clips and the method used (``auto`` resolved to ``actor`` or ``take``)."""
+    if config.method not in SPLIT_METHODS:
+        raise ConfigError(f"split.method '{config.method}' is not one of {', '.join(SPLIT_METHODS)}")
+    if config.method in ("auto", "actor"):
+        splits = actor_split(labels, config)
+        if config.method == "actor" or not labels or {"train", "test"} <= set(splits):
+            return splits, "actor"
+    return take_split(labels), "take"
 
 
 def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
@@ -77,12 +108,13 @@ def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
             rejected.append({"id": clip_id, "path": str(path), "stage": "plan", "reason": str(exc)})
             continue
         actor = f"{labels.actor:02d}"
-        clips.append(PlannedClip(clip_id, str(path), actor, f"actor_{actor}", _split(labels.actor, config),
-                                 labels.to_dict()))
+        clips.append(PlannedClip(clip_id, str(path), actor, f"actor_{actor}", "train", labels.to_dict()))
+    splits, method = assign_splits([c.labels for c in clips], config.split)
+    clips = [replace(c, split=split) for c, split in zip(clips, splits)]
     per = max(1, config.shards.clips_per_shard)
     for i, path in enumerate(unlabeled):
         clips.append(PlannedClip(path.stem, str(path), path.stem, f"clips_{i // per:03d}", "train", None))
-    return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected)
+    return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected, method)
 
 
 def _split_large_shards(clips: list[PlannedClip], limit: int) -> list[PlannedClip]:

@@ -11,7 +11,8 @@ from recon3d.pipeline.config import QCConfig
 
 def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbedding, faces: np.ndarray,
             config: QCConfig) -> dict:
-    """QC figures of a fitted clip and the names of the thresholds it exceeds (``qc_flags``)."""
+    """QC figures of a fitted clip and the names of the thresholds it exceeds (``flags``); shards store
+    them as ``qc_<name>`` attributes."""
     iod = seq.inter_ocular_px()
     rel = result.reprojection_px / iod
     rel = rel[np.isfinite(rel)]
@@ -20,21 +21,21 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     pts = lip_points.points(result.vertices.astype(np.float64), faces)
     jitter = float(np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean() * 1000) if len(pts) > 2 else 0.0
     figures = {
-        "qc_reprojection_iod_mean": float(rel.mean()) if rel.size else float("nan"),
-        "qc_reprojection_iod_p95": float(np.percentile(rel, 95)) if rel.size else float("nan"),
-        "qc_face_fraction": float(seq.valid.mean()),
-        "qc_lip_jitter_mm": jitter,
-        "qc_inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
+        "reprojection_iod_mean": float(rel.mean()) if rel.size else float("nan"),
+        "reprojection_iod_p95": float(np.percentile(rel, 95)) if rel.size else float("nan"),
+        "face_fraction": float(seq.valid.mean()),
+        "lip_jitter_mm": jitter,
+        "inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
     }
     flags = []
-    if not figures["qc_reprojection_iod_mean"] <= config.max_reprojection_iod:
+    if not figures["reprojection_iod_mean"] <= config.max_reprojection_iod:
         flags.append("reprojection_mean")
-    if not figures["qc_reprojection_iod_p95"] <= config.max_reprojection_p95_iod:
+    if not figures["reprojection_iod_p95"] <= config.max_reprojection_p95_iod:
         flags.append("reprojection_p95")
-    if figures["qc_face_fraction"] < config.min_face_fraction:
+    if figures["face_fraction"] < config.min_face_fraction:
         flags.append("face_fraction")
     if jitter > config.max_lip_jitter_mm:
         flags.append("lip_jitter")
-    figures["qc_flags"] = ",".join(flags)
-    figures["qc_pass"] = not flags
+    figures["flags"] = ",".join(flags)
+    figures["pass"] = not flags
     return figures

@@ -51,16 +51,23 @@ def slurm_available() -> str | None:
     return None
 
 
-def _executor(folder: Path, options: SlurmOptions, name: str):
+def slurm_parameters(options: SlurmOptions, name: str, array: bool = True) -> dict:
+    """submitit parameters for ``options`` (build array tasks and training jobs alike)."""
+    params = dict(name=name, timeout_min=int(options.time_min), mem_gb=options.mem_gb,
+                  cpus_per_task=int(options.cpus_per_task), slurm_additional_parameters=dict(options.additional))
+    if array:
+        params["slurm_array_parallelism"] = int(options.array_parallelism)
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    return params
+
+
+def slurm_executor(folder: Path, options: SlurmOptions, name: str, array: bool = True):
+    """A submitit executor for SLURM with ``options``; its logs go to ``folder``."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    params = dict(name=name, timeout_min=int(options.time_min), mem_gb=options.mem_gb,
-                  cpus_per_task=int(options.cpus_per_task), slurm_array_parallelism=int(options.array_parallelism),
-                  slurm_additional_parameters=dict(options.additional))
-    if options.partition:
-        params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
+    executor.update_parameters(**slurm_parameters(options, name, array))
     return executor
 
 
@@ -73,7 +80,7 @@ class ShardTask:
 
     def __call__(self, ctx: BuildContext, shard: str, clips: list[PlannedClip],
                  identity: dict[str, list[PlannedClip]], strict_qc: bool) -> dict:
-        from recon3d.pipeline.build import parallel_map
+        from recon3d.pipeline.executors import parallel_map
 
         workers = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
         return run_shard(ctx, shard, clips, identity, strict_qc, parallel_map(workers))
@@ -130,29 +137,29 @@ def log_paths(ws: Workspace, job_id: str) -> dict[str, str]:
 
 def shard_status(out_dir: Path, plan: Plan) -> list[dict]:
     """Per shard: ``done``, ``pending``, ``running``, ``failed`` (with reason and log) or ``not submitted``."""
+    from recon3d.pipeline.executors import disk_status
+
     ws = Workspace(out_dir)
     tasks = latest_tasks(ws)
     states = job_states(sorted(set(tasks.values()))) if tasks else {}
-    rows = []
-    for shard, clips in plan.shards.items():
-        work = ws.shard_work(shard)
-        done, failed = ws.clip_counts(shard, [c.clip_id for c in clips])
-        row = {"shard": shard, "clips": len(clips), "clips_done": done, "clips_failed": failed}
-        job = tasks.get(shard)
-        state = states.get(job, "") if job else ""
-        if job:
-            row.update(job_id=job, slurm_state=state, **{f"log_{k}": v for k, v in log_paths(ws, job).items()})
-        if ws.shard(shard).exists():
-            row["status"] = "done"
-        elif job and state in ACTIVE:
+    rows = disk_status(out_dir, plan)
+    for row in rows:
+        job = tasks.get(row["shard"])
+        if row["status"] == "done" or not job:
+            if row["status"] != "done":
+                row["status"] = "not submitted"
+            if job:
+                row.update(job_id=job, slurm_state=states.get(job, ""),
+                           **{f"log_{k}": v for k, v in log_paths(ws, job).items()})
+            continue
+        state = states.get(job, "")
+        row.update(job_id=job, slurm_state=state, **{f"log_{k}": v for k, v in log_paths(ws, job).items()})
+        if state in ACTIVE:
+            row.pop("reason", None)
             row["status"] = "pending" if state in ("PENDING", "SUBMITTED", "UNKNOWN", "CONFIGURING") else "running"
-        elif job:
-            row["status"] = "failed"
-            reason = json.loads(work.error.read_text())["reason"] if work.error.exists() else ""
-            row["reason"] = reason or f"SLURM state {state or 'unknown'} (see the log)"
         else:
-            row["status"] = "not submitted"
-        rows.append(row)
+            row["status"] = "failed"
+            row["reason"] = row.get("reason") or f"SLURM state {state or 'unknown'} (see the log)"
     return rows
 
 
@@ -168,7 +175,7 @@ def submit_build(ctx: BuildContext, plan: Plan, options: SlurmOptions, strict_qc
     record: dict = {"submitted": dt.datetime.now().isoformat(timespec="seconds"), "tasks": {},
                     "skipped_active": sorted(active)}
     if todo:
-        executor = _executor(ws.slurm / "logs", options, "recon3d-build")
+        executor = slurm_executor(ws.slurm / "logs", options, "recon3d-build")
         identity = plan.actor_clips()
         shards = list(todo)
         n = len(shards)
@@ -179,9 +186,9 @@ def submit_build(ctx: BuildContext, plan: Plan, options: SlurmOptions, strict_qc
     if finalize_job and (todo or active):
         waiting_on = [record.get("array_job")] + sorted({latest_tasks(ws)[s].split("_")[0] for s in active})
         deps = ":".join(j for j in waiting_on if j)
-        final = _executor(ws.slurm / "logs", SlurmOptions(partition=options.partition, time_min=30, mem_gb=4,
-                                                          cpus_per_task=1, additional=dict(options.additional)),
-                          "recon3d-finalize")
+        final = slurm_executor(ws.slurm / "logs", SlurmOptions(partition=options.partition, time_min=30, mem_gb=4,
+                                                               cpus_per_task=1, additional=dict(options.additional)),
+                               "recon3d-finalize", array=False)
         final.update_parameters(slurm_additional_parameters={**options.additional, "dependency": f"afterany:{deps}"})
         record["finalize_job"] = final.submit(finalize_task, ctx.out_dir).job_id
     records = _records(ws)

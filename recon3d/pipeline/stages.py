@@ -10,12 +10,17 @@ later run skips what is there):
 3. ``fit``: fit the clip with the actor's shape, QC, write -> ``clips/<clip>.h5``
 4. ``shard``: copy the shard's finished clips into ``OUT_DIR/shards/<shard>.h5``
 
-A clip that cannot be used gets ``failures/<clip>.json`` (stage, reason) instead, and the rest
-goes on. Local (joblib) and SLURM builds both run :func:`run_shard`.
+Errors follow :mod:`recon3d.errors`: a :class:`~recon3d.errors.ClipError` fails its clip
+(``failures/<clip>.json``: stage, reason and what the failure depended on, for
+:mod:`recon3d.pipeline.retry`) and the rest goes on; a :class:`~recon3d.errors.SetupError` stops
+the build; anything else is recorded as an internal error with its traceback. The model, fitter
+and detector are created once per process (:func:`resources`, :func:`check_setup`) before any
+clip. Local and SLURM builds both run :func:`run_shard`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -26,25 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from recon3d import __version__
-from recon3d.fitting import FittingError, FlameFitter, LandmarkSequence
-from recon3d.flame import FlameLayer, FlameModelError, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
-from recon3d.io.video import AUDIO_RATE, VideoError, read_audio
-from recon3d.landmarks import LandmarkBackendError, create_detector, track_video
-from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.atomic import atomic_path, write_json
+from recon3d.errors import ClipError, SetupError
+from recon3d.fitting import FlameFitter, LandmarkSequence
+from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+from recon3d.io.video import read_audio
+from recon3d.landmarks import create_detector, track_video
+from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.config import BuildConfig
 from recon3d.pipeline.plan import PlannedClip
-from recon3d.pipeline.workspace import ShardWork, Workspace
 from recon3d.pipeline.qc import clip_qc
+from recon3d.pipeline.workspace import ShardWork, Workspace
+from recon3d.shards.schema import AUDIO_RATE, ClipAttrs, audio_samples
 from recon3d.shards.writer import ClipRecord, assemble_shard, write_clip_file
-
-
-class ClipFailure(Exception):
-    """A clip that cannot be used; ``stage`` and the message go to the failure record."""
-
-    def __init__(self, stage: str, reason: str):
-        super().__init__(reason)
-        self.stage = stage
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,46 @@ class BuildContext:
     out_dir: str
     flame_model: str
     config: dict
+    verbose: bool = False  # native libraries' start-up lines on stderr (else in work/logs/native.log)
 
     @property
     def build_config(self) -> BuildConfig:
         return BuildConfig.from_dict(self.config)
 
+    @property
+    def attempt_hash(self) -> str:
+        """Hash of the settings a clip's failure can depend on: fitting (with the device), landmarks, QC."""
+        c = self.config
+        keys = {"fitting": c["fitting"], "landmarks": c["landmarks"], "qc": c["qc"]}
+        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
-_RESOURCES: dict = {}
+    @property
+    def native_log(self) -> str | None:
+        return None if self.verbose else str(Workspace(self.out_dir).native_log)
 
 
-def resources(ctx: BuildContext) -> dict:
-    """FLAME model, embedding, fitter and detector, loaded once per worker process."""
-    key = (ctx.flame_model, json.dumps(ctx.config, sort_keys=True))
-    if _RESOURCES.get("key") != key:
+@dataclass
+class Resources:
+    """A process's model, embedding, fitter and detector (built once, checked before any clip)."""
+
+    key: tuple
+    config: BuildConfig
+    model: object
+    embedding: object
+    scheme: object
+    fitter: FlameFitter
+    layer: FlameLayer
+    detector: object = None
+
+
+_RESOURCES: list[Resources] = []
+
+
+def resources(ctx: BuildContext) -> Resources:
+    """FLAME model, embedding and fitter, loaded once per worker process; a bad model file, embedding,
+    device or landmark-offsets file raises :class:`SetupError` here, before any clip."""
+    key = (ctx.flame_model, json.dumps(ctx.config, sort_keys=True), ctx.verbose)
+    if not _RESOURCES or _RESOURCES[0].key != key:
         import torch
 
         # One thread per worker: workers are processes, and results must not depend on thread counts.
@@ -78,20 +104,27 @@ def resources(ctx: BuildContext) -> dict:
             embedding, scheme = load_fan68_embedding(model).static, FAN68
         else:
             embedding, scheme = load_mediapipe_embedding(model), MEDIAPIPE
-        _RESOURCES.clear()
-        _RESOURCES.update(key=key, config=config, model=model, embedding=embedding, scheme=scheme,
-                          fitter=FlameFitter(model, embedding, fit, scheme),
-                          layer=FlameLayer(model), detector=None)
-    return _RESOURCES
+        fitter = FlameFitter(model, embedding, fit, scheme)
+        _RESOURCES[:] = [Resources(key, config, model, embedding, scheme, fitter, FlameLayer(model))]
+    return _RESOURCES[0]
 
 
 def detector(ctx: BuildContext):
+    """The process's landmark detector (started on first use)."""
     res = resources(ctx)
-    if res["detector"] is None:
-        lm = res["config"].landmarks
+    if res.detector is None:
+        lm = res.config.landmarks
         options = {"max_faces": lm.max_faces} if lm.backend == "mediapipe" else {}
-        res["detector"] = create_detector(lm.backend, **options)
-    return res["detector"]
+        res.detector = create_detector(lm.backend, native_log=ctx.native_log, **options)
+    return res.detector
+
+
+def check_setup(ctx: BuildContext) -> None:
+    """Build this process's resources and run the detector once on a blank frame, so that a bad
+    model, device, file or detector stops the command in seconds, before any clip is touched."""
+    det = detector(ctx)
+    det.reset()
+    det.detect(np.zeros((64, 64, 3), np.uint8))
 
 
 def sha256_of(path: Path) -> str:
@@ -102,8 +135,23 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def record_failure(work: ShardWork, clip: PlannedClip, stage: str, reason: str, detail: str = "") -> dict:
-    failure = {"id": clip.clip_id, "path": clip.path, "shard": clip.shard, "stage": stage, "reason": reason}
+def source_fingerprint(path: str | Path) -> dict:
+    """``source_size`` and ``source_sha256`` of a clip's file (None where it cannot be read)."""
+    try:
+        return {"source_size": Path(path).stat().st_size, "source_sha256": sha256_of(Path(path))}
+    except OSError:
+        return {"source_size": None, "source_sha256": None}
+
+
+def record_failure(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, reason: str,
+                   detail: str = "", internal: bool = False) -> dict:
+    """Write ``failures/<clip>.json``: why the clip failed and what that depended on (its file, the
+    settings, the version), so that a rerun retries it when any of them changed."""
+    failure = {"id": clip.clip_id, "path": clip.path, "shard": clip.shard, "stage": stage, "reason": reason,
+               **source_fingerprint(clip.path), "config_hash": ctx.attempt_hash, "recon3d_version": __version__,
+               "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if internal:
+        failure["internal"] = True
     if detail:
         failure["detail"] = detail
     write_json(work.failure(clip.clip_id), failure)
@@ -115,7 +163,7 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
     """Decode, detect landmarks, read audio; cache to ``landmarks/<clip>.npz``. Returns timings."""
     if work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
         return {}
-    config = ctx.build_config
+    config = resources(ctx).config
     path = Path(clip.path)
     det = detector(ctx)
     t0 = time.perf_counter()
@@ -123,12 +171,11 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
     total = time.perf_counter() - t0
     n_frames = len(track.valid)
     if n_frames < config.qc.min_frames:
-        raise ClipFailure("landmarks", f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}")
+        raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
     if not track.valid.any():
-        raise ClipFailure("landmarks", f"no face detected in any of the {n_frames} frames")
+        raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
     t1 = time.perf_counter()
-    n_samples = int(round(n_frames / track.fps * AUDIO_RATE))
-    audio, has_stream = read_audio(path, float(track.times[0]), n_samples)
+    audio, has_stream = read_audio(path, float(track.times[0]), audio_samples(n_frames, track.fps), AUDIO_RATE)
     digest = sha256_of(path)
     audio_time = time.perf_counter() - t1
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:
@@ -158,8 +205,8 @@ def identity_stage(ctx: BuildContext, work: ShardWork, actor: str, clips: list[P
     if path.exists():
         with np.load(path) as data:
             return data["shape"]
-    config = ctx.build_config
     res = resources(ctx)
+    config = res.config
     source = "fitted"
     usable = [c for c in clips if work.landmarks(c.clip_id).exists()]
     preferred = [c for c in usable if c.labels and c.labels.get("emotion") == config.identity.prefer_emotion]
@@ -171,7 +218,7 @@ def identity_stage(ctx: BuildContext, work: ShardWork, actor: str, clips: list[P
         return np.zeros(0)
     else:
         seqs = [sequence_of(load_landmarks(work, c.clip_id)) for c in chosen]
-        shape = res["fitter"].fit_identity(seqs, neutral=bool(preferred))
+        shape = res.fitter.fit_identity(seqs, neutral=bool(preferred))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, shape=shape, source=source, clips=np.array([c.clip_id for c in chosen]),
@@ -183,7 +230,7 @@ def actor_arrays(ctx: BuildContext, shape: np.ndarray) -> dict[str, np.ndarray]:
     """``shape`` (FLAME coefficients) and its ``template (V, 3)``."""
     import torch
 
-    layer = resources(ctx)["layer"]
+    layer = resources(ctx).layer
     full = np.zeros(layer.n_shape)
     full[:min(len(shape), layer.n_shape)] = shape[:layer.n_shape]
     with torch.no_grad():
@@ -197,56 +244,46 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
     if work.clip_done(clip.clip_id):
         return {}
     res = resources(ctx)
-    config: BuildConfig = res["config"]
+    config = res.config
     cached = load_landmarks(work, clip.clip_id)
     seq = sequence_of(cached)
     t0 = time.perf_counter()
-    try:
-        result = res["fitter"].fit(seq, shape=shape if len(shape) else None)
-    except FittingError as exc:
-        raise ClipFailure("fit", str(exc)) from exc
+    result = res.fitter.fit(seq, shape=shape if len(shape) else None)
     fit_time = time.perf_counter() - t0
-    qc = clip_qc(seq, result, res["embedding"], res["model"].faces, config.qc)
-    if strict_qc and not qc["qc_pass"]:
-        raise ClipFailure("qc", f"rejected by --qc strict: {qc['qc_flags']} beyond the thresholds")
+    qc = clip_qc(seq, result, res.embedding, res.model.faces, config.qc)
+    if strict_qc and not qc["pass"]:
+        raise ClipError(f"rejected by --qc strict: {qc['flags']} beyond the thresholds", "qc")
     t1 = time.perf_counter()
-    labels = clip.labels or {}
-    attrs = {
-        "emotion": labels.get("emotion", ""), "emotion_id": labels.get("emotion_id", 0),
-        "intensity": labels.get("intensity", 0), "statement": labels.get("statement", 0),
-        "repetition": labels.get("repetition", 0), "vocal_channel": labels.get("vocal_channel", 0),
-        "modality": labels.get("modality", 0),
-        "has_speech_audio": bool(labels.get("modality", 1) == 1 and np.abs(cached["audio"]).max() > 0),
-        "source_sha256": str(cached["sha256"]), "source_path": clip.path,
-        "landmark_backend": str(cached["backend"]), "rotation": int(cached["rotation"]),
-        "recon3d_version": __version__, "fitting_config_hash": config.fitting.digest(),
-        "build_config_hash": config.digest(), "split": clip.split, **qc,
-    }
+    has_speech = bool((clip.labels or {}).get("modality", 1) == 1 and np.abs(cached["audio"]).max() > 0)
+    attrs = ClipAttrs.from_labels(
+        clip.actor, float(cached["fps"]), result.n_frames, clip.labels, has_speech_audio=has_speech, split=clip.split,
+        source_path=clip.path, source_sha256=str(cached["sha256"]), landmark_backend=str(cached["backend"]),
+        rotation=int(cached["rotation"]), recon3d_version=__version__, fitting_config_hash=config.fitting.digest(),
+        build_config_hash=config.digest(), qc=qc)
     f = result
     record = ClipRecord(
-        clip_id=clip.clip_id, actor=clip.actor, fps=float(cached["fps"]), times=cached["times"],
-        vertices=f.vertices, audio=cached["audio"], landmarks=cached["points"], landmarks_valid=cached["valid"],
+        clip_id=clip.clip_id, attrs=attrs, times=cached["times"], vertices=f.vertices, audio=cached["audio"],
+        landmarks=cached["points"], landmarks_valid=cached["valid"],
         flame={"expression": f.expression, "jaw_pose": f.jaw_pose, "eye_pose": f.eye_pose,
                "global_pose": f.global_pose, "neck_pose": f.neck_pose, "translation": f.translation},
-        camera=f.camera.to_dict(), head_translation=f.head_translation, attrs=attrs)
+        camera=f.camera.to_dict(), head_translation=f.head_translation)
     write_clip_file(work.clip(clip.clip_id), record, config.storage)
     return {"fit": fit_time, "write": time.perf_counter() - t1, "frames": f.n_frames}
 
 
 # ----------------------------------------------------------------------------------- the shard
-EXPECTED = (VideoError, ClipFailure, FittingError)
-
-
-def _guarded(work: ShardWork, clip: PlannedClip, stage: str, func, *args) -> dict:
-    """Run a clip's stage; a bad clip is recorded as failed, the build goes on."""
+def _guarded(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, func, *args) -> dict:
+    """Run a clip's stage: a bad clip is recorded as failed and the build goes on; a setup error
+    stops it; any other exception is a bug, recorded as an internal error with its traceback."""
     try:
         return func(*args)
-    except EXPECTED as exc:
-        record_failure(work, clip, getattr(exc, "stage", stage), str(exc))
-    except (LandmarkBackendError, FlameModelError):
-        raise  # setup problems fail the whole build, with their own message
+    except ClipError as exc:
+        record_failure(ctx, work, clip, exc.stage or stage, str(exc))
+    except SetupError:
+        raise
     except Exception as exc:  # noqa: BLE001 - one strange clip must not stop the build
-        record_failure(work, clip, stage, f"unexpected {type(exc).__name__}: {exc}", traceback.format_exc())
+        record_failure(ctx, work, clip, stage, f"internal error (please report it, with the traceback in "
+                       f"failures.jsonl): {type(exc).__name__}: {exc}", traceback.format_exc(), internal=True)
     return {}
 
 
@@ -254,10 +291,10 @@ def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str,
               strict_qc: bool = False) -> dict:
     """One clip's ``landmarks`` or ``fit`` stage, failures recorded (what parallel workers run)."""
     if stage == "landmarks":
-        return _guarded(work, clip, stage, landmarks_stage, ctx, work, clip)
+        return _guarded(ctx, work, clip, stage, landmarks_stage, ctx, work, clip)
     if work.failure(clip.clip_id).exists() or not work.landmarks(clip.clip_id).exists():
         return {}
-    return _guarded(work, clip, stage, fit_stage, ctx, work, clip, shape, strict_qc)
+    return _guarded(ctx, work, clip, stage, fit_stage, ctx, work, clip, shape, strict_qc)
 
 
 def identity_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> None:
@@ -265,7 +302,7 @@ def identity_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip) ->
     that clip's own shard records them)."""
     try:
         landmarks_stage(ctx, work, clip)
-    except EXPECTED:
+    except ClipError:
         pass
 
 
@@ -284,6 +321,7 @@ def run_shard(ctx: BuildContext, shard: str, clips: list[PlannedClip], identity_
     work = ws.shard_work(shard)
     try:
         work.error.unlink(missing_ok=True)
+        detector(ctx)  # the process's model, fitter and detector, before any clip
         return _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips)
     except Exception as exc:
         write_json(work.error, {"shard": shard, "reason": f"{type(exc).__name__}: {exc}",
@@ -299,7 +337,7 @@ def _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips
     t0 = time.perf_counter()
     for actor in sorted({c.actor for c in clips}):
         candidates = identity_clips.get(actor, [c for c in clips if c.actor == actor])
-        prefer = ctx.build_config.identity.prefer_emotion
+        prefer = resources(ctx).config.identity.prefer_emotion
         for other in candidates:
             if other.clip_id not in own and other.labels and other.labels.get("emotion") == prefer:
                 identity_landmarks(ctx, work, other)
@@ -313,7 +351,7 @@ def _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips
     if missing:
         raise RuntimeError(f"shard {shard}: clips without a result after all stages: {', '.join(missing)}")
     done = [work.clip(c.clip_id) for c in clips if work.clip(c.clip_id).exists()]
-    assemble_shard(ws.shard(shard), done, actors, shard, resources(ctx)["model"].faces)
+    assemble_shard(ws.shard(shard), done, actors, shard, resources(ctx).model.faces)
     timings.append({"assemble": time.perf_counter() - t0})
     return sum_timings(timings)
 

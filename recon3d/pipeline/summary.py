@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
 import numpy as np
+
+
+def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
+    """``3 min ago``, ``2.5 h ago``, ``4 d ago`` for an ISO time (``?`` when unknown)."""
+    if not timestamp:
+        return "?"
+    now = now or dt.datetime.now(dt.timezone.utc)
+    seconds = max(0.0, (now - dt.datetime.fromisoformat(timestamp)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def failure_rows(failures: list[dict]) -> list[dict]:
+    """Failure records as shown to users: id, shard, stage, reason, when and how long ago."""
+    return [{"id": f["id"], "shard": f.get("shard", ""), "stage": f["stage"], "reason": f["reason"],
+             "time": f.get("time"), "age": age(f.get("time")), "internal": bool(f.get("internal"))} for f in failures]
+
+
+def format_failures(rows: list[dict], limit: int = 20) -> str:
+    lines = [f"failed clips: {len(rows)}"]
+    for f in rows[:limit]:
+        lines.append(f"  {f['id']} [{f['stage']}, {f['age']}]: {f['reason']}")
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more (failures.jsonl)")
+    return "\n".join(lines)
 
 
 def dataset_summary(manifest: dict) -> dict:
@@ -26,11 +54,12 @@ def dataset_summary(manifest: dict) -> dict:
     return {
         "clips": len(clips), "frames": frames, "hours": seconds / 3600.0,
         "splits": dict(Counter(c.get("split", "train") for c in clips)),
+        "split_method": manifest.get("split_method", "actor"),
         "emotions": dict(sorted(emotions.items())),
         "actors": dict(sorted(Counter(str(c["actor"]) for c in clips).items())),
         "qc": qc, "qc_flagged": sum(1 for c in clips if not c["qc"].get("pass", True)), "qc_flags": dict(flags),
         "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
-        "failure_list": [{"id": f["id"], "stage": f["stage"], "reason": f["reason"]} for f in failures],
+        "failure_list": failure_rows(failures),
         "identity": {a: {k: v for k, v in r.items() if k in ("identity_source", "identity_from_neutral",
                                                                "neutral_mean_expression_norm",
                                                                "neutral_expression_rms_norm")}
@@ -41,7 +70,8 @@ def dataset_summary(manifest: dict) -> dict:
 def format_summary(s: dict) -> str:
     """A human-readable table of :func:`dataset_summary`."""
     lines = [f"clips {s['clips']}   frames {s['frames']}   hours {s['hours']:.3f}   "
-             f"splits {', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}"]
+             f"splits {', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))} (by {s['split_method']}"
+             + (": within each actor, by statement/repetition)" if s["split_method"] == "take" else ")")]
     lines.append("emotions: " + ", ".join(f"{k} {v}" for k, v in s["emotions"].items()))
     lines.append("actors:   " + ", ".join(f"{k} {v}" for k, v in s["actors"].items()))
     if s["qc"]:
@@ -59,5 +89,5 @@ def format_summary(s: dict) -> str:
     lines.append(f"failures: {s['failures']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['failures_by_stage'].items())})"
                                                  if s["failures"] else ""))
     for f in s["failure_list"][:20]:
-        lines.append(f"  {f['id']} [{f['stage']}]: {f['reason']}")
+        lines.append(f"  {f['id']} [{f['stage']}, {f['age']}]: {f['reason']}")
     return "\n".join(lines)

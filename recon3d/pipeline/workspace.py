@@ -8,6 +8,7 @@ OUT_DIR/work/rejected/<clip>.json                             clips refused whil
 OUT_DIR/work/shards/<shard>/landmarks|identity|clips|failures per-shard intermediate results
 OUT_DIR/work/shards/<shard>/error.json                        why the shard's task failed, if it did
 OUT_DIR/work/slurm/                                           SLURM submissions and logs
+OUT_DIR/work/logs/native.log                                  MediaPipe's native start-up lines
 ```
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from recon3d.shards.schema import SHARDS_DIR, shard_path
 
 
 class ShardWork:
@@ -53,7 +56,7 @@ class Workspace:
 
     def shard(self, name: str) -> Path:
         """The finished shard file (exists only when complete)."""
-        return self.root / "shards" / f"{name}.h5"
+        return shard_path(self.root, name)
 
     def shard_work(self, name: str) -> ShardWork:
         return ShardWork(self.root, name)
@@ -73,11 +76,19 @@ class Workspace:
     def slurm(self) -> Path:
         return self.work / "slurm"
 
+    @property
+    def native_log(self) -> Path:
+        return self.work / "logs" / "native.log"
+
+    def failure_files(self) -> list[Path]:
+        """The failure records of the shards' clips (not the names rejected while planning)."""
+        return sorted((self.work / "shards").glob("*/failures/*.json"))
+
     def failures(self) -> list[dict]:
         """Every recorded clip failure (rejected names and failed stages), sorted by clip id."""
-        files = list((self.work / "rejected").glob("*.json")) + list((self.work / "shards").glob("*/failures/*.json"))
+        files = list((self.work / "rejected").glob("*.json")) + self.failure_files()
         return sorted((json.loads(p.read_text()) for p in files), key=lambda f: f["id"])
 
     def temporary_files(self) -> list[Path]:
         """Leftovers of writes that were interrupted (never results)."""
-        return [p for base in (self.work, self.root / "shards") if base.exists() for p in base.rglob("*.tmp")]
+        return [p for base in (self.work, self.root / SHARDS_DIR) if base.exists() for p in base.rglob("*.tmp")]

@@ -8,9 +8,11 @@ from typing import Iterator
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from recon3d.io.video import VideoError, iter_frames, write_video
+from recon3d.io.video import VideoError, iter_frames, probe, write_video
 from recon3d.render.rasterizer import project_pinhole, rasterize
 from recon3d.render.shading import lambert, vertex_normals
+from recon3d.shards.reader import DatasetError
+from recon3d.shards.schema import AUDIO_RATE
 
 
 def camera_vertices(vertices: np.ndarray, global_pose: np.ndarray, translation: np.ndarray) -> np.ndarray:
@@ -79,18 +81,24 @@ def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov
 
 def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: float = 0.5, video: Path | None = None) -> int:
     """Write ``out`` (mp4 with video and audio) for a clip of a built dataset; returns frames written."""
+    from recon3d.shards import schema as S
     from recon3d.shards.reader import open_dataset
 
     ds = open_dataset(dataset_root)
     try:
-        g = ds.group(clip_id)
-        vertices = g["vertices"][()]
-        cam = camera_vertices(vertices, g["flame"]["global_pose"][()], g["camera"]["translation"][()])
-        camera = {k: float(v) for k, v in g["camera"].attrs.items() if k in ("focal", "cx", "cy", "width", "height")}
-        faces = ds.faces(ds.info(clip_id)["shard"])
-        source = video or Path(str(g.attrs.get("source_path", "")))
-        audio = g["audio"][()]
-        fps = float(g.attrs["fps"])
+        shard = ds.shard_of(clip_id)
+        attrs = shard.attrs(clip_id)
+        vertices = shard.array(clip_id, S.VERTICES)
+        global_pose = shard.array(clip_id, f"{S.FLAME}/global_pose")
+        cam = camera_vertices(vertices, global_pose, shard.array(clip_id, f"{S.CAMERA}/{S.CAMERA_TRANSLATION}"))
+        camera = shard.camera(clip_id)
+        faces = shard.faces()
+        audio = shard.array(clip_id, S.AUDIO)
     finally:
         ds.close()
-    return write_video(out, preview_frames(source, cam, faces, camera, scale), fps, audio)
+    if not camera:
+        raise DatasetError(f"{clip_id}: has no camera (not built from a video); nothing to draw the mesh over")
+    if video is not None:
+        probe(video)  # a given source must be a readable video
+    source = video or Path(attrs.source_path)
+    return write_video(out, preview_frames(source, cam, faces, camera, scale), attrs.fps, audio, AUDIO_RATE)

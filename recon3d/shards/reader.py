@@ -9,13 +9,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from recon3d.errors import Recon3dError
+from recon3d.errors import SetupError
+from recon3d.shards import schema as S
+from recon3d.shards.schema import ClipAttrs, audio_span
 
-AUDIO_RATE = 16000
 
-
-class DatasetError(Recon3dError, ValueError):
-    """A dataset folder that is not a finished recon3d build."""
+class DatasetError(SetupError):
+    """A dataset folder that is not a finished recon3d build, or a clip or shard it does not have."""
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ClipData:
     vertices: np.ndarray  # (T, V, 3) m
     audio: np.ndarray  # (N,) float32, 16 kHz
     fps: float
-    attrs: dict
+    attrs: ClipAttrs
     template: np.ndarray  # (V, 3) the actor's identity template
 
     @property
@@ -33,19 +33,71 @@ class ClipData:
         return self.vertices - self.template[None]
 
 
-def audio_span(start_frame: int, n_frames: int, fps: float) -> tuple[int, int]:
-    """Sample range of frames ``[start_frame, start_frame + n_frames)`` at 16 kHz.
+class ShardFile:
+    """One finished shard file (refused unless marked complete), read through the schema's names."""
 
-    The length depends only on ``n_frames`` (windows of equal length batch together).
-    """
-    a = int(round(start_frame * AUDIO_RATE / fps))
-    return a, a + int(round(n_frames * AUDIO_RATE / fps))
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DatasetError(f"{self.path}: shard file not found")
+        self._f = h5py.File(self.path, "r")
+        if not self._f.attrs.get(S.COMPLETE, False):
+            self._f.close()
+            raise DatasetError(f"{self.path}: shard is not marked complete")
+
+    def __enter__(self) -> "ShardFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def clip_ids(self) -> list[str]:
+        return list(self._f[S.CLIPS])
+
+    def actors(self) -> list[str]:
+        return list(self._f[S.ACTORS])
+
+    def _clip(self, clip_id: str) -> h5py.Group:
+        try:
+            return self._f[S.CLIPS][clip_id]
+        except KeyError:
+            raise DatasetError(f"no clip '{clip_id}' in {self.path}") from None
+
+    def attrs(self, clip_id: str) -> ClipAttrs:
+        return ClipAttrs.read(self._clip(clip_id).attrs)
+
+    def array(self, clip_id: str, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """A clip's dataset (``vertices``, ``audio``, ``flame/jaw_pose``, ``camera/translation``, ...),
+        rows ``[start, stop)``."""
+        return self._clip(clip_id)[name][start:stop]
+
+    def flame(self, clip_id: str) -> dict[str, np.ndarray]:
+        """Every stored FLAME parameter of a clip, whole."""
+        group = self._clip(clip_id)[S.FLAME]
+        return {name: group[name][()] for name in group}
+
+    def camera(self, clip_id: str) -> dict[str, float]:
+        """The clip's camera intrinsics (``focal``, ``cx``, ``cy``, ``width``, ``height``); empty if none."""
+        attrs = self._clip(clip_id)[S.CAMERA].attrs
+        return {k: float(attrs[k]) for k in S.CAMERA_KEYS if k in attrs}
+
+    def template(self, actor: str) -> np.ndarray:
+        return self._f[S.ACTORS][actor][S.TEMPLATE][()]
+
+    def shape(self, actor: str) -> np.ndarray:
+        return self._f[S.ACTORS][actor][S.SHAPE][()]
+
+    def faces(self) -> np.ndarray:
+        return self._f[S.MESH][S.FACES][()]
 
 
 class Dataset3D:
     """A finished build: ``OUT_DIR/manifest.json`` plus ``OUT_DIR/shards/*.h5``.
 
-    HDF5 files are opened lazily and per process, so the object can be handed to DataLoader
+    Shard files are opened lazily and per process, so the object can be handed to DataLoader
     workers.
     """
 
@@ -57,7 +109,7 @@ class Dataset3D:
                                "(run or finish `recon3d build-dataset`, or `recon3d finalize`)")
         self.manifest = json.loads(manifest.read_text())
         self._by_id = {c["id"]: c for c in self.manifest["clips"]}
-        self._files: dict[str, h5py.File] = {}
+        self._files: dict[str, ShardFile] = {}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -75,62 +127,59 @@ class Dataset3D:
         return [c["id"] for c in self.clips(split)]
 
     def info(self, clip_id: str) -> dict:
+        """The manifest entry of a clip."""
         try:
             return self._by_id[clip_id]
         except KeyError:
-            raise KeyError(f"no clip '{clip_id}' in {self.root}") from None
+            raise DatasetError(f"no clip '{clip_id}' in {self.root} ({len(self._by_id)} clips; "
+                               f"`recon3d inspect {self.root}` lists them, e.g. {self._example()})") from None
 
-    def _file(self, shard: str) -> h5py.File:
-        f = self._files.get(shard)
+    def _example(self) -> str:
+        return next(iter(self._by_id), "none")
+
+    def shard(self, name: str) -> ShardFile:
+        f = self._files.get(name)
         if f is None:
-            path = self.root / "shards" / f"{shard}.h5"
-            f = h5py.File(path, "r")
-            if not f.attrs.get("complete", False):
-                f.close()
-                raise DatasetError(f"{path}: shard is not marked complete")
-            self._files[shard] = f
+            f = self._files[name] = ShardFile(S.shard_path(self.root, name))
         return f
 
-    def group(self, clip_id: str) -> h5py.Group:
-        return self._file(self.info(clip_id)["shard"])["clips"][clip_id]
+    def shard_of(self, clip_id: str) -> ShardFile:
+        return self.shard(self.info(clip_id)["shard"])
+
+    def attrs(self, clip_id: str) -> ClipAttrs:
+        return self.shard_of(clip_id).attrs(clip_id)
+
+    def array(self, clip_id: str, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of a clip's dataset (see :meth:`ShardFile.array`)."""
+        return self.shard_of(clip_id).array(clip_id, name, start, stop)
 
     def faces(self, shard: str | None = None) -> np.ndarray:
         """The mesh's triangles ``(F, 3)``."""
-        shard = shard or self.manifest["clips"][0]["shard"]
-        return self._file(shard)["mesh"]["faces"][()]
+        return self.shard(shard or self.manifest["clips"][0]["shard"]).faces()
 
     def template(self, actor: str, shard: str) -> np.ndarray:
-        return self._file(shard)["actors"][actor]["template"][()]
+        return self.shard(shard).template(actor)
 
     def load_clip(self, clip_id: str, start: int = 0, n_frames: int | None = None) -> ClipData:
         """Frames ``[start, start + n_frames)`` of a clip (all by default) with the matching audio."""
         info = self.info(clip_id)
-        g = self.group(clip_id)
-        total = int(g.attrs["n_frames"])
+        shard = self.shard(info["shard"])
+        attrs = shard.attrs(clip_id)
+        total = attrs.n_frames
         n_frames = total - start if n_frames is None else n_frames
         if start < 0 or n_frames < 1 or start + n_frames > total:
-            raise ValueError(f"{clip_id}: frames [{start}, {start + n_frames}) outside 0..{total}")
-        fps = float(g.attrs["fps"])
-        a, b = audio_span(start, n_frames, fps)
-        audio = g["audio"][a:b]
+            raise DatasetError(f"{clip_id}: frames [{start}, {start + n_frames}) outside 0..{total}")
+        a, b = audio_span(start, n_frames, attrs.fps)
+        audio = shard.array(clip_id, S.AUDIO, a, b)
         if len(audio) < b - a:
             audio = np.pad(audio, (0, b - a - len(audio)))
-        return ClipData(clip_id=clip_id, vertices=g["vertices"][start:start + n_frames], audio=audio, fps=fps,
-                        attrs={k: _plain(v) for k, v in g.attrs.items()},
-                        template=self.template(str(g.attrs["actor"]), info["shard"]))
+        return ClipData(clip_id=clip_id, vertices=shard.array(clip_id, S.VERTICES, start, start + n_frames),
+                        audio=audio, fps=attrs.fps, attrs=attrs, template=shard.template(attrs.actor))
 
     def close(self) -> None:
         for f in self._files.values():
             f.close()
         self._files.clear()
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def open_dataset(root: str | Path) -> Dataset3D:

@@ -16,9 +16,10 @@ import torch
 
 from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
 from recon3d.io.ravdess import EMOTIONS
+from recon3d.shards.schema import AUDIO_RATE, ClipAttrs, audio_samples
 from recon3d.shards.writer import ClipRecord, write_dataset
 from recon3d.synth.motion import Motion, canonical_vertices, identity_template, sample_motion
-from recon3d.synth.speech import AUDIO_RATE, loudness, speech_audio
+from recon3d.synth.speech import loudness, speech_audio
 
 INTENSITY_SCALE = {1: 0.6, 2: 1.0}
 
@@ -79,14 +80,15 @@ def write_synthetic_dataset(out_dir: str | Path, flame_model: str | Path, n_acto
             vertices, params = synthetic_clip(layer, embedding, shape, emotion, intensity, audio, fps,
                                               seed * 1000 + a * 100 + c)
             t = len(vertices)
-            audio = np.pad(audio, (0, max(0, int(round(t / fps * AUDIO_RATE)) - len(audio))))[:int(round(t / fps * AUDIO_RATE))]
+            n = audio_samples(t, fps)
+            audio = np.pad(audio, (0, max(0, n - len(audio))))[:n]
             clip_id = f"01-01-{emotion:02d}-{intensity:02d}-01-{c % 2 + 1:02d}-{actor}_{c:02d}"
+            attrs = ClipAttrs(actor=actor, fps=fps, n_frames=t, emotion=EMOTIONS[emotion - 1], emotion_id=emotion,
+                              intensity=intensity, statement=1, repetition=1, vocal_channel=1, modality=1,
+                              has_speech_audio=True, split=split, source_path="synthetic")
             records.append(ClipRecord(
-                clip_id=clip_id, actor=actor, fps=fps, times=np.arange(t) / fps, vertices=vertices, audio=audio,
+                clip_id=clip_id, attrs=attrs, times=np.arange(t) / fps, vertices=vertices, audio=audio,
                 landmarks=np.zeros((t, 0, 2), np.float32), landmarks_valid=np.zeros(t, bool), flame=params,
-                camera={}, head_translation=np.zeros((t, 3), np.float32),
-                attrs={"emotion": EMOTIONS[emotion - 1], "emotion_id": emotion, "intensity": intensity,
-                       "statement": 1, "repetition": 1, "vocal_channel": 1, "modality": 1,
-                       "has_speech_audio": True, "split": split, "source_path": "synthetic"}))
+                camera={}, head_translation=np.zeros((t, 3), np.float32)))
     return write_dataset(Path(out_dir), records, actors, model.faces,
                          {"source": "synthetic", "flame_model": str(Path(flame_model).resolve()), "seed": seed})

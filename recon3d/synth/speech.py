@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-AUDIO_RATE = 16000
+from recon3d.shards.schema import AUDIO_RATE
+
 SENTENCES = (
     "Kids are talking by the door.", "Dogs are sitting by the door.", "The birch canoe slid on the smooth planks.",
     "Glue the sheet to the dark blue background.", "It is easy to tell the depth of a well.",
@@ -33,7 +34,7 @@ def speak(text: str, voice: str = "en", speed: int = 160, pitch: int = 50) -> np
         wav = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
                        check=True, capture_output=True)
-        return load_audio(wav)
+        return load_audio(wav, AUDIO_RATE)
 
 
 def shaped_noise(rng: np.random.Generator, seconds: float, syllable_hz: float = 4.0) -> np.ndarray:

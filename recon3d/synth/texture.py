@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon3d.errors import SetupError
 from recon3d.flame.model_file import FlameModelData
 from recon3d.io.mesh import read_obj
 from recon3d.render.rasterizer import project_pinhole, rasterize
@@ -22,7 +23,7 @@ from recon3d.render.shading import interpolate, vertex_normals
 from recon3d.synth.accuracy import rigid_align
 
 
-class TextureError(ValueError):
+class TextureError(SetupError):
     """A texture mesh that does not match the FLAME model."""
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recon3d.errors import SetupError
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
 from recon3d.io.video import write_video
 from recon3d.synth.dataset import labelled_motion
 from recon3d.synth.motion import Motion, place_in_front_of, posed_vertices, project_landmarks
-from recon3d.synth.speech import AUDIO_RATE, espeak_available, speech_audio
+from recon3d.shards.schema import AUDIO_RATE, audio_samples
+from recon3d.synth.speech import espeak_available, speech_audio
 from recon3d.synth.texture import TexturedHead, load_textured_head, render_textured
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30000 / 1001
@@ -56,7 +58,7 @@ def background_image(path: str | Path | None, color: float = 0.55) -> np.ndarray
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise SetupError(f"{path}: not a readable image")
     image = cv2.GaussianBlur(cv2.resize(image, (WIDTH, HEIGHT)), (0, 0), 12)
     return image[..., ::-1].astype(np.float32) / 255.0
 
@@ -72,7 +74,7 @@ def render_clip(path: Path, layer: FlameLayer, head: TexturedHead, motion: Motio
             img = render_textured(v, faces, head, camera.focal, camera.cx, camera.cy, background)
             yield (img * 255).clip(0, 255).astype(np.uint8)
 
-    return write_video(path, frames(), FPS, audio)
+    return write_video(path, frames(), FPS, audio, AUDIO_RATE)
 
 
 def save_truth(path: Path, motion: Motion, camera: PinholeCamera, landmarks: np.ndarray, iod_px: float,
@@ -111,7 +113,7 @@ def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path
         offset = tuple(rng.uniform(-0.08, 0.08, 2) * [WIDTH, HEIGHT])
         motion = place_in_front_of(layer, embedding, motion, camera, iod_px, offset_px=offset)
         video = out_dir / f"{spec.name}.mp4"
-        n = render_clip(video, layer, head, motion, camera, audio[:int(round(motion.n_frames / FPS * AUDIO_RATE))], bg)
+        n = render_clip(video, layer, head, motion, camera, audio[:audio_samples(motion.n_frames, FPS)], bg)
         assert n == motion.n_frames
         save_truth(out_dir / f"{spec.name}.truth.npz", motion, camera, project_landmarks(layer, embedding, motion, camera),
                    iod_px, spec.emotion_id, spec.intensity, bool(np.abs(audio).max() > 0))

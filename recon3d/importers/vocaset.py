@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from recon3d.errors import SetupError
 from recon3d.flame.safe_pickle import load_pickle_file
 from recon3d.io.mesh import read_mesh
+from recon3d.shards.schema import AUDIO_RATE, ClipAttrs, audio_samples
 from recon3d.shards.writer import ClipRecord, write_dataset
 
 FILES = ("data_verts.npy", "raw_audio_fixed.pkl", "templates.pkl", "subj_seq_to_idx.pkl")
@@ -26,10 +28,10 @@ SPLITS = {
     "val": ("FaceTalk_170811_03275_TA", "FaceTalk_170908_03277_TA"),
     "test": ("FaceTalk_170809_00138_TA", "FaceTalk_170731_00024_TA"),
 }
-SOURCE_FPS, FPS, AUDIO_RATE = 60, 30, 16000
+SOURCE_FPS, FPS = 60, 30
 
 
-class VocasetError(ValueError):
+class VocasetError(SetupError):
     """A folder that is not in VOCASET's layout."""
 
 
@@ -77,16 +79,16 @@ def import_vocaset(vocaset_dir: str | Path, out_dir: str | Path, faces: np.ndarr
             raw = audio_all[subject][seq]
             ratio = Fraction(AUDIO_RATE, int(raw["sample_rate"]))
             audio = resample_poly(np.asarray(raw["audio"], np.float32) / 32768.0, ratio.numerator, ratio.denominator)
-            n = int(round(len(vertices) / FPS * AUDIO_RATE))
+            n = audio_samples(len(vertices), FPS)
             audio = np.pad(audio, (0, max(0, n - len(audio))))[:n].astype(np.float32)
             t = len(vertices)
+            attrs = ClipAttrs(actor=subject, fps=float(FPS), n_frames=t, emotion="neutral", emotion_id=1, intensity=1,
+                              vocal_channel=1, modality=3, has_speech_audio=bool(np.abs(audio).max() > 0),
+                              split=split_of(subject), source_path=str(vocaset_dir), extra={"sequence": seq})
             records.append(ClipRecord(
-                clip_id=f"{subject}_{seq}", actor=subject, fps=float(FPS), times=np.arange(t) / FPS,
-                vertices=vertices, audio=audio, landmarks=np.zeros((t, 0, 2), np.float32),
-                landmarks_valid=np.zeros(t, bool), flame={}, camera={}, head_translation=np.zeros((t, 3), np.float32),
-                attrs={"emotion": "neutral", "emotion_id": 1, "intensity": 1, "statement": 0, "repetition": 0,
-                       "vocal_channel": 1, "modality": 3, "has_speech_audio": bool(np.abs(audio).max() > 0),
-                       "split": split_of(subject), "source_path": str(vocaset_dir), "sequence": seq}))
+                clip_id=f"{subject}_{seq}", attrs=attrs, times=np.arange(t) / FPS, vertices=vertices, audio=audio,
+                landmarks=np.zeros((t, 0, 2), np.float32), landmarks_valid=np.zeros(t, bool), flame={}, camera={},
+                head_translation=np.zeros((t, 3), np.float32)))
     if not records:
         raise VocasetError(f"{vocaset_dir}: no sequence has both meshes and audio")
     return write_dataset(Path(out_dir), records, actors, faces,

@@ -1,0 +1,125 @@
+"""A run folder: its files, checkpoints (atomic), the model of a run, and evaluation regions.
+
+``RUN_DIR`` holds ``config.yaml`` (the full configuration), ``run.json`` (data and model facts),
+``regions.npz`` (evaluation regions, when FLAME_masks.pkl is found), ``checkpoints/last.pt``,
+``metrics.csv`` and ``tensorboard/``. Inference needs only this module, not the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from emoface_model.config import TrainConfig
+from emoface_model.mesh import MeshHierarchy
+from emoface_model.metrics import Regions
+from emoface_model.models import TalkingFace, build_model
+from recon3d import __version__
+from recon3d.atomic import atomic_path, write_json
+from recon3d.device import torch_device
+from recon3d.errors import SetupError
+from recon3d.flame.model_file import FlameModelError
+from recon3d.shards.reader import Dataset3D, open_dataset
+
+
+class TrainError(SetupError):
+    """Training cannot start as asked; the message says why."""
+
+
+@dataclass
+class RunDir:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def regions(self) -> Path:
+        return self.root / "regions.npz"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+
+def find_regions(dataset: Dataset3D, masks_path: str | Path | None = None) -> Regions | None:
+    """Evaluation regions from FLAME_masks.pkl: given, else beside the FLAME model the data was built with."""
+    from recon3d.flame.masks import find_masks, load_flame_masks
+
+    try:
+        model_path = dataset.manifest.get("build", {}).get("flame_model")
+        path = find_masks(masks_path, Path(model_path) if model_path else None)
+        return Regions.from_masks(load_flame_masks(path))
+    except FlameModelError:
+        if masks_path:
+            raise
+        return None
+
+
+def load_regions(run: RunDir) -> Regions:
+    if not run.regions.exists():
+        raise TrainError(f"{run.regions} missing: the run found no FLAME_masks.pkl; retrain with --flame-masks PATH "
+                         "or pass --flame-masks to evaluate")
+    with np.load(run.regions) as d:
+        return Regions(d["lips"], d["eyes"], d["upper"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[TalkingFace, dict]:
+    """The model of a run (its last checkpoint) and the checkpoint's metadata."""
+    run = RunDir(Path(run_dir))
+    if not run.checkpoint.exists():
+        raise TrainError(f"{run.root}: not a training run (no checkpoints/last.pt); train first with `recon3d train`")
+    device = torch_device(str(device))
+    state = torch.load(run.checkpoint, map_location=device, weights_only=False)
+    config = TrainConfig.from_dict(state["config"])
+    hierarchy = MeshHierarchy.from_dict(state["hierarchy"]) if state.get("hierarchy") else None
+    model = build_model(config.model, state["n_vertices"], len(state["actors"]), hierarchy)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
+
+
+def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool, masks: str | None) -> TrainConfig:
+    """Create RUN_DIR (or check it for --resume); returns the configuration to use."""
+    if run.checkpoint.exists() and not resume:
+        raise TrainError(f"{run.root} already holds a run; pass --resume to continue it, or choose another --out")
+    if resume and run.config.exists():
+        saved = TrainConfig.from_dict(yaml.safe_load(run.config.read_text())["train"])
+        saved.optim.epochs = max(saved.optim.epochs, config.optim.epochs)
+        saved.device = config.device
+        config = saved
+    run.root.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(shards_dir)
+    train = dataset.clips("train")
+    if not train:
+        raise TrainError(f"{shards_dir}: no clips in the 'train' split")
+    actors = sorted({str(c["actor"]) for c in train})
+    if not run.info.exists():
+        regions = find_regions(dataset, masks)
+        if regions is not None:
+            with atomic_path(run.regions) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, lips=regions.lips, eyes=regions.eyes, upper=regions.upper)
+        write_json(run.info, {"shards_dir": str(Path(shards_dir).resolve()), "actors": actors,
+                              "recon3d_version": __version__, "lip_regions": regions is not None})
+    with atomic_path(run.config) as tmp:
+        tmp.write_text(yaml.safe_dump({"shards_dir": str(Path(shards_dir).resolve()), "train": config.to_dict()},
+                                      sort_keys=False))
+    return config

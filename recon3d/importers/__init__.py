@@ -1,0 +1,1 @@
+"""Other datasets into recon3d's shard format (so the animator trains on them too)."""

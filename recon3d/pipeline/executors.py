@@ -1,0 +1,206 @@
+"""Where shards run: one small interface for this machine (joblib workers) and a SLURM cluster
+(submitit array tasks), as submitit has one for its executors.
+
+An executor ``submit``s shards, ``wait``s for them with a progress bar, and reports each shard's
+``status``. Both run :func:`recon3d.pipeline.stages.run_shard`, whose work is idempotent and kept
+in files, so that progress and status are read from the build folder for either.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recon3d.pipeline.plan import Plan
+from recon3d.pipeline.stages import BuildContext, run_shard, sum_timings
+from recon3d.pipeline.workspace import Workspace
+
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass
+class Outcome:
+    """What :meth:`Executor.wait` saw at the end: one status row per shard, and for local runs the
+    summed stage timings (seconds per stage and ``frames``) and the wall time."""
+
+    rows: list[dict]
+    stages: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def unfinished(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] != "done"]
+
+
+def disk_status(out_dir: Path, plan: Plan) -> list[dict]:
+    """Per shard, from the build folder alone: ``done``, ``failed`` (its task recorded an error) or
+    ``not done``, with clip counts."""
+    import json
+
+    ws = Workspace(out_dir)
+    rows = []
+    for shard, clips in plan.shards.items():
+        done, failed = ws.clip_counts(shard, [c.clip_id for c in clips])
+        row = {"shard": shard, "clips": len(clips), "clips_done": done, "clips_failed": failed}
+        work = ws.shard_work(shard)
+        if ws.shard(shard).exists():
+            row["status"] = "done"
+        elif work.error.exists():
+            row.update(status="failed", reason=json.loads(work.error.read_text())["reason"])
+        else:
+            row["status"] = "not done"
+        rows.append(row)
+    return rows
+
+
+def count_clips(ws: Workspace, plan: Plan) -> tuple[int, int]:
+    """(clips finished or failed, clips failed) judged from the files on disk."""
+    counts = [ws.clip_counts(shard, [c.clip_id for c in clips]) for shard, clips in plan.shards.items()]
+    return sum(d for d, _ in counts), sum(f for _, f in counts)
+
+
+class Executor(ABC):
+    """Runs shards of a planned build somewhere."""
+
+    name: str
+
+    def check(self) -> None:
+        """Raise :class:`~recon3d.errors.SetupError` when this executor cannot run here."""
+
+    @abstractmethod
+    def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
+        """Hand over every shard that is not finished (nor already queued); returns a record of it."""
+
+    @abstractmethod
+    def wait(self, ctx: BuildContext, plan: Plan, progress: bool = True) -> Outcome:
+        """Block until no submitted shard is pending or running (a progress bar on stderr)."""
+
+    @abstractmethod
+    def status(self, out_dir: Path, plan: Plan) -> list[dict]:
+        """One row per shard: ``shard``, ``status``, ``clips``, ``clips_done``, ``clips_failed``
+        (and ``reason`` for failed shards)."""
+
+
+class LocalExecutor(Executor):
+    """joblib worker processes on this machine: shards in parallel when there are enough of them,
+    otherwise one shard at a time with its clips in parallel. ``wait`` does the work."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._todo: dict = {}
+        self._strict = False
+
+    def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
+        ws = Workspace(ctx.out_dir)
+        self._todo = {s: c for s, c in plan.shards.items() if not ws.shard(s).exists()}
+        self._strict = strict_qc
+        return {"executor": self.name, "shards": list(self._todo), "workers": self.workers}
+
+    def wait(self, ctx: BuildContext, plan: Plan, progress: bool = True) -> Outcome:
+        from joblib import Parallel, delayed
+
+        ws = Workspace(ctx.out_dir)
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_progress, args=(ws, plan, stop), daemon=True) if progress else None
+        if watcher:
+            watcher.start()
+        started = time.perf_counter()
+        results: list[dict] = []
+        try:
+            identity = plan.actor_clips()
+            todo = self._todo
+            if self.workers > 1 and len(todo) >= self.workers:
+                results = Parallel(n_jobs=self.workers)(
+                    delayed(run_shard)(ctx, s, c, identity, self._strict) for s, c in todo.items())
+            else:
+                results = [run_shard(ctx, s, c, identity, self._strict, parallel_map(self.workers))
+                           for s, c in todo.items()]
+        finally:
+            stop.set()
+            if watcher:
+                watcher.join()
+        return Outcome(self.status(Path(ctx.out_dir), plan), sum_timings(results), time.perf_counter() - started)
+
+    def status(self, out_dir: Path, plan: Plan) -> list[dict]:
+        return disk_status(out_dir, plan)
+
+
+class SlurmExecutor(Executor):
+    """One SLURM array task per shard through submitit (:mod:`recon3d.pipeline.slurm`)."""
+
+    name = "slurm"
+
+    def __init__(self, options=None, finalize_job: bool = False, poll_s: float = 5.0):
+        from recon3d.pipeline.slurm import SlurmOptions
+
+        self.options = options or SlurmOptions()
+        self.finalize_job = finalize_job
+        self.poll_s = poll_s
+
+    def check(self) -> None:
+        from recon3d.errors import SetupError
+        from recon3d.pipeline.slurm import slurm_available
+
+        problem = slurm_available()
+        if problem:
+            raise SetupError(f"--executor slurm: {problem}")
+
+    def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
+        from recon3d.pipeline.slurm import submit_build
+
+        return submit_build(ctx, plan, self.options, strict_qc, self.finalize_job)
+
+    def wait(self, ctx: BuildContext, plan: Plan, progress: bool = True) -> Outcome:
+        from recon3d.pipeline.slurm import wait_for_shards
+
+        started = time.perf_counter()
+        rows = wait_for_shards(Path(ctx.out_dir), plan, self.poll_s, progress)
+        return Outcome(rows, seconds=time.perf_counter() - started)
+
+    def status(self, out_dir: Path, plan: Plan) -> list[dict]:
+        from recon3d.pipeline.slurm import shard_status
+
+        return shard_status(out_dir, plan)
+
+
+def executor_for(name: str, workers: int | None = None, slurm_options=None, finalize_job: bool = False) -> Executor:
+    """The executor called ``name`` (``local`` or ``slurm``)."""
+    if name == "local":
+        return LocalExecutor(workers)
+    if name == "slurm":
+        return SlurmExecutor(slurm_options, finalize_job)
+    from recon3d.errors import SetupError
+
+    raise SetupError(f"unknown executor '{name}' (choose {' or '.join(EXECUTORS)})")
+
+
+def watch_progress(ws: Workspace, plan: Plan, stop: threading.Event, desc: str = "clips") -> None:
+    """Progress bar from the files on disk until ``stop`` is set (works for any executor)."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(plan.clips), desc=desc, unit="clip", dynamic_ncols=True) as bar:
+        stopped = False
+        while not stopped:
+            stopped = stop.wait(0.5)
+            done, failed = count_clips(ws, plan)
+            bar.n = done
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.refresh()
+
+
+def parallel_map(workers: int):
+    """``map_clips`` for :func:`run_shard`: clips in ``workers`` joblib processes (in order)."""
+    from joblib import Parallel, delayed
+
+    def map_clips(func, items):
+        if workers <= 1:
+            return [func(i) for i in items]
+        return Parallel(n_jobs=workers)(delayed(func)(i) for i in items)
+
+    return map_clips

@@ -29,7 +29,8 @@ def build_one(video: Path, out: Path, model: Path):
     """Every stage of one clip, as build-dataset runs them; returns (stage seconds, frames, shard path)."""
     from recon3d.pipeline.build import prepare
     from recon3d.pipeline.config import BuildConfig
-    from recon3d.pipeline.stages import run_shard
+    from recon3d.pipeline.schedule import run_schedule
+    from recon3d.pipeline.stages import sum_timings
     from recon3d.pipeline.workspace import Workspace
 
     folder = out.parent / f"{out.name}_videos"  # this clip alone: identity fitted on it, as for a one-clip actor
@@ -39,7 +40,7 @@ def build_one(video: Path, out: Path, model: Path):
     ctx, plan, _ = prepare(folder, out, str(model), BuildConfig(), force=True)
     clips = plan.clips
     started = time.perf_counter()
-    timings = run_shard(ctx, clips[0].shard, clips, plan.actor_clips())
+    timings = sum_timings(run_schedule(ctx, plan, [clips[0].shard], strict_qc=False, workers=1))
     timings["wall"] = time.perf_counter() - started
     return timings, Workspace(out).shard(clips[0].shard)
 

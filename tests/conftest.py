@@ -13,7 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("RECON3D_TEST_ASSETS", REPO.parent / "shared" / "assets"))
 FLAME_DIR = ASSETS / "flame"
 STAND_IN = FLAME_DIR / "flame_stand_in.pkl"
+#: Real FLAME 2023 Open template, main identity components and articulation; the stand-in's expressions.
+HYBRID = ASSETS / "flame2023_open" / "flame2023_open_hybrid.pkl"
 RAVDESS_VIDEO = ASSETS / "ravdess" / "video"
+RAVDESS_EXTRA = ASSETS / "ravdess" / "extra" / "Actor_05"
 
 
 def need(path: Path) -> Path:

@@ -18,7 +18,7 @@ import pytest
 
 from recon3d.pipeline.slurm import slurm_available
 from recon3d.shards import open_dataset
-from tests.conftest import RAVDESS_VIDEO, STAND_IN, need
+from tests.conftest import RAVDESS_EXTRA, RAVDESS_VIDEO, STAND_IN, need
 
 _problem = slurm_available()
 if _problem and os.environ.get("RECON3D_REQUIRE_SLURM") == "1":
@@ -36,22 +36,32 @@ def recon3d(*args: str, check: int | None = 0, timeout: int = 900) -> subprocess
     return proc
 
 
-def build_args(out: Path, config: Path, *extra: str) -> list[str]:
-    return ["build-dataset", str(need(RAVDESS_VIDEO)), "--flame-model", str(need(STAND_IN)), "--out", str(out),
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Actor 05's ten shared takes (video/ and extra/): enough work per task that a cancel lands
+    mid-run even with SLURM's grace period between the cancel and the kill."""
+    folder = tmp_path_factory.mktemp("videos")
+    for clip in sorted(need(RAVDESS_VIDEO).glob("*.mp4")) + sorted(need(RAVDESS_EXTRA).glob("*.mp4")):
+        (folder / clip.name).symlink_to(clip.resolve())
+    return folder
+
+
+def build_args(out: Path, config: Path, videos: Path, *extra: str) -> list[str]:
+    return ["build-dataset", str(videos), "--flame-model", str(need(STAND_IN)), "--out", str(out),
             "--config", str(config), "--no-progress", *extra]
 
 
 @pytest.fixture(scope="module")
 def split_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "split.yaml"
-    path.write_text("shards:\n  max_clips_per_shard: 4\n")  # five clips -> shards of 4 and 1 -> two array tasks
+    path.write_text("shards:\n  max_clips_per_shard: 7\n")  # ten clips -> shards of 7 and 3 -> two array tasks
     return path
 
 
 @pytest.fixture(scope="module")
-def local_build(tmp_path_factory, split_config) -> Path:
+def local_build(tmp_path_factory, split_config, videos) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
-    recon3d(*build_args(out, split_config, "--workers", "2"))
+    recon3d(*build_args(out, split_config, videos, "--workers", "2"))
     return out
 
 
@@ -59,9 +69,9 @@ def _array_tasks(out: Path) -> list[dict]:
     return json.loads((out / "work" / "slurm" / "jobs.json").read_text())
 
 
-def test_slurm_array_build_equals_local_build(tmp_path, split_config, local_build):
+def test_slurm_array_build_equals_local_build(tmp_path, split_config, videos, local_build):
     out = tmp_path / "slurm"
-    recon3d(*build_args(out, split_config, *SLURM_ARGS))
+    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))
     records = _array_tasks(out)
     assert len(records) == 1 and len(records[0]["tasks"]) == 2
     assert all("_" in job for job in records[0]["tasks"].values())  # array tasks "<array>_<index>"
@@ -85,11 +95,11 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config, local_build):
+def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config, videos, local_build):
     out = tmp_path / "slurm"
-    recon3d(*build_args(out, split_config, *SLURM_ARGS, "--no-wait"))
+    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
     tasks = _array_tasks(out)[0]["tasks"]
-    victim_shard, victim_job = sorted(tasks.items())[0]  # the four-clip shard: the longer task
+    victim_shard, victim_job = sorted(tasks.items())[0]  # the seven-clip shard: the longer task
     work = out / "work" / "shards" / victim_shard
     # Cancel the task once it is running and has finished some work (mid-run).
     _wait(lambda: list(work.glob("landmarks/*.npz")), 300, f"{victim_shard} to start working")
@@ -108,7 +118,7 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
     assert "failed" in human and "log:" in human
     assert not (out / "shards" / f"{victim_shard}.h5").exists()
 
-    recon3d(*build_args(out, split_config, *SLURM_ARGS))  # the same command, waiting this time
+    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))  # the same command, waiting this time
     records = _array_tasks(out)
     assert list(records[-1]["tasks"]) == [victim_shard]  # only the cancelled shard was resubmitted
     ds, ref = open_dataset(out), open_dataset(local_build)
@@ -118,10 +128,10 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
         np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
 
 
-def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, local_build):
+def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, videos, local_build):
     """pipelines/slurm/build-array.sbatch, filled by `recon3d slurm-script build`, through real sbatch."""
     out = tmp_path / "manual"
-    listing = recon3d(*build_args(out, split_config, "--plan-only")).stdout
+    listing = recon3d(*build_args(out, split_config, videos, "--plan-only")).stdout
     assert len(listing.strip().splitlines()) == 2
     script = tmp_path / "build.sbatch"
     script.write_text(recon3d("slurm-script", "build", str(out), "--cpus-per-task", "1", "--mem-gb", "3",

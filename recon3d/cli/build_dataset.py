@@ -129,6 +129,7 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism, _parse_pairs(slurm_additional))
     runner = executor_for(executor, workers, options, finalize_job=no_wait)
     runner.check()
+    runner.start()
     ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose)
     click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}, split by {plan.split_method}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else ""), err=True)
@@ -179,8 +180,7 @@ def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int
     Idempotent: a rerun continues the shard's unfinished work.
     """
     from recon3d.pipeline.build import build_context, load_plan
-    from recon3d.pipeline.executors import parallel_map
-    from recon3d.pipeline.stages import run_shard
+    from recon3d.pipeline.schedule import run_schedule
 
     plan = load_plan(out_dir)
     shards = list(plan.shards)
@@ -194,7 +194,7 @@ def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int
         raise click.BadParameter(f"no shard '{name}' in the plan", param_hint="--shard")
     ctx = build_context(out_dir, verbose)
     workers = workers or int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-    run_shard(ctx, name, plan.shards[name], plan.actor_clips(), qc_mode == "strict", parallel_map(workers))
+    run_schedule(ctx, plan, [name], qc_mode == "strict", workers)
     click.echo(f"shard {name} done")
 
 

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from recon3d.errors import ClipError
 
@@ -77,8 +78,11 @@ class VideoReader:
     """A video opened once: ``fps``, ``declared_frames`` and ``has_audio`` are known before decoding,
     ``rotation`` once the first frame is decoded."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int = 0):
+        """``threads``: decoding and colour-conversion threads (0: FFmpeg's choice, all cores; a
+        build whose worker processes already fill the cores passes 1)."""
         self.path = Path(path)
+        self.threads = int(threads)
         self._container = _open(self.path)
         try:
             self._stream = _video_stream(self._container, self.path)
@@ -88,6 +92,8 @@ class VideoReader:
         except VideoError:
             self._container.close()
             raise
+        if self.threads:
+            self._stream.codec_context.thread_count = self.threads
         self.fps = float(Fraction(rate))
         self.declared_frames = int(self._stream.frames or 0)
         self.has_audio = bool(self._container.streams.audio)
@@ -109,9 +115,10 @@ class VideoReader:
         of frames the container declares (a truncated file).
         """
         name, count = self.path.name, 0
+        reformatter = VideoReformatter()  # one colour converter for the whole clip, not one per frame
         try:
             for frame in self._container.decode(self._stream):
-                rgb = frame.to_ndarray(format="rgb24")
+                rgb = reformatter.reformat(frame, format="rgb24", threads=self.threads).to_ndarray()
                 self.rotation = _rotation(getattr(frame, "rotation", 0))
                 if self.rotation:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotation // 90))

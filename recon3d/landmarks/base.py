@@ -63,14 +63,16 @@ def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) 
     return min(faces, key=lambda f: np.linalg.norm(f[0].mean(axis=0) - centre))
 
 
-def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int], None] | None = None) -> LandmarkTrack:
-    """Decode ``path`` and detect landmarks frame by frame, following one face."""
+def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int], None] | None = None,
+                threads: int = 0) -> LandmarkTrack:
+    """Decode ``path`` (with ``threads`` decoding threads, 0: FFmpeg's choice) and detect landmarks
+    frame by frame, following one face."""
     detector.reset()
     points, valid, score, times = [], [], [], []
     previous = None
     height = width = 0
     detect_seconds = 0.0
-    reader = VideoReader(path)
+    reader = VideoReader(path, threads)
     for i, (rgb, t) in enumerate(_closing(reader)):
         height, width = rgb.shape[:2]
         t0 = time.perf_counter()

@@ -2,8 +2,9 @@
 (submitit array tasks), as submitit has one for its executors.
 
 An executor ``submit``s shards, ``wait``s for them with a progress bar, and reports each shard's
-``status``. Both run :func:`recon3d.pipeline.stages.run_shard`, whose work is idempotent and kept
-in files, so that progress and status are read from the build folder for either.
+``status``. Both run :func:`recon3d.pipeline.schedule.run_schedule` (all shards on this machine's
+workers, or one shard per array task), whose work is idempotent and kept in files, so that
+progress and status are read from the build folder for either.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from recon3d.pipeline.plan import Plan
-from recon3d.pipeline.stages import BuildContext, run_shard, sum_timings
+from recon3d.pipeline.schedule import run_schedule
+from recon3d.pipeline.stages import BuildContext, sum_timings
 from recon3d.pipeline.workspace import Workspace
 
 EXECUTORS = ("local", "slurm")
@@ -71,6 +73,9 @@ class Executor(ABC):
     def check(self) -> None:
         """Raise :class:`~recon3d.errors.SetupError` when this executor cannot run here."""
 
+    def start(self) -> None:
+        """Get ready to run while the build is being prepared (local: start the worker processes)."""
+
     @abstractmethod
     def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
         """Hand over every shard that is not finished (nor already queued); returns a record of it."""
@@ -86,8 +91,8 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """joblib worker processes on this machine: shards in parallel when there are enough of them,
-    otherwise one shard at a time with its clips in parallel. ``wait`` does the work."""
+    """Worker processes on this machine, kept for the whole build: every stage of every shard is a
+    task on the same pool (:mod:`recon3d.pipeline.schedule`). ``wait`` does the work."""
 
     name = "local"
 
@@ -95,6 +100,13 @@ class LocalExecutor(Executor):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._todo: dict = {}
         self._strict = False
+        self._pool = None
+
+    def start(self) -> None:
+        from recon3d.pipeline.schedule import worker_pool
+
+        if self.workers > 1 and self._pool is None:
+            self._pool = worker_pool(self.workers)
 
     def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
         ws = Workspace(ctx.out_dir)
@@ -103,8 +115,6 @@ class LocalExecutor(Executor):
         return {"executor": self.name, "shards": list(self._todo), "workers": self.workers}
 
     def wait(self, ctx: BuildContext, plan: Plan, progress: bool = True) -> Outcome:
-        from joblib import Parallel, delayed
-
         ws = Workspace(ctx.out_dir)
         stop = threading.Event()
         watcher = threading.Thread(target=watch_progress, args=(ws, plan, stop), daemon=True) if progress else None
@@ -113,15 +123,10 @@ class LocalExecutor(Executor):
         started = time.perf_counter()
         results: list[dict] = []
         try:
-            identity = plan.actor_clips()
-            todo = self._todo
-            if self.workers > 1 and len(todo) >= self.workers:
-                results = Parallel(n_jobs=self.workers)(
-                    delayed(run_shard)(ctx, s, c, identity, self._strict) for s, c in todo.items())
-            else:
-                results = [run_shard(ctx, s, c, identity, self._strict, parallel_map(self.workers))
-                           for s, c in todo.items()]
+            ctx = replace(ctx, decode_threads=1 if self.workers > 1 else 0)
+            results = run_schedule(ctx, plan, list(self._todo), self._strict, self.workers, self._pool)
         finally:
+            self._pool = None  # run_schedule shut it down
             stop.set()
             if watcher:
                 watcher.join()
@@ -192,15 +197,3 @@ def watch_progress(ws: Workspace, plan: Plan, stop: threading.Event, desc: str =
             bar.n = done
             bar.set_postfix(failed=failed, refresh=False)
             bar.refresh()
-
-
-def parallel_map(workers: int):
-    """``map_clips`` for :func:`run_shard`: clips in ``workers`` joblib processes (in order)."""
-    from joblib import Parallel, delayed
-
-    def map_clips(func, items):
-        if workers <= 1:
-            return [func(i) for i in items]
-        return Parallel(n_jobs=workers)(delayed(func)(i) for i in items)
-
-    return map_clips

@@ -1,7 +1,7 @@
 """Building on a SLURM cluster with submitit: one array task per shard, status, resubmission.
 
-A task runs the same :func:`recon3d.pipeline.stages.run_shard` as a local worker, so it is
-idempotent: killed, preempted, requeued or rerun, it continues from the shard's finished work and
+A task runs its shard's part of :func:`recon3d.pipeline.schedule.run_schedule`, as a local build
+does, so it is idempotent: killed, preempted, requeued or rerun, it continues from the shard's finished work and
 writes only its own shard's files. Submissions are recorded in ``OUT_DIR/work/slurm/jobs.json``;
 ``submitit``'s logs are in ``OUT_DIR/work/slurm/logs``.
 """
@@ -12,12 +12,12 @@ import datetime as dt
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from recon3d.atomic import write_json
-from recon3d.pipeline.plan import Plan, PlannedClip
-from recon3d.pipeline.stages import BuildContext, run_shard
+from recon3d.pipeline.plan import Plan
+from recon3d.pipeline.stages import BuildContext
 from recon3d.pipeline.workspace import Workspace
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
@@ -72,18 +72,20 @@ def slurm_executor(folder: Path, options: SlurmOptions, name: str, array: bool =
 
 
 class ShardTask:
-    """An array task: one shard with its clips in ``$SLURM_CPUS_PER_TASK`` processes.
+    """An array task: one shard with its stages on ``$SLURM_CPUS_PER_TASK`` processes.
 
     submitit requeues it on preemption or time-out (``checkpoint``); the stages then skip what the
     interrupted run finished.
     """
 
-    def __call__(self, ctx: BuildContext, shard: str, clips: list[PlannedClip],
-                 identity: dict[str, list[PlannedClip]], strict_qc: bool) -> dict:
-        from recon3d.pipeline.executors import parallel_map
+    def __call__(self, ctx: BuildContext, shard: str, strict_qc: bool) -> dict:
+        from recon3d.pipeline.build import load_plan
+        from recon3d.pipeline.schedule import run_schedule
+        from recon3d.pipeline.stages import sum_timings
 
         workers = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-        return run_shard(ctx, shard, clips, identity, strict_qc, parallel_map(workers))
+        ctx = replace(ctx, decode_threads=1)  # the task's processes fill its CPUs
+        return sum_timings(run_schedule(ctx, load_plan(Path(ctx.out_dir)), [shard], strict_qc, workers))
 
     def checkpoint(self, *args, **kwargs):
         import submitit
@@ -176,11 +178,9 @@ def submit_build(ctx: BuildContext, plan: Plan, options: SlurmOptions, strict_qc
                     "skipped_active": sorted(active)}
     if todo:
         executor = slurm_executor(ws.slurm / "logs", options, "recon3d-build")
-        identity = plan.actor_clips()
         shards = list(todo)
         n = len(shards)
-        jobs = executor.map_array(ShardTask(), [ctx] * n, shards, [todo[s] for s in shards], [identity] * n,
-                                  [strict_qc] * n)
+        jobs = executor.map_array(ShardTask(), [ctx] * n, shards, [strict_qc] * n)
         record["array_job"] = jobs[0].job_id.split("_")[0]
         record["tasks"] = {s: j.job_id for s, j in zip(shards, jobs)}
     if finalize_job and (todo or active):

@@ -15,7 +15,8 @@ Errors follow :mod:`recon3d.errors`: a :class:`~recon3d.errors.ClipError` fails 
 :mod:`recon3d.pipeline.retry`) and the rest goes on; a :class:`~recon3d.errors.SetupError` stops
 the build; anything else is recorded as an internal error with its traceback. The model, fitter
 and detector are created once per process (:func:`resources`, :func:`check_setup`) before any
-clip. Local and SLURM builds both run :func:`run_shard`.
+clip. :mod:`recon3d.pipeline.schedule` runs the stages of a build (locally, or of one shard in a
+SLURM task).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -54,6 +58,7 @@ class BuildContext:
     flame_model: str
     config: dict
     verbose: bool = False  # native libraries' start-up lines on stderr (else in work/logs/native.log)
+    decode_threads: int = 0  # per clip (0: FFmpeg's choice; 1 where worker processes fill the cores)
 
     @property
     def build_config(self) -> BuildConfig:
@@ -94,9 +99,12 @@ def resources(ctx: BuildContext) -> Resources:
     key = (ctx.flame_model, json.dumps(ctx.config, sort_keys=True), ctx.verbose)
     if not _RESOURCES or _RESOURCES[0].key != key:
         import torch
+        from threadpoolctl import threadpool_limits
 
-        # One thread per worker: workers are processes, and results must not depend on thread counts.
+        # One thread per worker (torch, and numpy/scipy's BLAS for the banded solves): workers are
+        # processes, and results must not depend on thread counts.
         torch.set_num_threads(1)
+        threadpool_limits(1)
         config = ctx.build_config
         fit = config.fitting
         model = load_flame_model(ctx.flame_model, n_shape=max(fit.n_shape, 1), n_expr=fit.n_expr)
@@ -167,7 +175,7 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
     path = Path(clip.path)
     det = detector(ctx)
     t0 = time.perf_counter()
-    track = track_video(path, det)
+    track = track_video(path, det, threads=ctx.decode_threads)
     total = time.perf_counter() - t0
     n_frames = len(track.valid)
     if n_frames < config.qc.min_frames:
@@ -224,6 +232,15 @@ def identity_stage(ctx: BuildContext, work: ShardWork, actor: str, clips: list[P
             np.savez(f, shape=shape, source=source, clips=np.array([c.clip_id for c in chosen]),
                      neutral=bool(preferred))
     return shape
+
+
+def load_identity(work: ShardWork, actor: str) -> np.ndarray:
+    """The actor's shape fitted for this shard (empty when none could be fitted)."""
+    path = work.identity(actor)
+    if not path.exists():
+        return np.zeros(0)
+    with np.load(path) as data:
+        return data["shape"]
 
 
 def actor_arrays(ctx: BuildContext, shape: np.ndarray) -> dict[str, np.ndarray]:
@@ -287,79 +304,111 @@ def _guarded(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, 
     return {}
 
 
-def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, shape: np.ndarray | None = None,
-              strict_qc: bool = False) -> dict:
-    """One clip's ``landmarks`` or ``fit`` stage, failures recorded (what parallel workers run)."""
+def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, strict_qc: bool = False) -> dict:
+    """One clip's ``landmarks`` or ``fit`` stage (the fit with the actor's identity of this shard),
+    failures recorded. What parallel workers run; returns the stage's timings."""
     if stage == "landmarks":
         return _guarded(ctx, work, clip, stage, landmarks_stage, ctx, work, clip)
     if work.failure(clip.clip_id).exists() or not work.landmarks(clip.clip_id).exists():
         return {}
-    return _guarded(ctx, work, clip, stage, fit_stage, ctx, work, clip, shape, strict_qc)
+    return _guarded(ctx, work, clip, stage, fit_stage, ctx, work, clip, load_identity(work, clip.actor), strict_qc)
 
 
-def identity_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> None:
-    """Landmarks of another shard's clip that this shard needs for an identity (failures ignored:
-    that clip's own shard records them)."""
+def identity_landmarks(ctx: BuildContext, ws: Workspace, work: ShardWork, clip: PlannedClip) -> None:
+    """Landmarks of another shard's clip that this shard needs for an identity: linked from that
+    shard's work when it has them, else computed here (failures ignored: that clip's own shard
+    records them)."""
+    target = work.landmarks(clip.clip_id)
+    owner = ws.shard_work(clip.shard).landmarks(clip.clip_id)
+    if target.exists() or work.failure(clip.clip_id).exists():
+        return
+    if owner.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            tmp.unlink()
+            try:
+                os.link(owner, tmp)
+            except OSError:
+                shutil.copyfile(owner, tmp)
+        return
     try:
         landmarks_stage(ctx, work, clip)
     except ClipError:
         pass
 
 
-def run_shard(ctx: BuildContext, shard: str, clips: list[PlannedClip], identity_clips: dict[str, list[PlannedClip]],
-              strict_qc: bool = False, map_clips=None) -> dict:
-    """All stages of one shard; ``map_clips(func, items)`` may run clips in parallel.
+def identity_clips_needed(shard: str, actor: str, candidates: list[PlannedClip], prefer_emotion: str) -> list[PlannedClip]:
+    """The clips whose landmarks shard ``shard`` fits ``actor``'s identity from: its own clips of
+    the actor, and the actor's preferred-emotion clips in other shards."""
+    return [c for c in candidates if c.shard == shard
+            or (c.labels and c.labels.get("emotion") == prefer_emotion)]
 
-    ``identity_clips[actor]`` lists all of each actor's clips (in any shard). Returns summed stage
-    timings of the work done. Idempotent: rerun after a kill, it redoes only what is missing and
-    writes the shard file only if it is not there yet. A failure of the shard itself (not of a
-    clip) is recorded in the shard's ``error.json`` and raised.
-    """
+
+def shard_identity(ctx: BuildContext, shard: str, actor: str, candidates: list[PlannedClip]) -> dict:
+    """Fit (or load) ``actor``'s identity for ``shard``; ``candidates``: all the actor's clips."""
     ws = Workspace(ctx.out_dir)
-    if ws.shard(shard).exists():
-        return {}
     work = ws.shard_work(shard)
-    try:
-        work.error.unlink(missing_ok=True)
-        detector(ctx)  # the process's model, fitter and detector, before any clip
-        return _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips)
-    except Exception as exc:
-        write_json(work.error, {"shard": shard, "reason": f"{type(exc).__name__}: {exc}",
-                                "detail": traceback.format_exc()})
-        raise
-
-
-def _run_shard(ctx, ws, work, shard, clips, identity_clips, strict_qc, map_clips) -> dict:
-    run = map_clips or (lambda func, items: [func(item) for item in items])
-    timings: list[dict] = list(run(lambda c: clip_work(ctx, work, c, "landmarks"), clips))
-    own = {c.clip_id for c in clips}
-    shapes, actors = {}, {}
     t0 = time.perf_counter()
-    for actor in sorted({c.actor for c in clips}):
-        candidates = identity_clips.get(actor, [c for c in clips if c.actor == actor])
-        prefer = resources(ctx).config.identity.prefer_emotion
-        for other in candidates:
-            if other.clip_id not in own and other.labels and other.labels.get("emotion") == prefer:
-                identity_landmarks(ctx, work, other)
-        shapes[actor] = identity_stage(ctx, work, actor, candidates)
-        if len(shapes[actor]):
-            actors[actor] = actor_arrays(ctx, shapes[actor])
-    timings.append({"identity": time.perf_counter() - t0})
-    timings += run(lambda c: clip_work(ctx, work, c, "fit", shapes[c.actor], strict_qc), clips)
+    prefer = resources(ctx).config.identity.prefer_emotion
+    for other in identity_clips_needed(shard, actor, candidates, prefer):
+        if other.shard != shard:
+            identity_landmarks(ctx, ws, work, other)
+    identity_stage(ctx, work, actor, candidates)
+    return {"identity": time.perf_counter() - t0}
+
+
+def assemble_stage(ctx: BuildContext, shard: str, clips: list[PlannedClip]) -> dict:
+    """Write ``shards/<shard>.h5`` from the shard's finished clips and its actors' identities."""
+    ws = Workspace(ctx.out_dir)
+    work = ws.shard_work(shard)
     t0 = time.perf_counter()
     missing = [c.clip_id for c in clips if not work.clip_done(c.clip_id)]
     if missing:
         raise RuntimeError(f"shard {shard}: clips without a result after all stages: {', '.join(missing)}")
+    actors = {}
+    for actor in sorted({c.actor for c in clips}):
+        shape = load_identity(work, actor)
+        if len(shape):
+            actors[actor] = actor_arrays(ctx, shape)
     done = [work.clip(c.clip_id) for c in clips if work.clip(c.clip_id).exists()]
     assemble_shard(ws.shard(shard), done, actors, shard, resources(ctx).model.faces)
-    timings.append({"assemble": time.perf_counter() - t0})
-    return sum_timings(timings)
+    return {"assemble": time.perf_counter() - t0}
+
+
+def record_shard_error(ctx: BuildContext, shard: str) -> None:
+    """Why a shard's work raised (for ``recon3d status``); call from an ``except`` block."""
+    exc = sys.exc_info()[1]
+    write_json(Workspace(ctx.out_dir).shard_work(shard).error,
+               {"shard": shard, "reason": f"{type(exc).__name__}: {exc}", "detail": traceback.format_exc()})
+
+
+def measured(func, *args) -> dict:
+    """``func(*args)`` (a stage, returning its timings) with this process's CPU seconds spent in it
+    (``cpu_s``) and its peak resident memory so far (``peak_rss_mb``)."""
+    cpu = time.process_time()
+    timings = dict(func(*args) or {})
+    timings["cpu_s"] = time.process_time() - cpu
+    timings["peak_rss_mb"] = peak_rss_mb()
+    return timings
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024.0
+    import resource as _resource
+
+    return _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+MAX_KEYS = ("peak_rss_mb",)
 
 
 def sum_timings(timings: list[dict]) -> dict:
-    """Stage timings (and frame counts) added up key by key."""
+    """Stage timings (and frame counts, CPU seconds) added up key by key; peak memory: the maximum."""
     total: dict = {}
     for t in timings:
         for k, v in (t or {}).items():
-            total[k] = total.get(k, 0) + v
+            total[k] = max(total.get(k, 0), v) if k in MAX_KEYS else total.get(k, 0) + v
     return total

@@ -1,0 +1,236 @@
+"""Build rate at scale: a RAVDESS-shaped tree of 24 actors built with every core, beside the
+machine's limit (decode + MediaPipe landmarks alone on every core at once) measured in the same run.
+
+The tree: the real audio-visual clips in ../shared/assets/ravdess (``video/`` and ``extra/``, all
+of actor 05), hard-linked under RAVDESS names for actors 01-24 (``--clips-per-actor`` each, the
+neutral take first so that every actor's identity is fitted from it, as in a real build). The
+build is the ``recon3d build-dataset`` command (``--workers`` = the cores; ``--executor slurm``:
+one array task per shard on the cluster, ``--array-parallelism`` at once; ``--build-code DIR``:
+another checkout's, to compare versions against the same limit). The limit runs
+``--workers`` processes that only decode and track landmarks on the same clips (no fitting, no
+writing). Reports the wall rate, the limit, their ratio, time per stage summed over workers,
+idle core time, peak memory per worker and the projection to RAVDESS's 270,000 frames.
+
+    python benchmarks/build_scale.py [--actors 24] [--clips-per-actor 9] [--workers N]
+                                     [--executor local|slurm] [--array-parallelism 2] [--work DIR]
+                                     [--build-code OLD_CHECKOUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import REPO, flame_model_path, print_json
+
+RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
+RAVDESS_AV_FRAMES = 270_000  # the audio-visual set, speech and song (2,452 clips)
+
+
+def source_clips() -> list[Path]:
+    """The real audio-visual clips of actor 05, the neutral one first."""
+    clips = sorted(p for p in (RAVDESS / "video").glob("01-*.mp4")) + sorted((RAVDESS / "extra").rglob("01-*.mp4"))
+    if not clips:
+        raise SystemExit(f"no RAVDESS clips under {RAVDESS}")
+    return sorted(clips, key=lambda p: (p.stem.split("-")[2] != "01", p.stem))
+
+
+def layout_tree(root: Path, actors: int, per_actor: int) -> list[Path]:
+    """``root/Actor_XX/<name with actor XX>.mp4`` hard links (copies across file systems)."""
+    sources = source_clips()[:per_actor]
+    out = []
+    for actor in range(1, actors + 1):
+        folder = root / f"Actor_{actor:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for src in sources:
+            dst = folder / f"{src.stem[:-2]}{actor:02d}.mp4"
+            if not dst.exists():
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+            out.append(dst)
+    return out
+
+
+def _limit_worker(videos: list[str], start: mp.Barrier, result: mp.Queue) -> None:
+    import torch
+
+    from recon3d.landmarks import create_detector, track_video
+
+    torch.set_num_threads(1)
+    quiet = os.open(os.devnull, os.O_WRONLY)  # MediaPipe's native start-up lines
+    os.dup2(quiet, 2)
+    detector = create_detector()
+    track_video(Path(videos[0]), detector, threads=1)  # warm-up: models loaded before the clock starts
+    start.wait()
+    t0 = time.perf_counter()
+    # One decoding thread per process, as a build whose workers fill the cores decodes (with
+    # FFmpeg's default of one thread per core the processes only contend: slower here).
+    frames = sum(len(track_video(Path(v), detector, threads=1).valid) for v in videos)
+    result.put((frames, time.perf_counter() - t0))
+
+
+def machine_limit(videos: list[Path], workers: int) -> tuple[int, float]:
+    """(frames, seconds) of decode + landmarks alone in ``workers`` processes at once."""
+    ctx = mp.get_context("spawn")
+    start, result = ctx.Barrier(workers + 1), ctx.Queue()
+    parts = [[str(v) for v in videos[i::workers]] for i in range(workers)]
+    procs = [ctx.Process(target=_limit_worker, args=(p, start, result)) for p in parts]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    outs = [result.get() for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return sum(f for f, _ in outs), wall
+
+
+class TreeMonitor:
+    """Peak resident memory and CPU time of each process below this one, sampled while running."""
+
+    def __init__(self, period: float = 0.2):
+        import psutil
+
+        self.me = psutil.Process()
+        self.period, self.peak, self.cpu = period, {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            for p in self.me.children(recursive=True):
+                try:
+                    rss, cpu = p.memory_info().rss, p.cpu_times()
+                except Exception:  # noqa: BLE001 - a process that just ended
+                    continue
+                self.peak[p.pid] = max(self.peak.get(p.pid, 0), rss)
+                self.cpu[p.pid] = cpu.user + cpu.system
+
+    def __enter__(self) -> "TreeMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+STAGES = ("decode", "landmarks", "identity", "fit", "write", "assemble")
+
+
+def stage_table(stderr: str) -> dict:
+    """Seconds per stage from build-dataset's summary table (``stage seconds frames/s``)."""
+    out = {}
+    for line in stderr.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in STAGES:
+            out[parts[0]] = float(parts[1])
+    return out
+
+
+def slurm_task_results(out: Path) -> list[dict]:
+    """What each array task of the build returned (its stage timings, CPU seconds, peak memory)."""
+    import json
+
+    import submitit
+
+    logs = out / "work" / "slurm" / "logs"
+    results = []
+    for record in json.loads((out / "work" / "slurm" / "jobs.json").read_text()):
+        for job_id in record.get("tasks", {}).values():
+            try:
+                results.append(submitit.SlurmJob(folder=logs, job_id=job_id).result())
+            except Exception:  # noqa: BLE001 - a task that did not complete reports nothing
+                pass
+    return results
+
+
+def build(tree: Path, out: Path, model: Path, workers: int, executor: str, parallelism: int,
+          code: Path | None = None) -> dict:
+    """``recon3d build-dataset`` as a user runs it, timed, with the memory and CPU of every process
+    below it; ``code``: run another checkout's recon3d instead of the installed one."""
+    import json
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "recon3d", "build-dataset", str(tree), "--flame-model", str(model),
+            "--out", str(out), "--no-progress", "--force", "--workers", str(workers)]
+    if executor == "slurm":
+        args += ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3", "--time", "60",
+                 "--array-parallelism", str(parallelism)]
+    env = dict(os.environ, PYTHONPATH=str(code)) if code else None
+    with TreeMonitor() as monitor:
+        t0 = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"build failed:\n{proc.stderr[-3000:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages, cpu, peak_mb = stage_table(proc.stderr), sum(monitor.cpu.values()), max(monitor.peak.values(), default=0) / 2 ** 20
+    if executor == "slurm":  # tasks run under slurmd: they report their own figures
+        from recon3d.pipeline.stages import sum_timings
+
+        tasks = sum_timings(slurm_task_results(out))
+        stages = {k: tasks[k] for k in STAGES if k in tasks}
+        cpu, peak_mb = cpu + tasks.get("cpu_s", 0.0), max(peak_mb, tasks.get("peak_rss_mb", 0.0))
+    return {"wall": wall, "stages": stages, "manifest": manifest, "cpu": cpu, "peak_mb": peak_mb,
+            "frames": sum(c["frames"] for c in manifest["clips"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--actors", type=int, default=24)
+    parser.add_argument("--clips-per-actor", type=int, default=9, help="up to 9 (the shared audio-visual takes)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--executor", choices=["local", "slurm"], default="local")
+    parser.add_argument("--array-parallelism", type=int, default=2, help="[slurm] array tasks at once")
+    parser.add_argument("--work", type=Path, default=None, help="keep the tree and the build here")
+    parser.add_argument("--build-code", type=Path, default=None,
+                        help="build with the recon3d of this checkout (e.g. an older commit), to compare")
+    args = parser.parse_args()
+    model = flame_model_path()
+    work = args.work or Path(tempfile.mkdtemp(prefix="recon3d-scale-"))
+    tree = work / "tree"
+    videos = layout_tree(tree, args.actors, args.clips_per_actor)
+    cores = args.workers if args.executor == "local" else args.array_parallelism
+
+    limit_frames, limit_s = machine_limit(videos, cores)
+    limit_fps = limit_frames / limit_s
+    result = build(tree, work / "out", model, args.workers, args.executor, args.array_parallelism, args.build_code)
+    manifest, stages, peak_mb = result["manifest"], result["stages"], result["peak_mb"]
+    frames, wall = result["frames"], result["wall"]
+    wall_fps = frames / wall
+    idle = max(0.0, cores * wall - result["cpu"])
+    identities = {a for a in manifest["actors"]}
+    print(f"build scale: {len(manifest['clips'])} clips ({frames} frames) of {len(identities)} actors, "
+          f"{args.executor} executor, {cores} core(s); {len(manifest['failures'])} failed")
+    print(f"  machine limit (decode + landmarks, {cores} processes at once)  {limit_fps:7.1f} frames/s")
+    print(f"  build, wall                                                {wall_fps:7.1f} frames/s "
+          f"({wall:.1f} s; {100 * wall_fps / limit_fps:.0f} % of the limit)")
+    print("  time per stage, summed over workers (s):")
+    for key in ("decode", "landmarks", "identity", "fit", "write", "assemble"):
+        if key in stages:
+            print(f"    {key:10s} {stages[key]:8.1f}  ({1000 * stages[key] / frames:5.2f} ms/frame)")
+    print(f"  idle core time   {idle:8.1f} s of {cores * wall:.1f} ({100 * idle / (cores * wall):.0f} %)")
+    print(f"  peak memory per worker  {peak_mb:6.0f} MB")
+    projected = RAVDESS_AV_FRAMES / wall_fps / 60
+    print(f"  projected whole RAVDESS AV ({RAVDESS_AV_FRAMES} frames): {projected:.1f} min")
+    print_json({"clips": len(manifest["clips"]), "frames": frames, "wall_s": round(wall, 2),
+                "wall_fps": round(wall_fps, 2), "limit_fps": round(limit_fps, 2),
+                "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),
+                "peak_rss_mb": round(peak_mb, 1)})
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The local build's schedule: every stage of every unfinished shard as tasks on one pool of worker
+processes, started as soon as their inputs exist, so that no core waits for a shard's identity.
+
+Tasks (the same stage functions as :func:`recon3d.pipeline.stages.run_shard`, one call each):
+
+* ``landmarks`` of a clip: queued actor by actor, each actor's preferred-emotion (neutral) clips
+  first, so that identities can start early;
+* ``identity`` of an actor in a shard: once the landmarks it is fitted from are done;
+* ``fit`` of a clip: once its landmarks and its actor's identity in its shard are done;
+* ``assemble`` of a shard: once all its clips are fitted or failed.
+
+Ready identities and fits go before landmarks, so that finished work leaves the pipeline and the
+workers' memory does not grow with the number of clips. Everything a task produces is a file, so
+the schedule is rebuilt from disk on every run: killed at any point, a rerun continues.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import multiprocessing as mp
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from recon3d.pipeline.plan import Plan, PlannedClip
+from recon3d.pipeline.stages import (BuildContext, assemble_stage, clip_work, identity_clips_needed, measured,
+                                     record_shard_error, shard_identity)
+from recon3d.pipeline.workspace import Workspace
+
+# Priorities: lower runs first among ready tasks.
+ASSEMBLE, IDENTITY, FIT, LANDMARKS = 0, 1, 2, 3
+
+
+def landmarks_task(ctx: BuildContext, clip: PlannedClip) -> dict:
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks")
+
+
+def identity_task(ctx: BuildContext, shard: str, actor: str, candidates: list[PlannedClip]) -> dict:
+    return measured(shard_identity, ctx, shard, actor, candidates)
+
+
+def fit_task(ctx: BuildContext, clip: PlannedClip, strict_qc: bool) -> dict:
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "fit", strict_qc)
+
+
+def assemble_task(ctx: BuildContext, shard: str, clips: list[PlannedClip]) -> dict:
+    return measured(assemble_stage, ctx, shard, clips)
+
+
+@dataclass(order=True)
+class Task:
+    priority: int
+    order: int
+    kind: str = field(compare=False)
+    shard: str = field(compare=False)
+    args: tuple = field(compare=False)
+
+
+class Schedule:
+    """The build's tasks and what they wait for. State is read from disk once, then updated as tasks
+    finish; :meth:`pop` gives the most urgent ready task."""
+
+    def __init__(self, ctx: BuildContext, plan: Plan, shards: list[str], strict_qc: bool):
+        self.ctx, self.strict = ctx, strict_qc
+        self.ws = Workspace(ctx.out_dir)
+        self.prefer = ctx.build_config.identity.prefer_emotion
+        self.shards = {s: plan.shards[s] for s in shards if not self.ws.shard(s).exists()}
+        self.actor_clips = plan.actor_clips()
+        self._heap: list[Task] = []
+        self._order = 0
+        self.tracked = {c.clip_id for clips in plan.shards.values() for c in clips if self._tracked_on_disk(c)}
+        self.fitted = {c.clip_id for clips in self.shards.values() for c in clips
+                       if self.ws.shard_work(c.shard).clip_done(c.clip_id)}
+        self.identities = {(s, a) for s, clips in self.shards.items() for a in {c.actor for c in clips}
+                           if self.ws.shard_work(s).identity(a).exists()}
+        self.queued: set[tuple] = set()
+        self.actor_shards: dict[str, list[str]] = {}
+        for shard, cs in self.shards.items():
+            for actor in sorted({c.actor for c in cs}):
+                self.actor_shards.setdefault(actor, []).append(shard)
+        # Landmarks: actor by actor, preferred clips first; then other shards' clips an identity here needs.
+        clips = sorted((c for cs in self.shards.values() for c in cs),
+                       key=lambda c: (c.actor, not self._preferred(c), c.clip_id))
+        own = {c.clip_id for c in clips}
+        extra = {c.clip_id: c for s, cs in self.shards.items() for a in {c.actor for c in cs}
+                 for c in identity_clips_needed(s, a, self.actor_clips.get(a, []), self.prefer) if c.clip_id not in own}
+        for clip in clips + sorted(extra.values(), key=lambda c: (c.actor, c.clip_id)):
+            if clip.clip_id not in self.tracked:
+                self._push(LANDMARKS, "landmarks", ("landmarks", clip.clip_id), clip.shard, (ctx, clip))
+        for shard, cs in self.shards.items():
+            for actor in sorted({c.actor for c in cs}):
+                self._after_identity_input(shard, actor)
+            self._after_fit(shard)
+
+    # ------------------------------------------------------------------------ bookkeeping
+    def _preferred(self, clip: PlannedClip) -> bool:
+        return bool(clip.labels) and clip.labels.get("emotion") == self.prefer
+
+    def _tracked_on_disk(self, clip: PlannedClip) -> bool:
+        work = self.ws.shard_work(clip.shard)
+        return work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists()
+
+    def _has_landmarks(self, clip: PlannedClip) -> bool:
+        return self.ws.shard_work(clip.shard).landmarks(clip.clip_id).exists()
+
+    def _push(self, priority: int, kind: str, key: tuple, shard: str, args: tuple) -> None:
+        if key in self.queued:
+            return
+        self.queued.add(key)
+        self._order += 1
+        heapq.heappush(self._heap, Task(priority, self._order, kind, shard, args))
+
+    def _identity_ready(self, shard: str, actor: str) -> bool:
+        """Its preferred clips are all tracked and one has landmarks; else, when none can be used,
+        the shard's own clips of the actor are all tracked too."""
+        candidates = self.actor_clips.get(actor, [])
+        preferred = [c for c in candidates if self._preferred(c)]
+        if not all(c.clip_id in self.tracked for c in preferred):
+            return False
+        if any(self._has_landmarks(c) for c in preferred):
+            return True
+        return all(c.clip_id in self.tracked for c in candidates if c.shard == shard)
+
+    def _after_identity_input(self, shard: str, actor: str) -> None:
+        if (shard, actor) in self.identities:
+            self._after_identity(shard, actor)
+        elif self._identity_ready(shard, actor):
+            self._push(IDENTITY, "identity", ("identity", shard, actor), shard,
+                       (self.ctx, shard, actor, self.actor_clips.get(actor, [])))
+
+    def _after_identity(self, shard: str, actor: str) -> None:
+        for clip in self.shards[shard]:
+            if clip.actor == actor and clip.clip_id in self.tracked and clip.clip_id not in self.fitted:
+                self._push(FIT, "fit", ("fit", clip.clip_id), shard, (self.ctx, clip, self.strict))
+        self._after_fit(shard)
+
+    def _after_fit(self, shard: str) -> None:
+        clips = self.shards[shard]
+        if all(c.clip_id in self.fitted for c in clips):
+            self._push(ASSEMBLE, "assemble", ("assemble", shard), shard, (self.ctx, shard, clips))
+
+    # ------------------------------------------------------------------------ interface
+    def pop(self) -> Task | None:
+        return heapq.heappop(self._heap) if self._heap else None
+
+    def done(self, task: Task) -> None:
+        """Record that ``task`` finished (its files are on disk) and queue what it unblocks."""
+        if task.kind == "landmarks":
+            clip = task.args[1]
+            self.tracked.add(clip.clip_id)
+            if clip.shard in self.shards and self.ws.shard_work(clip.shard).failure(clip.clip_id).exists():
+                self.fitted.add(clip.clip_id)
+                self._after_fit(clip.shard)
+            for shard in self.actor_shards.get(clip.actor, []):
+                self._after_identity_input(shard, clip.actor)
+        elif task.kind == "identity":
+            _, shard, actor, _ = task.args
+            self.identities.add((shard, actor))
+            self._after_identity(shard, actor)
+        elif task.kind == "fit":
+            clip = task.args[1]
+            self.fitted.add(clip.clip_id)
+            self._after_fit(clip.shard)
+
+
+TASKS = {"landmarks": landmarks_task, "identity": identity_task, "fit": fit_task, "assemble": assemble_task}
+
+
+def warm_up() -> None:
+    """Runs once in every worker process as it starts: the heavy imports (torch, the fitter,
+    MediaPipe) happen while the main process prepares the build."""
+    importlib.import_module("mediapipe.python.solutions.face_mesh")
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` fresh processes (spawned: the main process already runs MediaPipe and torch
+    threads, which must not be forked), started at once."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=warm_up)
+    for _ in range(workers):  # one no-op each: the pool spawns its workers on demand
+        pool.submit(int)
+    return pool
+
+
+def run_schedule(ctx: BuildContext, plan: Plan, shards: list[str], strict_qc: bool, workers: int,
+                 pool: ProcessPoolExecutor | None = None) -> list[dict]:
+    """Run every task of ``shards`` on ``workers`` processes (``pool``, already started, or a new
+    one; shut down at the end), or in this process when ``workers`` is 1; returns the tasks'
+    timings. A task that raises stops the build (its shard's ``error.json`` says why)."""
+    schedule = Schedule(ctx, plan, shards, strict_qc)
+    results: list[dict] = []
+    if workers <= 1:
+        while (task := schedule.pop()) is not None:
+            results.append(_run(ctx, task, TASKS[task.kind], *task.args))
+            schedule.done(task)
+        return results
+    pool = pool or worker_pool(workers)
+    running: dict[Future, Task] = {}
+    try:
+        while True:
+            while len(running) <= workers and (task := schedule.pop()) is not None:
+                running[pool.submit(TASKS[task.kind], *task.args)] = task
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                results.append(_run(ctx, task, future.result))
+                schedule.done(task)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _run(ctx: BuildContext, task: Task, func, *args) -> dict:
+    try:
+        return func(*args)
+    except Exception:
+        record_shard_error(ctx, task.shard)
+        raise

@@ -13,17 +13,37 @@ from recon3d.cli.common import friendly_errors
 @click.command("inspect")
 @click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@click.option("--max-clips", type=int, default=200, show_default=True,
+              help="Clips read for the emotion-separability figure at most (larger datasets are sampled).")
 @friendly_errors
-def inspect_dataset(out_dir: Path, as_json: bool) -> None:
-    """Summarise a built dataset: clips, frames, hours, emotions, actors, QC, failures.
+def inspect_dataset(out_dir: Path, as_json: bool, max_clips: int) -> None:
+    """Summarise a built dataset: clips, frames, hours, emotions, actors, QC, failures, and how well
+    a held-out classifier tells its emotions apart (emotion_accuracy beside emotion_chance).
 
-    OUT_DIR is the --out folder of `recon3d build-dataset` (it needs manifest.json).
+    OUT_DIR is the --out folder of `recon3d build-dataset` (it needs manifest.json). `recon3d report`
+    draws all of it.
     """
     from recon3d.pipeline.summary import dataset_summary, format_summary
+    from recon3d.report.emotion import dataset_separability
+    from recon3d.report.page import load_masks
     from recon3d.shards.reader import open_dataset
 
-    summary = dataset_summary(open_dataset(out_dir).manifest)
-    click.echo(json.dumps(summary) if as_json else format_summary(summary))
+    ds = open_dataset(out_dir)
+    summary = dataset_summary(ds.manifest)
+    masks = load_masks(ds, None)
+    result = dataset_separability(ds, masks, max_clips) if masks is not None else None
+    summary.update(result.to_json() if result else {"emotion_accuracy": None, "emotion_chance": None,
+                                                    "emotion_eval": None, "emotion_clips": 0})
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(format_summary(summary))
+    if result:
+        click.echo(f"emotion separability: {100 * result.accuracy:.1f} % held out by {result.evaluation} "
+                   f"({result.clips} clips, {len(result.emotions)} emotions; chance {100 * result.chance:.1f} %)")
+    else:
+        click.echo("emotion separability: not measurable here (needs labels, FLAME_masks.pkl, and two actors or "
+                   "takes with two emotions)")
 
 
 @click.command("preview")

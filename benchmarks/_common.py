@@ -10,19 +10,38 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FLAME = REPO.parent / "shared" / "assets" / "flame" / "flame_stand_in.pkl"
 
 
-def flame_model_path() -> Path:
-    """``$RECON3D_FLAME_MODEL``, else the stand-in in ../shared/assets/flame."""
-    path = Path(os.environ.get("RECON3D_FLAME_MODEL", DEFAULT_FLAME))
+def flame_model_path(given: str | Path | None = None) -> Path:
+    """``given`` (a script's ``--flame-model``), else ``$RECON3D_FLAME_MODEL``, else the stand-in in
+    ../shared/assets/flame."""
+    path = Path(given or os.environ.get("RECON3D_FLAME_MODEL", DEFAULT_FLAME))
     if not path.exists():
-        raise SystemExit(f"FLAME model not found at {path}: set RECON3D_FLAME_MODEL")
+        raise SystemExit(f"FLAME model not found at {path}: pass --flame-model or set RECON3D_FLAME_MODEL")
     return path
 
 
+def add_model_option(parser) -> None:
+    parser.add_argument("--flame-model", default=None,
+                        help="FLAME model pickle (default: $RECON3D_FLAME_MODEL, else the stand-in)")
+
+
+def model_id(path: Path) -> str:
+    """How a benchmark names the model it ran on: file name and the first 8 hex digits of its sha256."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{Path(path).name}@{h.hexdigest()[:8]}"
+
+
 def one_core() -> None:
-    """Pin the maths libraries to one thread, as the targets are stated per core."""
+    """Pin the maths libraries (torch, and numpy/scipy's BLAS) to one thread, as the targets are stated per core."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def parse_overrides(pairs: list[str]) -> dict:

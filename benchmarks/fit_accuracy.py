@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from _common import flame_model_path, one_core, parse_overrides, print_json, print_table
+from _common import add_model_option, model_id, flame_model_path, one_core, parse_overrides, print_json, print_table
 
 NOISE_PX = (0.0, 1.0, 2.0)
 KEYS = ["lip_mm", "eye_mm", "forehead_mm", "face_mm", "lip_motion_mm", "eye_motion_mm", "forehead_motion_mm",
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--iod-px", type=float, default=250.0, help="face size: outer-eye-corner distance in pixels")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override fitting options (recon3d.fitting.FitConfig), e.g. --set expr_dims=0 n_expr=50")
+    add_model_option(parser)
     args = parser.parse_args()
     one_core()
 
@@ -47,7 +48,7 @@ def main() -> None:
     from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of,
                                       project_landmarks, sample_motion)
 
-    model = load_flame_model(flame_model_path())
+    model = load_flame_model(flame_model_path(args.flame_model))
     layer = FlameLayer(model, dtype=torch.float64)
     embedding = load_mediapipe_embedding(model)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
@@ -84,12 +85,13 @@ def main() -> None:
     rows = [{"noise_px": noise, **{k: float(np.mean([r[k] for r in per_noise[noise]])) for k in KEYS}}
             for noise in NOISE_PX]
     print(f"fit accuracy: {len(args.seeds)} seeds x {args.frames} frames, identity protocol '{args.protocol}', "
-          f"IOD {args.iod_px:.0f} px, model {model.path.name} ({time.perf_counter() - started:.0f} s)")
+          f"IOD {args.iod_px:.0f} px, model {model_id(model.path)} ({time.perf_counter() - started:.0f} s)")
     print("errors in mm; *_motion: sequence minus its own identity template; jitter: fitted/true lip 2nd difference")
     print_table(rows, ["noise_px"] + KEYS)
     print("jaw opening error (rad, mean |fit - true| of jaw x-rotation): "
           + ", ".join(f"{n:g} px: {np.mean(jaw_errors[n]):.4f}" for n in NOISE_PX))
-    print_json({"rows": rows})
+    print_json({"model": model_id(model.path), "rows": rows,
+                "jaw_error_rad": {f"{n:g}": round(float(np.mean(jaw_errors[n])), 5) for n in NOISE_PX}})
 
 
 if __name__ == "__main__":

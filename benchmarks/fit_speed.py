@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from _common import flame_model_path, one_core, parse_overrides, print_json
+from _common import add_model_option, model_id, flame_model_path, one_core, parse_overrides, print_json
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override fitting options (recon3d.fitting.FitConfig), e.g. --set expr_dims=0 n_expr=50")
+    add_model_option(parser)
     args = parser.parse_args()
     one_core()
 
@@ -31,7 +32,7 @@ def main() -> None:
     from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
     from recon3d.synth.motion import place_in_front_of, project_landmarks, sample_motion
 
-    model = load_flame_model(flame_model_path())
+    model = load_flame_model(flame_model_path(args.flame_model))
     embedding = load_mediapipe_embedding(model)
     layer = FlameLayer(model, dtype=torch.float64)
     config = FitConfig.from_dict(parse_overrides(args.set))
@@ -51,12 +52,12 @@ def main() -> None:
         totals.append(time.perf_counter() - t0)
         stages.append(result.timings)
     ms = lambda s: 1000.0 * s / args.frames  # noqa: E731
-    print(f"fit speed: {args.frames}-frame clip, one core, median of {args.repeats} runs")
+    print(f"fit speed: {args.frames}-frame clip, one core, median of {args.repeats} runs, model {model_id(model.path)}")
     for stage in stages[0]:
         print(f"  {stage:9s} {ms(float(np.median([s[stage] for s in stages]))):6.2f} ms/frame")
     total = ms(float(np.median(totals)))
     print(f"  {'total':9s} {total:6.2f} ms/frame  ({1000.0 / total:.0f} frames/s)")
-    print_json({"frames": args.frames, "ms_per_frame": round(total, 3)})
+    print_json({"frames": args.frames, "ms_per_frame": round(total, 3), "model": model_id(model.path)})
 
 
 if __name__ == "__main__":

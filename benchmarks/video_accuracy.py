@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, flame_model_path, print_json, print_table
+from _common import add_model_option, model_id, parse_overrides, REPO, flame_model_path, print_json, print_table
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
@@ -27,13 +27,12 @@ KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm",
         "lip_jitter_ratio", "reprojection_iod"]
 
 
-def build(videos: Path, out: Path, model: Path, offsets: str) -> Path:
+def build(videos: Path, out: Path, model: Path, offsets: str, overrides: dict) -> Path:
     from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
     from recon3d.pipeline.executors import LocalExecutor
 
-    config = BuildConfig()
-    config.fitting.landmark_offsets = offsets
+    config = BuildConfig.from_dict({"fitting": {**overrides, "landmark_offsets": offsets}})
     ctx, plan, _ = prepare(videos, out, str(model), config, force=False)
     executor = LocalExecutor(workers=2)
     executor.submit(ctx, plan, strict_qc=False)
@@ -73,6 +72,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
                         help="renders and builds are kept here and reused")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override fitting options of the build config, e.g. --set expr_prior=3")
+    add_model_option(parser)
     args = parser.parse_args()
 
     import torch
@@ -82,8 +84,11 @@ def main() -> None:
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.synth.video import synthesize
 
-    model_path = flame_model_path()
+    model_path = flame_model_path(args.flame_model)
     model = load_flame_model(model_path)
+    overrides = parse_overrides(args.set)
+    work = args.work / model_id(model_path)  # renders and builds depend on the model
+    tag = "".join(f"_{k}-{v}" for k, v in sorted(overrides.items()))
     layer = FlameLayer(model, dtype=torch.float64)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     corrections = ["none"] + (["default"] if DEFAULT_OFFSETS.exists() else [])
@@ -91,29 +96,29 @@ def main() -> None:
     for iod in args.iod_px:
         per_correction: dict[str, list[dict]] = {c: [] for c in corrections}
         for seed in args.seeds:
-            videos = args.work / f"seed{seed}_iod{int(iod)}" / "videos"
+            videos = work / f"seed{seed}_iod{int(iod)}" / "videos"
             if len(list(videos.glob("*.mp4"))) < args.clips:
                 synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod, progress=False)
             for correction in corrections:
-                out = build(videos, args.work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}", model_path,
-                            correction)
+                out = build(videos, work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}{tag}", model_path,
+                            correction, overrides)
                 per_correction[correction] += clip_rows(out, videos, layer, masks)
         for correction, clip_results in per_correction.items():
             rows.append({"iod_px": iod, "landmark_offsets": correction, "clips": len(clip_results),
                          **{k: float(np.mean([r[k] for r in clip_results])) for k in KEYS}})
     ravdess = {}
     for correction in corrections:  # real clips: no truth, but the reprojection error tells
-        out = build(RAVDESS, args.work / f"ravdess_{correction}", model_path, correction)
+        out = build(RAVDESS, work / f"ravdess_{correction}{tag}", model_path, correction, overrides)
         from recon3d.shards import open_dataset
 
         ds = open_dataset(out)
         ravdess[correction] = float(np.mean([ds.info(c)["qc"]["reprojection_iod_mean"] for c in ds.clip_ids()]))
-    print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model.path.name}")
+    print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model_id(model.path)}")
     print("errors in mm; *_motion: sequence minus its own identity template; reprojection: mean / inter-ocular distance")
     print_table(rows, ["iod_px", "landmark_offsets", "clips"] + KEYS)
     print("real RAVDESS clips (../shared/assets/ravdess/video), reprojection error / IOD: "
           + ", ".join(f"{k} {v:.4f}" for k, v in ravdess.items()))
-    print_json({"rows": rows, "ravdess_reprojection_iod": ravdess})
+    print_json({"model": model_id(model.path), "rows": rows, "ravdess_reprojection_iod": ravdess})
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 Renders talking heads with `recon3d synth` (seeds that the accuracy benchmark does not use), runs
 MediaPipe on them, and solves, per landmark, the 3D displacement of FLAME's embedded point (in
 the head's canonical frame) that best explains where MediaPipe puts it (linearised least squares
-over all frames and head poses). Writes recon3d/data/mediapipe_landmark_offsets.npz.
+over all frames and head poses). Writes the model's own calibration,
+recon3d/data/mediapipe_landmark_offsets.<model id>.npz (which ``landmark_offsets: default`` then
+uses for that model), or --out.
 
-    python scripts/calibrate_landmark_bias.py [--seeds 101 102 103 104] [--iod-px 250 110] [--work DIR]
+    python scripts/calibrate_landmark_bias.py [--flame-model PATH] [--seeds 101 102 103 104] [--iod-px 250 110] [--work DIR]
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import flame_model_path  # noqa: E402
+from _common import add_model_option, flame_model_path  # noqa: E402
 
 from recon3d import __version__  # noqa: E402
-from recon3d.fitting.landmark_bias import DEFAULT_OFFSETS, estimate_offsets  # noqa: E402
+from recon3d.fitting.landmark_bias import estimate_offsets, model_identity, model_offsets_path  # noqa: E402
 from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding  # noqa: E402
 from recon3d.flame.lbs import axis_angle_to_matrix  # noqa: E402
 from recon3d.landmarks import create_detector, track_video  # noqa: E402
@@ -57,9 +59,12 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-calibration"))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OFFSETS)
+    parser.add_argument("--out", type=Path, default=None, help="default: the model's own calibration file")
+    add_model_option(parser)
     args = parser.parse_args()
-    model = load_flame_model(flame_model_path())
+    model = load_flame_model(flame_model_path(args.flame_model))
+    args.out = args.out or model_offsets_path(model)
+    args.work = args.work / model_identity(model)  # renders depend on the model
     layer = FlameLayer(model, dtype=torch.float64)
     embedding = load_mediapipe_embedding(model)
     detector = create_detector("mediapipe")
@@ -88,7 +93,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, landmark_indices=embedding.source_ids, offsets=offsets.astype(np.float32),
              seeds=np.array(args.seeds), iod_px=np.array(args.iod_px), frames=len(res),
-             created=str(dt.date.today()), recon3d_version=__version__,
+             created=str(dt.date.today()), recon3d_version=__version__, model=model.path.name,
+             model_identity=model_identity(model),
              note="3D displacement (metres, FLAME canonical frame) of each embedded MediaPipe point; "
                   "see recon3d/fitting/landmark_bias.py")
     print(f"wrote {args.out}")

@@ -19,7 +19,7 @@ from recon3d.pipeline.config import BuildConfig
 from recon3d.shards import WindowDataset, open_dataset
 from tests import media
 from tests.cli import build, run_cli
-from tests.conftest import RAVDESS_VIDEO, STAND_IN, need
+from tests.conftest import HYBRID, RAVDESS_VIDEO, STAND_IN, need
 
 pytestmark = pytest.mark.slow
 
@@ -182,3 +182,18 @@ def test_split_shards_give_the_same_dataset(built, tmp_path):
     ds, ref = open_dataset(out), open_dataset(built)
     for clip_id in ref.clip_ids():
         np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+
+
+def test_the_readme_clips_build_within_qc_with_the_flame2023_open_hybrid(tmp_path):
+    """The second test model (real FLAME 2023 Open template, identity and articulation) builds the
+    same clips, every one within the QC thresholds."""
+    out = tmp_path / "out"
+    build(need(RAVDESS_VIDEO), out, "--workers", "2", model=need(HYBRID))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["clips"]) == 5 and not manifest["failures"]
+    qc = BuildConfig().qc
+    for clip in manifest["clips"]:
+        assert clip["qc"]["reprojection_iod_mean"] < qc.max_reprojection_iod, clip
+        assert clip["qc"]["reprojection_iod_p95"] < qc.max_reprojection_p95_iod, clip
+        assert clip["qc"]["pass"], clip
+    assert manifest["build"]["flame_model"].endswith("flame2023_open_hybrid.pkl")

@@ -88,7 +88,7 @@ class FlameFitter:
         self.layout = ParamLayout(self.expr_basis.shape[1])
         # Full identity space for clips (the shape is fixed there); the observable subspace for
         # fitting the identity itself.
-        offsets = offsets_for(embedding, config.landmark_offsets) if scheme is MEDIAPIPE else None
+        offsets = offsets_for(embedding, config.landmark_offsets, model) if scheme is MEDIAPIPE else None
         self.basis = landmark_basis(model, embedding, np.eye(config.n_shape), self.expr_basis, self.dtype,
                                     offsets).to(self.device)
         self.identity_basis = landmark_basis(model, embedding, self.shape_basis, self.expr_basis, self.dtype,

@@ -4,37 +4,61 @@ MediaPipe does not put its points exactly where the embedding says they are on t
 renders with known truth, about a third of its error is a constant per-landmark offset (largest
 on the brows). recon3d models it as a fixed 3D displacement of each embedded point in FLAME's
 canonical frame, so it moves and foreshortens with the head. The offsets are estimated from
-synthetic renders (``scripts/calibrate_landmark_bias.py``), stored in
-``recon3d/data/mediapipe_landmark_offsets.npz`` and added to the embedded points when fitting
-(``fitting.landmark_offsets``: ``default``, ``none`` or a path).
+synthetic renders (``scripts/calibrate_landmark_bias.py``) and added to the embedded points when
+fitting (``fitting.landmark_offsets``: ``default``, ``none`` or a path).
+
+``default`` is the model's own calibration, ``recon3d/data/mediapipe_landmark_offsets.<id>.npz``
+where ``<id>`` names the model by its mean shape (:func:`model_identity`), and, for a model
+without one (FLAME 2020 / 2023 files the project never sees), the stand-in's calibration
+``mediapipe_landmark_offsets.npz``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from recon3d.config_io import ConfigError
 from recon3d.flame.embeddings import LandmarkEmbedding
+from recon3d.flame.model_file import FlameModelData
 
-DEFAULT_OFFSETS = Path(__file__).resolve().parents[1] / "data" / "mediapipe_landmark_offsets.npz"
+DATA = Path(__file__).resolve().parents[1] / "data"
+#: Calibrated on the stand-in model; used for models without their own calibration.
+DEFAULT_OFFSETS = DATA / "mediapipe_landmark_offsets.npz"
 
 
-def resolve_offsets_path(setting: str | None) -> Path | None:
-    """``default`` -> the packaged file, ``none``/empty -> no correction, else a path."""
+def model_identity(model: FlameModelData) -> str:
+    """A short name of a FLAME model by its content: 12 hex digits of its mean shape's sha256."""
+    return hashlib.sha256(np.ascontiguousarray(model.v_template, np.float64).tobytes()).hexdigest()[:12]
+
+
+def model_offsets_path(model: FlameModelData) -> Path:
+    """Where the model's own calibration is (or would be) kept."""
+    return DATA / f"mediapipe_landmark_offsets.{model_identity(model)}.npz"
+
+
+def resolve_offsets_path(setting: str | None, model: FlameModelData | None = None) -> Path | None:
+    """``default`` -> the model's own calibration if there is one, else the packaged stand-in's;
+    ``none``/empty -> no correction; else a path."""
     if not setting or str(setting).lower() == "none":
         return None
-    path = DEFAULT_OFFSETS if str(setting).lower() == "default" else Path(setting)
+    if str(setting).lower() == "default":
+        own = model_offsets_path(model) if model is not None else None
+        path = own if own is not None and own.exists() else DEFAULT_OFFSETS
+    else:
+        path = Path(setting)
     if not path.exists():
         raise ConfigError(f"fitting.landmark_offsets: file not found: {path} (set fitting.landmark_offsets: none "
                                 "to fit without the correction, or regenerate it with scripts/calibrate_landmark_bias.py)")
     return path
 
 
-def offsets_for(embedding: LandmarkEmbedding, setting: str | None) -> np.ndarray | None:
+def offsets_for(embedding: LandmarkEmbedding, setting: str | None,
+                model: FlameModelData | None = None) -> np.ndarray | None:
     """Per embedded point ``(N, 3)`` displacement in metres (zeros for ids without one), or None."""
-    path = resolve_offsets_path(setting)
+    path = resolve_offsets_path(setting, model)
     if path is None:
         return None
     with np.load(path) as data:

@@ -45,11 +45,13 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
     if not video_dir.is_dir():
         raise BuildError(f"video folder not found: {video_dir}")
     ws = Workspace(out_dir)
-    identity = {"config_hash": config.digest(), "flame_model_sha256": sha256_of(model_path)}
+    identity = {"config_hash": config.digest(), "flame_model_sha256": sha256_of(model_path),
+                "landmark_offsets_sha256": _offsets_digest(config, model_path)}
     stamp = ws.work / "build.json"
     if stamp.exists() and not force:
         previous = json.loads(stamp.read_text())
-        names = {"config_hash": "configuration", "flame_model_sha256": "FLAME model"}
+        names = {"config_hash": "configuration", "flame_model_sha256": "FLAME model",
+                 "landmark_offsets_sha256": "landmark-offsets calibration"}
         changed = [names[k] for k, v in identity.items() if previous.get(k) != v]
         if changed:
             raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}; "
@@ -75,6 +77,16 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
     redo = clips_to_redo(ws, plan, ctx.attempt_hash, retry_failed)
     reopen(ws, plan, redo, config.identity.prefer_emotion)
     return ctx, plan, redo
+
+
+def _offsets_digest(config: BuildConfig, model_path: Path) -> str | None:
+    """The sha256 of the landmark-offsets file the fit will use (``default`` depends on the model)."""
+    from recon3d.fitting.landmark_bias import resolve_offsets_path
+    from recon3d.flame import load_flame_model
+
+    model = load_flame_model(model_path, n_shape=1, n_expr=1)
+    path = resolve_offsets_path(config.fitting.landmark_offsets, model)
+    return sha256_of(path) if path is not None else None
 
 
 def load_plan(out_dir: Path) -> Plan:

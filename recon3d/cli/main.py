@@ -8,8 +8,10 @@ from recon3d import __version__
 from recon3d.cli.animator import animate_cmd, evaluate_cmd, train_cmd
 from recon3d.cli.build_dataset import build_dataset, build_shard, finalize_cmd, status
 from recon3d.cli.check_model import check_model
+from recon3d.cli.export import export_cmd
 from recon3d.cli.import_vocaset import import_vocaset_cmd
 from recon3d.cli.inspect_preview import inspect_dataset, preview
+from recon3d.cli.report import report_cmd
 from recon3d.cli.slurm_script import slurm_script
 from recon3d.cli.synth import synth
 
@@ -24,6 +26,7 @@ def cli() -> None:
       recon3d check-model --flame-model ~/flame/generic_model.pkl
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
       recon3d inspect ~/data/3d-ravdess
+      recon3d report ~/data/3d-ravdess --out report.html
       recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy.mp4
       recon3d train ~/data/3d-ravdess --out runs/emoface
       recon3d evaluate runs/emoface --split test
@@ -39,11 +42,13 @@ cli.add_command(status)
 cli.add_command(finalize_cmd)
 cli.add_command(inspect_dataset)
 cli.add_command(preview)
+cli.add_command(report_cmd)
 cli.add_command(slurm_script)
 cli.add_command(train_cmd)
 cli.add_command(evaluate_cmd)
 cli.add_command(animate_cmd)
 cli.add_command(import_vocaset_cmd)
+cli.add_command(export_cmd)
 cli.add_command(synth)
 
 

@@ -143,9 +143,14 @@ def test_a_build_keeps_mediapipe_native_lines_off_stderr_unless_verbose(tmp_path
 
 
 def test_slurm_script_works_from_a_wheel_in_a_fresh_venv(tmp_path, built):
+    import shutil
+
+    source = tmp_path / "source"  # a copy, so that building leaves nothing in the repository
+    shutil.copytree(REPO, source, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "out", "runs"))
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
-                    str(REPO)], check=True, capture_output=True, timeout=600)
+                    str(source)], check=True, capture_output=True, timeout=600)
     (wheel,) = dist.glob("recon3d-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

@@ -1,13 +1,21 @@
-"""EmoFace against the FaceFormer baseline: same data, same budget, held-out speakers.
+"""EmoFace against the FaceFormer baseline, and what each of EmoFace's parts buys: one protocol.
 
-Trains both models with the same configuration and number of epochs on the same shards and
-reports LVE / EVE / FDD / MVE of each on the held-out split, next to the template-only
-(no motion) baseline. By default the shards are a small synthetic dataset written through the
-dataset writer (recon3d.synth.dataset: espeak-ng speech, mouth motion following the audio, one
-expression per emotion and intensity; the last actor is held out); pass --shards for any built
-dataset with a test split.
+Data: a synthetic multi-speaker set written through the dataset writer (recon3d.synth.dataset:
+espeak-ng speech, mouth and jaw following the audio, one expression per emotion scaled by
+intensity, blinks and random expression drift), ``--actors`` speakers of ``--clips`` clips (all
+eight emotions), the last ``--held-out`` speakers held out for testing; or ``--shards`` for any
+built dataset with a test split.
 
-    python benchmarks/model_quality.py [--epochs 30] [--actors 4] [--clips 8] [--shards DIR]
+Each model trains with the same configuration and number of steps for every seed; the table gives
+mean and standard deviation over seeds of LVE, EVE, FDD and MVE on the held-out speakers, overall
+and per emotion, beside the template-only (no motion) row, and the steps and wall time each model
+used. Ablations (same protocol, ``--ablation-epochs``): EmoFace without Mesh Attention (the two
+streams' offsets added), without the emotion stream (one stream with the emotion), with teacher
+forcing only, and with scheduled sampling only (a constant share of own predictions from the first
+epoch), each a configuration switch.
+
+    python benchmarks/model_quality.py [--seeds 0 1 2] [--epochs 30] [--ablation-epochs 15]
+                                       [--actors 6] [--held-out 2] [--clips 8] [--shards DIR] [--no-ablations]
 """
 
 from __future__ import annotations
@@ -17,61 +25,124 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import flame_model_path, print_json
+import numpy as np
+
+from _common import add_model_option, flame_model_path, print_json
+
+METRICS = ("lve", "eve", "fdd", "mve")
+
+
+def train_and_evaluate(shards: Path, run: Path, model: str, seed: int, epochs: int, overrides: dict, split: str) -> dict:
+    from emoface_model.config import TrainConfig
+    from emoface_model.infer import evaluate_run
+    from emoface_model.run import RunDir, load_model, load_regions
+    from emoface_model.train import train
+
+    cfg = TrainConfig.from_dict(overrides)
+    cfg.model.model = model
+    cfg.optim.epochs = epochs
+    cfg.schedule.decay_epochs = min(cfg.schedule.decay_epochs, epochs)
+    cfg.seed = seed
+    t0 = time.perf_counter()
+    summary = train(shards, run, cfg, progress=False)
+    seconds = time.perf_counter() - t0
+    net, state = load_model(run)
+    result = evaluate_run(net, state["actors"], shards, split, load_regions(RunDir(run)), progress=False)
+    params = sum(p.numel() for p in net.parameters())
+    return {**result, "train_seconds": seconds, "steps": summary["steps"], "params": params}
+
+
+def aggregate(results: list[dict], key: str = "overall") -> dict:
+    """Mean and sd over seeds of each metric of ``results[i][key]``."""
+    out = {}
+    for m in METRICS:
+        values = np.array([r[key][m] for r in results])
+        out[m], out[f"{m}_sd"] = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def table(rows: list[tuple[str, dict, str]]) -> None:
+    print(f"{'':26s} " + " ".join(f"{m.upper():>20s}" for m in METRICS) + "   budget")
+    for name, r, budget in rows:
+        cells = " ".join(f"{r[m]:10.3e}±{r.get(m + '_sd', 0.0):8.1e}" for m in METRICS)
+        print(f"{name:26s} {cells}   {budget}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", type=Path, default=None, help="a built dataset (default: a synthetic one)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--actors", type=int, default=4)
+    parser.add_argument("--ablation-epochs", type=int, default=15)
+    parser.add_argument("--actors", type=int, default=6)
+    parser.add_argument("--held-out", type=int, default=2)
     parser.add_argument("--clips", type=int, default=8, help="clips per actor (synthetic data)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--work", type=Path, default=None, help="keep the data and runs here")
+    add_model_option(parser)
     args = parser.parse_args()
 
     import torch
 
-    from emoface_model.config import TrainConfig
-    from emoface_model.infer import evaluate_run
-    from emoface_model.run import RunDir, load_model, load_regions
-    from emoface_model.train import train
+    from emoface_model.config import ABLATIONS
     from recon3d.synth.dataset import write_synthetic_dataset
 
-    with tempfile.TemporaryDirectory() as tmp:
-        shards = args.shards
-        if shards is None:
-            shards = Path(tmp) / "shards"
-            write_synthetic_dataset(shards, flame_model_path(), n_actors=args.actors, clips_per_actor=args.clips,
-                                    seed=args.seed, test_actors=1)
-        results = {}
-        for name in ("emoface", "faceformer"):
-            cfg = TrainConfig()
-            cfg.model.model = name
-            cfg.optim.epochs = args.epochs
-            cfg.seed = args.seed
-            run = Path(tmp) / name
-            torch.manual_seed(args.seed)
-            t0 = time.perf_counter()
-            summary = train(shards, run, cfg, progress=False)
-            seconds = time.perf_counter() - t0
-            model, state = load_model(run)
-            result = evaluate_run(model, state["actors"], shards, args.split, load_regions(RunDir(run)), progress=False)
-            results[name] = {**result, "train_seconds": seconds, "steps": summary["steps"]}
-    e, f = results["emoface"], results["faceformer"]
-    print(f"model quality: {args.epochs} epochs each, split '{args.split}' "
-          f"({e['overall']['sequences']} clips, {e['overall']['frames']} frames); LVE/EVE/FDD in m^2, MVE in m")
-    print(f"{'':14s} {'LVE':>10s} {'EVE':>10s} {'FDD':>10s} {'MVE':>10s} {'train s':>8s}")
-    for name, r in (("emoface", e["overall"]), ("faceformer", f["overall"]), ("template only", e["template_only"])):
-        seconds = results.get(name, {}).get("train_seconds", float("nan"))
-        print(f"{name:14s} {r['lve']:10.3e} {r['eve']:10.3e} {r['fdd']:10.3e} {r['mve']:10.3e} {seconds:8.0f}")
-    print("per emotion, LVE (emoface / faceformer): " + ", ".join(
-        f"{k} {e['per_emotion'][k]['lve']:.2e}/{f['per_emotion'][k]['lve']:.2e}" for k in e["per_emotion"]))
-    row = lambda r: {k: r[k] for k in ("lve", "eve", "fdd", "mve")}  # noqa: E731
-    print_json({"emoface": row(e["overall"]), "faceformer": row(f["overall"]), "template_only": row(e["template_only"]),
-                "epochs": args.epochs, "split": args.split, "clips": e["overall"]["sequences"],
-                "per_emotion": {k: {"emoface": row(e["per_emotion"][k]), "faceformer": row(f["per_emotion"][k])}
-                                for k in e["per_emotion"]}})
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    work = args.work or Path(tempfile.mkdtemp(prefix="recon3d-model-quality-"))
+    shards = args.shards
+    if shards is None:
+        shards = work / "shards"
+        if not (shards / "manifest.json").exists():
+            write_synthetic_dataset(shards, flame_model_path(args.flame_model), n_actors=args.actors,
+                                    clips_per_actor=args.clips, seed=args.data_seed, test_actors=args.held_out)
+    main_runs = {name: [train_and_evaluate(shards, work / f"{name}_s{s}", name, s, args.epochs, {}, args.split)
+                        for s in args.seeds] for name in ("emoface", "faceformer")}
+    ablation_runs = {}
+    if not args.no_ablations:
+        for name, overrides in ABLATIONS.items():
+            ablation_runs[name] = [train_and_evaluate(shards, work / f"ablation_{name}_s{s}", "emoface", s,
+                                                      args.ablation_epochs, overrides, args.split) for s in args.seeds]
+
+    e = main_runs["emoface"]
+    held = e[0]["overall"]
+    template = {m: e[0]["template_only"][m] for m in METRICS}
+    rows = []
+    print(f"model quality: {len(args.seeds)} seeds, {args.epochs} epochs, split '{args.split}' "
+          f"({held['sequences']} clips, {held['frames']} frames of {args.held_out} held-out speakers); "
+          "mean ± sd over seeds; LVE/EVE/FDD in m^2, MVE in m")
+    for name, runs in main_runs.items():
+        budget = (f"{runs[0]['steps']} steps, {np.mean([r['train_seconds'] for r in runs]):.0f} s, "
+                  f"{runs[0]['params']:,} params")
+        rows.append((name, aggregate(runs), budget))
+    rows.append(("template only", template, ""))
+    table(rows)
+    print("per emotion, LVE / EVE (mean over seeds), emoface | faceformer | template:")
+    for emotion in sorted(e[0]["per_emotion"]):
+        cells = []
+        for runs in main_runs.values():
+            lve, eve = (float(np.mean([r["per_emotion"][emotion][m] for r in runs])) for m in ("lve", "eve"))
+            cells.append(f"{lve:.2e} / {eve:.2e}")
+        base = e[0]["per_emotion_template"][emotion] if "per_emotion_template" in e[0] else None
+        print(f"  {emotion:10s} " + " | ".join(cells) + (f" | {base['lve']:.2e} / {base['eve']:.2e}" if base else ""))
+    ablation_rows = []
+    if ablation_runs:
+        print(f"\nablations ({args.ablation_epochs} epochs, same seeds):")
+        for name, runs in ablation_runs.items():
+            ablation_rows.append((name, aggregate(runs), f"{runs[0]['steps']} steps, "
+                                  f"{np.mean([r['train_seconds'] for r in runs]):.0f} s, {runs[0]['params']:,} params"))
+        table(ablation_rows)
+    print(f"whole protocol: {(time.perf_counter() - started) / 60:.1f} min")
+    out_rows = [{"model": name, **r} for name, r, _ in rows[:2]] + [{"model": "template", **template}]
+    for row, (name, runs) in zip(out_rows, main_runs.items()):
+        row.update(steps=runs[0]["steps"], train_seconds=float(np.mean([r["train_seconds"] for r in runs])),
+                   per_emotion={k: {m: float(np.mean([r["per_emotion"][k][m] for r in runs])) for m in METRICS}
+                                for k in runs[0]["per_emotion"]})
+    print_json({"rows": out_rows, "seeds": len(args.seeds), "held_out_speakers": args.held_out, "epochs": args.epochs,
+                "ablations": [{"model": name, **r} for name, r, _ in ablation_rows],
+                "ablation_epochs": args.ablation_epochs, "minutes": round((time.perf_counter() - started) / 60, 1)})
 
 
 if __name__ == "__main__":

@@ -93,3 +93,44 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
         written["mp4"] = str(out.with_suffix(".mp4"))
     written["frames"] = len(vertices)
     return written
+
+
+def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], out: str | Path,
+                 names: list[str] | None = None, size: int = 360, device: str = "cpu") -> dict:
+    """A clip of a built dataset side by side: its fitted meshes | each run's animation from the
+    clip's audio, emotion, intensity and speaker; one mp4 with the clip's audio."""
+    import cv2
+
+    from emoface_model.data import labels_of
+    from recon3d.render.preview import frontal_frames
+
+    ds = open_dataset(dataset_dir)
+    entry = ds.info(clip_id)
+    clip = ds.load_clip(clip_id)
+    faces = ds.faces(entry["shard"])
+    emotion, intensity = labels_of(entry)
+    panels = [("fitted (truth)", clip.vertices)]
+    names = names or [Path(r).name for r in runs]
+    if len(names) != len(runs):
+        raise SetupError(f"{len(names)} names for {len(runs)} runs")
+    for name, run in zip(names, runs):
+        model, state = load_model(run, device)
+        actor = str(entry["actor"])
+        style = state["actors"].index(actor) if actor in state["actors"] else -1
+        offsets = predict(model, clip.audio, clip.fps, emotion, intensity, style, clip.template,
+                          n_frames=len(clip.vertices), device=device)
+        panels.append((name, (offsets + clip.template[None]).astype(np.float32)))
+
+    def frames():
+        streams = [frontal_frames(v, faces, size, reference=clip.template) for _, v in panels]
+        for images in zip(*streams):
+            row = np.concatenate(images, axis=1).copy()
+            for k, (name, _) in enumerate(panels):
+                cv2.putText(row, name, (k * size + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (235, 235, 235), 2)
+            yield row
+
+    out = Path(out)
+    n = write_video(out, frames(), clip.fps, clip.audio, AUDIO_RATE)
+    ds.close()
+    return {"mp4": str(out), "frames": n, "panels": [name for name, _ in panels],
+            "emotion": EMOTIONS[emotion], "intensity": INTENSITIES[intensity + 1]}

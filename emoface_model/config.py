@@ -43,6 +43,16 @@ class OptimConfig:
     lip_weight: float = 1.0  # extra weight of lip vertices in the loss (1: none); needs FLAME_masks.pkl
 
 
+#: The paper's components switched off one at a time (config overrides; docs/model.md#ablations).
+ABLATIONS: dict[str, dict] = {
+    "emoface": {},
+    "no_mesh_attention": {"model": {"fusion": "plain"}},
+    "no_emotion_stream": {"model": {"emotion_stream": False}},
+    "teacher_forcing_only": {"schedule": {"start": 1.0, "end": 1.0}},
+    "scheduled_sampling_only": {"schedule": {"start": 0.5, "end": 0.5}},
+}
+
+
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)

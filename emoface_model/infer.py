@@ -63,6 +63,7 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
                          "choose one with --split)")
     sums, base = MetricSums(), MetricSums()
     per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
+    per_emotion_base: dict[str, MetricSums] = defaultdict(MetricSums)
     for entry in tqdm(data.entries, desc=f"evaluate {split}", unit="clip", disable=not progress):
         clip = data.clip(entry)
         emotion, intensity = labels_of(entry)
@@ -74,6 +75,9 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
         pred = offsets + template
         sums.add(pred, gt, template, regions)
         per_emotion[EMOTIONS[emotion]].add(pred, gt, template, regions)
-        base.add(np.repeat(template[None], len(gt), 0), gt, template, regions)
+        still = np.repeat(template[None], len(gt), 0)
+        base.add(still, gt, template, regions)
+        per_emotion_base[EMOTIONS[emotion]].add(still, gt, template, regions)
     return {"split": split, "overall": sums.result(), "template_only": base.result(),
-            "per_emotion": {k: v.result() for k, v in sorted(per_emotion.items())}}
+            "per_emotion": {k: v.result() for k, v in sorted(per_emotion.items())},
+            "per_emotion_template": {k: v.result() for k, v in sorted(per_emotion_base.items())}}

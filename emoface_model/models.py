@@ -41,6 +41,9 @@ class ModelConfig:
     spiral_length: int = 10
     spiral_taps: int = 3  # frames in a SpiralConv3D (current and previous)
     attention_channels: int = 16
+    # Ablations (docs/model.md#ablations): how the two streams are fused, and whether there are two.
+    fusion: str = "mesh_attention"  # mesh_attention | plain (the streams' offsets added, no gates)
+    emotion_stream: bool = True  # False: one stream, conditioned on style + emotion + intensity
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,17 +148,25 @@ class EmoFace(TalkingFace):
         self.motion_in = nn.Linear(c * 3, d)
         self.emotion = nn.Embedding(N_EMOTIONS, d)
         self.intensity = nn.Embedding(N_INTENSITIES, d)
+        if config.fusion not in ("mesh_attention", "plain"):
+            raise ConfigError(f"model.fusion: '{config.fusion}' is not mesh_attention or plain")
+        self.two_streams = bool(config.emotion_stream)
+        self.gated = self.two_streams and config.fusion == "mesh_attention"
         self.content_decoder = CausalDecoder(d, config.heads, config.layers, config.window)
-        self.emotion_decoder = CausalDecoder(d, config.heads, config.layers, config.window)
         self.content_head = nn.Linear(d, n_vertices * 3)
-        self.emotion_head = nn.Linear(d, n_vertices * 3)
-        for head in (self.content_head, self.emotion_head):
+        heads = [self.content_head]
+        if self.two_streams:
+            self.emotion_decoder = CausalDecoder(d, config.heads, config.layers, config.window)
+            self.emotion_head = nn.Linear(d, n_vertices * 3)
+            heads.append(self.emotion_head)
+        for head in heads:
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
-        ch, taps = config.attention_channels, config.spiral_taps
-        self.attention1 = SpiralConv3D(9, ch, spirals, taps)
-        self.attention2 = SpiralConv3D(ch, 2, spirals, taps)
-        nn.init.zeros_(self.attention2.linear.weight)
+        if self.gated:
+            ch, taps = config.attention_channels, config.spiral_taps
+            self.attention1 = SpiralConv3D(9, ch, spirals, taps)
+            self.attention2 = SpiralConv3D(ch, 2, spirals, taps)
+            nn.init.zeros_(self.attention2.linear.weight)
 
     # --- pieces shared by the parallel and the step-by-step paths
     def _coarse(self, full: torch.Tensor) -> torch.Tensor:
@@ -176,24 +187,38 @@ class EmoFace(TalkingFace):
         """Both heads with their rows averaged per cell: ``coarse(head(h)) = h @ W.T + b`` without
         the full mesh. Computed once per forward pass or generation."""
         folded = []
-        for head in (self.content_head, self.emotion_head):
+        for head in self._heads():
             d = head.weight.shape[1]
             weight = self._coarse(head.weight.view(1, self.n_vertices, 3 * d)).view(-1, d)  # (3C, d)
             bias = self._coarse(head.bias.view(1, self.n_vertices, 3)).reshape(-1)
             folded.append((weight, bias))
         return folded
 
+    def _heads(self) -> list[nn.Linear]:
+        return [self.content_head, self.emotion_head] if self.two_streams else [self.content_head]
+
     def _conditions(self, b, emotion, intensity, actor):
-        """Content stream: the speaker style; emotion stream: style + emotion + intensity."""
+        """Content stream: the speaker style; emotion stream: style + emotion + intensity (with one
+        stream, that stream gets the emotion)."""
         style = self.style_of(actor, b)
-        return style[:, None], (style + self.emotion(emotion) + self.intensity(intensity))[:, None]
+        emo = (style + self.emotion(emotion) + self.intensity(intensity))[:, None]
+        return (style[:, None], emo) if self.two_streams else (emo, None)
+
+    def _streams(self, x, cond_c, cond_e, caches_c=None, caches_e=None):
+        h_c = self.content_decoder(x + cond_c, caches_c)
+        return h_c, (self.emotion_decoder(x + cond_e, caches_e) if self.two_streams else None)
 
     def _attend(self, h_content, h_emotion, folded, template_c, hist1=None, hist2=None):
         """Mesh Attention on the coarse mesh: per-vertex gates ``(B, T, C, 2)`` of the two streams
         from spiral convolutions of both streams' coarse offsets (mm) and the template (dm), and
-        the gated coarse motion (m). Also returns the convolution inputs (step-by-step history)."""
+        the gated coarse motion (m). Also returns the convolution inputs (step-by-step history).
+        Plain fusion: gates of one; one stream: its own offsets."""
         b, t = h_content.shape[:2]
-        coarse = [(h @ w.T + bias).view(b, t, -1, 3) for h, (w, bias) in zip((h_content, h_emotion), folded)]
+        hs = (h_content, h_emotion) if self.two_streams else (h_content,)
+        coarse = [(h @ w.T + bias).view(b, t, -1, 3) for h, (w, bias) in zip(hs, folded)]
+        if not self.gated:
+            gates = coarse[0].new_ones(b, t, coarse[0].shape[2], len(coarse))
+            return gates, sum(coarse) / MM, None, None
         feat = torch.cat([coarse[0], coarse[1], 10.0 * template_c[:, None].expand(-1, t, -1, -1)], -1)
         hidden = torch.nn.functional.gelu(self.attention1(feat, hist1))
         gates = torch.sigmoid(self.attention2(hidden, hist2) + 2.0)  # both streams open at the start
@@ -201,12 +226,16 @@ class EmoFace(TalkingFace):
         return gates, motion, feat, hidden
 
     def _full_mesh(self, h_content, h_emotion, gates):
-        """Gated full-mesh offsets (m): both heads, the coarse gates brought to every vertex."""
+        """Gated full-mesh offsets (m): the heads, the coarse gates brought to every vertex."""
         b, t, c = gates.shape[:3]
+        content = self.content_head(h_content).view(b, t, self.n_vertices, 3)
+        if not self.two_streams:
+            return content / MM
+        emotion = self.emotion_head(h_emotion).view(b, t, self.n_vertices, 3)
+        if not self.gated:
+            return (content + emotion) / MM
         columns = gates.permute(2, 0, 1, 3).reshape(c, -1)  # (C, B*T*2)
         full_gates = torch.sparse.mm(self.up, columns).view(self.n_vertices, b, t, 2).permute(1, 2, 0, 3)
-        content = self.content_head(h_content).view(b, t, self.n_vertices, 3)
-        emotion = self.emotion_head(h_emotion).view(b, t, self.n_vertices, 3)
         return (full_gates[..., :1] * content + full_gates[..., 1:] * emotion) / MM
 
     def forward(self, feats, prev, has_prev, emotion, intensity, actor=None, template=None):
@@ -215,7 +244,7 @@ class EmoFace(TalkingFace):
         b = feats.shape[0]
         style, emo = self._conditions(b, emotion, intensity, actor)
         x = self.motion_inputs(prev, has_prev, self._encode) + feats
-        h_content, h_emotion = self.content_decoder(x + style), self.emotion_decoder(x + emo)
+        h_content, h_emotion = self._streams(x, style, emo)
         gates, motion, _, _ = self._attend(h_content, h_emotion, self._coarse_heads(), self._coarse(template))
         return self._full_mesh(h_content, h_emotion, gates), motion
 
@@ -231,22 +260,23 @@ class EmoFace(TalkingFace):
         folded = self._coarse_heads()
         teacher = None if teacher is None else self.motion_input(teacher)
         caches_c = [{} for _ in self.content_decoder.blocks]
-        caches_e = [{} for _ in self.emotion_decoder.blocks]
+        caches_e = [{} for _ in self.emotion_decoder.blocks] if self.two_streams else None
         taps = self.config.spiral_taps
         hist1 = hist2 = None
         prev = None if initial is None else self.motion_input(initial)
         hs_c, hs_e, all_gates = [], [], []
         for t in range(n_frames):
             x = (self.start.expand(b, -1) if prev is None else self._encode(prev)) + feats[:, t]
-            h_c = self.content_decoder((x + style[:, 0])[:, None], caches_c)
-            h_e = self.emotion_decoder((x + emo[:, 0])[:, None], caches_e)
+            h_c, h_e = self._streams(x[:, None], style, emo, caches_c, caches_e)
             gates, motion, feat, hidden = self._attend(h_c, h_e, folded, template_c, hist1, hist2)
-            hist1, hist2 = _history(hist1, feat, taps), _history(hist2, hidden, taps)
+            if self.gated:
+                hist1, hist2 = _history(hist1, feat, taps), _history(hist2, hidden, taps)
             hs_c.append(h_c)
             hs_e.append(h_e)
             all_gates.append(gates)
             prev = motion[:, 0] if teacher is None else teacher[:, t]
-        return self._full_mesh(torch.cat(hs_c, 1), torch.cat(hs_e, 1), torch.cat(all_gates, 1))
+        return self._full_mesh(torch.cat(hs_c, 1), torch.cat(hs_e, 1) if self.two_streams else None,
+                               torch.cat(all_gates, 1))
 
 
 def _history(history: torch.Tensor | None, new: torch.Tensor, taps: int) -> torch.Tensor:

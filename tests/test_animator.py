@@ -259,3 +259,51 @@ def test_evaluate_reports_metrics_per_emotion(overfit_run):
     for key in ("lve", "eve", "fdd", "mve"):
         assert np.isfinite(result["overall"][key])
     assert result["overall"]["lve"] < result["template_only"]["lve"]
+
+
+@pytest.mark.parametrize("name", ["no_mesh_attention", "no_emotion_stream", "teacher_forcing_only",
+                                  "scheduled_sampling_only"])
+def test_ablation_switches_change_the_model_and_train(two_clips, tmp_path, name):
+    from emoface_model.config import ABLATIONS
+    from emoface_model.mesh import build_hierarchy
+    from emoface_model.models import build_model
+    from recon3d.config_io import config_from_dict
+    from recon3d.shards import open_dataset
+
+    full_cfg = tiny_config(epochs=2)
+    cfg = config_from_dict(TrainConfig, ABLATIONS[name], base=tiny_config(epochs=2))
+    ds = open_dataset(two_clips)
+    data = ClipData(ds, "train", ["01"])
+    hierarchy = build_hierarchy(data.template(data.entries[0]), ds.faces(), cfg.model.n_coarse)
+    full, ablated = build_model(full_cfg.model, 5023, 1, hierarchy), build_model(cfg.model, 5023, 1, hierarchy)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    modules = lambda m: {n for n, _ in m.named_children()}  # noqa: E731
+    if name == "no_mesh_attention":
+        assert modules(full) - modules(ablated) == {"attention1", "attention2"} and count(ablated) < count(full)
+    elif name == "no_emotion_stream":
+        assert {"emotion_decoder", "emotion_head", "attention1", "attention2"} <= modules(full) - modules(ablated)
+        assert count(ablated) < count(full)
+    else:  # schedule ablations: the same network, another share of ground-truth inputs
+        assert count(ablated) == count(full)
+        assert teacher_ratio(0, cfg.schedule) == teacher_ratio(1, cfg.schedule) == cfg.schedule.start
+    summary = train(two_clips, tmp_path / name, cfg, progress=False, max_steps=3)
+    assert summary["steps"] == 3 and np.isfinite(summary["last_loss"])
+    model, _ = load_model(tmp_path / name)
+    clip = data.clip(data.entries[0])
+    offsets = predict(model, clip["audio"], data.entries[0]["fps"], 2, 0, 0, clip["template"], n_frames=20)
+    assert offsets.shape == (20, 5023, 3) and np.isfinite(offsets).all()
+
+
+def test_compare_renders_truth_and_runs_side_by_side(two_clips, overfit_run, tmp_path):
+    run, _ = overfit_run
+    clip_id = json.loads((two_clips / "manifest.json").read_text())["clips"][0]["id"]
+    out = tmp_path / "side.mp4"
+    written = json.loads(subprocess.run(
+        [sys.executable, "-m", "recon3d", "compare", str(two_clips), clip_id, str(run), str(run),
+         "--names", "A,B", "--size", "160", "--out", str(out)], capture_output=True, text=True, check=True).stdout)
+    assert written["panels"] == ["fitted (truth)", "A", "B"]
+    import av
+
+    with av.open(str(out)) as c:
+        assert c.streams.audio and c.streams.video[0].width == 3 * 160
+        assert sum(1 for _ in c.decode(video=0)) == written["frames"]

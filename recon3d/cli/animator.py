@@ -158,3 +158,27 @@ def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes
 
     written = animate(run_dir, audio, out, emotion, intensity, actor, template, fps, meshes, not no_video, device)
     click.echo(json.dumps(written))
+
+
+@click.command("compare")
+@click.argument("dataset_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("clip_id")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The mp4 to write.")
+@click.option("--names", default=None, help="Comma-separated panel names for the runs (default: their folders).")
+@click.option("--size", type=int, default=360, show_default=True, help="Pixels per panel.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@friendly_errors
+def compare_cmd(dataset_dir: Path, clip_id: str, runs: tuple[Path, ...], out: Path, names: str | None, size: int,
+                device: str) -> None:
+    """A dataset clip side by side with the animators' output for it: the fitted meshes | each RUN
+    animating the clip's audio with its emotion, intensity and speaker, with the audio.
+
+    \b
+    Example (a held-out take, EmoFace against the baseline):
+      recon3d compare out/actor05 01-01-06-02-02-02-05 runs/emoface runs/faceformer --names EmoFace,FaceFormer --out side.mp4
+    """
+    from emoface_model.animate import compare_clip
+
+    written = compare_clip(dataset_dir, clip_id, list(runs), out, names.split(",") if names else None, size, device)
+    click.echo(json.dumps(written))

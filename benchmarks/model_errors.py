@@ -43,30 +43,23 @@ def clip_errors(pred: np.ndarray, gt: np.ndarray, template: np.ndarray, regions)
             "fdd": face_dynamics_deviation(pred, gt, template, regions.upper)}
 
 
-def run_errors(run: Path, shards: Path, split: str) -> tuple[dict, dict]:
-    """The parts of EVE and the FDD figures of one run on ``split``, and of the template (no motion)."""
-    from emoface_model.data import ClipData, labels_of
-    from emoface_model.infer import predict
+def run_errors(run: Path, shards: Path, split: str, with_template: bool) -> tuple[dict, dict | None]:
+    """The parts of EVE and the FDD figures of one run on ``split``, and (``with_template``) of the
+    template (no motion)."""
+    from emoface_model.infer import clip_predictions, split_data
     from emoface_model.run import RunDir, load_model, load_regions
-    from recon3d.shards.reader import open_dataset
 
     net, state = load_model(run)
     regions = load_regions(RunDir(run))
-    data = ClipData(open_dataset(shards), split, state["actors"])
     parts, still = defaultdict(list), defaultdict(list)
-    for entry in data.entries:
-        clip = data.clip(entry)
-        emotion, intensity = labels_of(entry)
-        template = clip["template"]
-        offsets = predict(net, clip["audio"], float(entry["fps"]), emotion, intensity, clip["actor"], template,
-                          n_frames=len(clip["offsets"]))
-        gt = clip["offsets"] + template
-        for name, values in clip_errors(offsets + template, gt, template, regions).items():
+    for _, pred, gt, template in clip_predictions(net, split_data(shards, split, state["actors"])):
+        for name, values in clip_errors(pred, gt, template, regions).items():
             parts[name].append(values)
-        for name, values in clip_errors(np.repeat(template[None], len(gt), 0), gt, template, regions).items():
-            still[name].append(values)
+        if with_template:
+            for name, values in clip_errors(np.repeat(template[None], len(gt), 0), gt, template, regions).items():
+                still[name].append(values)
     join = lambda p: {name: (np.array(v) if name == "fdd" else np.concatenate(v)) for name, v in p.items()}  # noqa: E731
-    return join(parts), join(still)
+    return join(parts), (join(still) if with_template else None)
 
 
 def summary(parts: dict) -> dict:
@@ -94,7 +87,7 @@ def main() -> None:
     for prefix in args.runs:
         per_seed = []
         for run in sorted(args.work.glob(f"{prefix}_s*")):
-            parts, still = run_errors(run, shards, args.split)
+            parts, still = run_errors(run, shards, args.split, with_template=template is None)
             per_seed.append(summary(parts))
             template = template or {"model": "template", "seeds": 1, **summary(still)}
         if not per_seed:

@@ -49,35 +49,46 @@ def predict(model: TalkingFace, audio: np.ndarray, fps: float, emotion: int, int
     return offsets[0].cpu().numpy()
 
 
+def split_data(dataset_dir: str | Path, split: str, actors: list[str]) -> ClipData:
+    """The clips of ``split`` a model trained on ``actors`` can animate; a clear error when there are none."""
+    dataset = open_dataset(dataset_dir)
+    data = ClipData(dataset, split, actors)
+    if not len(data):
+        splits = {c.get("split") for c in dataset.clips()}
+        raise SetupError(f"{dataset_dir}: no clips in the '{split}' split (it has: {', '.join(sorted(splits))}; "
+                         "choose one with --split)")
+    return data
+
+
+def clip_predictions(model: TalkingFace, data: ClipData, device="cpu", progress: bool = False, desc: str = "evaluate"):
+    """For every clip of ``data``: ``(entry, predicted vertices, true vertices, template)``, whole
+    clips generated autoregressively from the clip's audio and labels."""
+    from tqdm import tqdm
+
+    for entry in tqdm(data.entries, desc=desc, unit="clip", disable=not progress):
+        clip = data.clip(entry)
+        emotion, intensity = labels_of(entry)
+        template = clip["template"]
+        offsets = predict(model, clip["audio"], float(entry["fps"]), emotion, intensity, clip["actor"], template,
+                          n_frames=len(clip["offsets"]), device=device)
+        yield entry, offsets + template, clip["offsets"] + template, template
+
+
 def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, split: str, regions: Regions,
                  device="cpu", progress: bool = True) -> dict:
     """LVE / EVE / FDD / MVE of the model on a split (whole clips, autoregressive), overall and per
     emotion, beside the template-only (zero motion) baseline."""
-    from tqdm import tqdm
-
-    dataset = open_dataset(shards_dir)
-    data = ClipData(dataset, split, actors)
-    if not len(data):
-        splits = {c.get("split") for c in dataset.clips()}
-        raise SetupError(f"{shards_dir}: no clips in the '{split}' split (it has: {', '.join(sorted(splits))}; "
-                         "choose one with --split)")
     sums, base = MetricSums(), MetricSums()
     per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
     per_emotion_base: dict[str, MetricSums] = defaultdict(MetricSums)
-    for entry in tqdm(data.entries, desc=f"evaluate {split}", unit="clip", disable=not progress):
-        clip = data.clip(entry)
-        emotion, intensity = labels_of(entry)
-        template = clip["template"]
-        fps = float(entry["fps"])
-        offsets = predict(model, clip["audio"], fps, emotion, intensity, clip["actor"], template,
-                          n_frames=len(clip["offsets"]), device=device)
-        gt = clip["offsets"] + template
-        pred = offsets + template
+    for entry, pred, gt, template in clip_predictions(model, split_data(shards_dir, split, actors), device, progress,
+                                                        f"evaluate {split}"):
+        emotion = EMOTIONS[labels_of(entry)[0]]
         sums.add(pred, gt, template, regions)
-        per_emotion[EMOTIONS[emotion]].add(pred, gt, template, regions)
+        per_emotion[emotion].add(pred, gt, template, regions)
         still = np.repeat(template[None], len(gt), 0)
         base.add(still, gt, template, regions)
-        per_emotion_base[EMOTIONS[emotion]].add(still, gt, template, regions)
+        per_emotion_base[emotion].add(still, gt, template, regions)
     return {"split": split, "overall": sums.result(), "template_only": base.result(),
             "per_emotion": {k: v.result() for k, v in sorted(per_emotion.items())},
             "per_emotion_template": {k: v.result() for k, v in sorted(per_emotion_base.items())}}

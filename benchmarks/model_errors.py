@@ -12,7 +12,7 @@ vertices of the squared error) is taken apart:
   FDD is signed and averaged, so a model that moves too much on some clips and too little on
   others can score near zero.
 
-    python benchmarks/model_errors.py --work DIR [--split test]
+    python benchmarks/model_errors.py --work DIR [--split test] [--checkpoints best last]
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ def clip_errors(pred: np.ndarray, gt: np.ndarray, template: np.ndarray, regions)
             "fdd": face_dynamics_deviation(pred, gt, template, regions.upper)}
 
 
-def run_errors(run: Path, shards: Path, split: str, with_template: bool) -> tuple[dict, dict | None]:
-    """The parts of EVE and the FDD figures of one run on ``split``, and (``with_template``) of the
-    template (no motion)."""
+def run_errors(run: Path, shards: Path, split: str, with_template: bool, checkpoint: str) -> tuple[dict, dict | None]:
+    """The parts of EVE and the FDD figures of one run's ``checkpoint`` on ``split``, and
+    (``with_template``) of the template (no motion)."""
     from emoface_model.infer import clip_predictions, split_data
     from emoface_model.run import RunDir, load_model, load_regions
 
-    net, state = load_model(run)
+    net, state = load_model(run, checkpoint=checkpoint)
     regions = load_regions(RunDir(run))
     parts, still = defaultdict(list), defaultdict(list)
     for _, pred, gt, template in clip_predictions(net, split_data(shards, split, state["actors"])):
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--runs", nargs="+", default=["emoface", "faceformer"],
                         help="run name prefixes (folders <prefix>_s<seed>)")
+    parser.add_argument("--checkpoints", nargs="+", choices=["best", "last"], default=["best"],
+                        help="which of each run's checkpoints (best on validation, last)")
     args = parser.parse_args()
 
     import torch
@@ -84,16 +86,16 @@ def main() -> None:
     torch.set_num_threads(2)
     shards = args.work / "shards"
     rows, template = [], None
-    for prefix in args.runs:
+    for prefix, checkpoint in ((p, c) for p in args.runs for c in args.checkpoints):
         per_seed = []
         for run in sorted(args.work.glob(f"{prefix}_s*")):
-            parts, still = run_errors(run, shards, args.split, with_template=template is None)
+            parts, still = run_errors(run, shards, args.split, template is None, checkpoint)
             per_seed.append(summary(parts))
             template = template or {"model": "template", "seeds": 1, **summary(still)}
         if not per_seed:
             raise SystemExit(f"no runs {prefix}_s* in {args.work}")
         keys = per_seed[0].keys()
-        rows.append({"model": prefix, "seeds": len(per_seed),
+        rows.append({"model": prefix, "checkpoint": checkpoint, "seeds": len(per_seed),
                      **{k: float(np.mean([s[k] for s in per_seed])) for k in keys},
                      **{f"{k}_sd": float(np.std([s[k] for s in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
                         for k in keys}})
@@ -101,9 +103,10 @@ def main() -> None:
     print(f"eye-region error taken apart ({args.split} split of {shards}; mean over seeds, m^2; blink frames: "
           f"the {BLINK_SHARE:.0%} of frames whose true eye region moves most)")
     cols = ("eve", "eve_blink", "eve_other", "eve_blink_share", "static", "dynamic", "fdd", "fdd_abs")
-    print(f"{'':12s} " + " ".join(f"{c:>16s}" for c in cols))
+    print(f"{'':20s} " + " ".join(f"{c:>16s}" for c in cols))
     for row in rows:
-        print(f"{row['model']:12s} " + " ".join(f"{row[c]:9.2e}±{row[c + '_sd']:6.0e}" for c in cols))
+        name = f"{row['model']} ({row['checkpoint']})" if "checkpoint" in row else row["model"]
+        print(f"{name:20s} " + " ".join(f"{row[c]:9.2e}±{row[c + '_sd']:6.0e}" for c in cols))
     print_json({"rows": rows, "split": args.split})
 
 

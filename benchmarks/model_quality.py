@@ -3,8 +3,12 @@
 Data: a synthetic multi-speaker set written through the dataset writer (recon3d.synth.dataset:
 espeak-ng speech, mouth and jaw following the audio, one expression per emotion scaled by
 intensity, blinks and random expression drift), ``--actors`` speakers of ``--clips`` clips (all
-eight emotions), the last ``--held-out`` speakers held out for testing; or ``--shards`` for any
-built dataset with a test split.
+eight emotions), the last ``--held-out`` speakers held out for testing and the ``--val`` before
+them for validation; or ``--shards`` for any built dataset with a test split.
+
+Every run keeps the epoch whose generated validation clips score lowest (``best_on``: LVE + EVE,
+checked every ``best_every`` epochs); the table evaluates that checkpoint, and a second table the
+last one, so what the selection buys is shown beside it.
 
 Each model trains with the same configuration and number of steps for every seed; the table gives
 mean and standard deviation over seeds of LVE, EVE, FDD and MVE on the held-out speakers, overall
@@ -15,7 +19,7 @@ forcing only, and with scheduled sampling only (a constant share of own predicti
 epoch), each a configuration switch.
 
     python benchmarks/model_quality.py [--seeds 0 1 2] [--epochs 30] [--ablation-epochs 10] [--ablation-seeds 0 1]
-                                       [--actors 6] [--held-out 2] [--clips 8] [--shards DIR] [--no-ablations]
+                                       [--actors 7] [--val 1] [--held-out 2] [--clips 8] [--shards DIR] [--no-ablations]
 """
 
 from __future__ import annotations
@@ -46,10 +50,15 @@ def train_and_evaluate(shards: Path, run: Path, model: str, seed: int, epochs: i
     t0 = time.perf_counter()
     summary = train(shards, run, cfg, progress=False)
     seconds = time.perf_counter() - t0
-    net, state = load_model(run)
-    result = evaluate_run(net, state["actors"], shards, split, load_regions(RunDir(run)), progress=False)
+    results = {}
+    for checkpoint in ("best", "last"):
+        net, state = load_model(run, checkpoint=checkpoint)
+        results[checkpoint] = evaluate_run(net, state["actors"], shards, split, load_regions(RunDir(run)),
+                                           progress=False)
+        results[checkpoint]["epochs"] = state["epoch"]
     params = sum(p.numel() for p in net.parameters())
-    return {**result, "train_seconds": seconds, "steps": summary["steps"], "params": params}
+    return {**results["best"], "last": results["last"], "train_seconds": seconds, "steps": summary["steps"],
+            "params": params}
 
 
 def aggregate(results: list[dict], key: str = "overall") -> dict:
@@ -76,7 +85,8 @@ def main() -> None:
     parser.add_argument("--ablation-epochs", type=int, default=10)
     parser.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1],
                         help="the ablations' seeds (fewer than the main comparison's, to fit the hour)")
-    parser.add_argument("--actors", type=int, default=6)
+    parser.add_argument("--actors", type=int, default=7)
+    parser.add_argument("--val", type=int, default=1, help="validation speakers (checkpoint selection)")
     parser.add_argument("--held-out", type=int, default=2)
     parser.add_argument("--clips", type=int, default=8, help="clips per actor (synthetic data)")
     parser.add_argument("--data-seed", type=int, default=0)
@@ -99,7 +109,8 @@ def main() -> None:
         shards = work / "shards"
         if not (shards / "manifest.json").exists():
             write_synthetic_dataset(shards, flame_model_path(args.flame_model), n_actors=args.actors,
-                                    clips_per_actor=args.clips, seed=args.data_seed, test_actors=args.held_out)
+                                    clips_per_actor=args.clips, seed=args.data_seed, val_actors=args.val,
+                                    test_actors=args.held_out)
     main_runs = {name: [train_and_evaluate(shards, work / f"{name}_s{s}", name, s, args.epochs, {}, args.split)
                         for s in args.seeds] for name in ("emoface", "faceformer")}
     ablation_runs = {}
@@ -118,10 +129,14 @@ def main() -> None:
           "mean ± sd over seeds; LVE/EVE/FDD in m^2, MVE in m")
     for name, runs in main_runs.items():
         budget = (f"{runs[0]['steps']} steps, {np.mean([r['train_seconds'] for r in runs]):.0f} s, "
-                  f"{runs[0]['params']:,} params")
+                  f"{runs[0]['params']:,} params, best epochs {[r['epochs'] for r in runs]}")
         rows.append((name, aggregate(runs), budget))
     rows.append(("template only", template, ""))
     table(rows)
+    print("the same runs' last checkpoints (no selection):")
+    last_rows = [(name, aggregate([r["last"] for r in runs]), f"{runs[0]['last']['epochs']} epochs")
+                 for name, runs in main_runs.items()]
+    table(last_rows)
     print("per emotion, LVE / EVE (mean over seeds), emoface | faceformer | template:")
     for emotion in sorted(e[0]["per_emotion"]):
         cells = []
@@ -135,15 +150,18 @@ def main() -> None:
         print(f"\nablations ({args.ablation_epochs} epochs, seeds {args.ablation_seeds}):")
         for name, runs in ablation_runs.items():
             ablation_rows.append((name, aggregate(runs), f"{runs[0]['steps']} steps, "
-                                  f"{np.mean([r['train_seconds'] for r in runs]):.0f} s, {runs[0]['params']:,} params"))
+                                  f"{np.mean([r['train_seconds'] for r in runs]):.0f} s, {runs[0]['params']:,} params, "
+                                  f"best epochs {[r['epochs'] for r in runs]}"))
         table(ablation_rows)
     print(f"whole protocol: {(time.perf_counter() - started) / 60:.1f} min")
     out_rows = [{"model": name, **r} for name, r, _ in rows[:2]] + [{"model": "template", **template}]
     for row, (name, runs) in zip(out_rows, main_runs.items()):
         row.update(steps=runs[0]["steps"], train_seconds=float(np.mean([r["train_seconds"] for r in runs])),
+                   best_epochs=[r["epochs"] for r in runs],
                    per_emotion={k: {m: float(np.mean([r["per_emotion"][k][m] for r in runs])) for m in METRICS}
                                 for k in runs[0]["per_emotion"]})
     print_json({"rows": out_rows, "seeds": len(args.seeds), "held_out_speakers": args.held_out, "epochs": args.epochs,
+                "last_checkpoint_rows": [{"model": name, **r} for name, r, _ in last_rows],
                 "ablations": [{"model": name, **r} for name, r, _ in ablation_rows],
                 "ablation_epochs": args.ablation_epochs, "minutes": round((time.perf_counter() - started) / 60, 1)})
 

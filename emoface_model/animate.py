@@ -59,7 +59,7 @@ def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | 
 
 def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotion: str = "neutral",
             intensity: str = "normal", actor: str | None = None, template: Path | None = None, fps: float = 30.0,
-            mesh_format: str | None = None, video: bool = True, device: str = "cpu") -> dict:
+            mesh_format: str | None = None, video: bool = True, device: str = "cpu", checkpoint: str = "best") -> dict:
     """Write ``OUT.npy`` (T, V, 3) metres, optionally ``OUT_meshes/*.obj|ply``, and ``OUT.mp4``."""
     emo, inten = emotion_id(emotion), intensity_id(intensity)
     audio_path = Path(audio_path)
@@ -68,7 +68,7 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
     audio = load_audio(audio_path, AUDIO_RATE)
     if len(audio) < MIN_SECONDS * AUDIO_RATE:
         raise SetupError(f"{audio_path}: only {len(audio) / AUDIO_RATE:.3f} s of audio; need at least {MIN_SECONDS} s")
-    model, state = load_model(run_dir, device)
+    model, state = load_model(run_dir, device, checkpoint)
     run = RunDir(Path(run_dir))
     style, tmpl = speaker(run, state["actors"], actor, template, state["n_vertices"])
     offsets = predict(model, audio, fps, emo, inten, style, tmpl, device=device)
@@ -96,7 +96,8 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
 
 
 def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], out: str | Path,
-                 names: list[str] | None = None, size: int = 360, device: str = "cpu") -> dict:
+                 names: list[str] | None = None, size: int = 360, device: str = "cpu",
+                 checkpoint: str = "best") -> dict:
     """A clip of a built dataset side by side: its fitted meshes | each run's animation from the
     clip's audio, emotion, intensity and speaker; one mp4 with the clip's audio."""
     import cv2
@@ -114,7 +115,7 @@ def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], 
     if len(names) != len(runs):
         raise SetupError(f"{len(names)} names for {len(runs)} runs")
     for name, run in zip(names, runs):
-        model, state = load_model(run, device)
+        model, state = load_model(run, device, checkpoint)
         actor = str(entry["actor"])
         style = state["actors"].index(actor) if actor in state["actors"] else -1
         offsets = predict(model, clip.audio, clip.fps, emotion, intensity, style, clip.template,

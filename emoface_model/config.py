@@ -43,6 +43,10 @@ class OptimConfig:
     lip_weight: float = 1.0  # extra weight of lip vertices in the loss (1: none); needs FLAME_masks.pkl
 
 
+#: Validation scores ``best_on`` may name: metrics of whole generated validation clips (m^2),
+#: or "none" (no best.pt; every command uses the last checkpoint).
+BEST_ON = ("lve+eve", "lve", "eve", "none")
+
 #: The paper's components switched off one at a time (config overrides; docs/model.md#ablations).
 ABLATIONS: dict[str, dict] = {
     "emoface": {},
@@ -60,6 +64,10 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint_every: int = 200  # steps (and at every epoch end)
+    #: checkpoints/best.pt: the epoch with the lowest validation score (generated whole val clips);
+    #: one of BEST_ON. Evaluation and animation use it when it exists (--checkpoint last: the end).
+    best_on: str = "lve+eve"
+    best_every: int = 5  # epochs between those scorings (and the last epoch): each costs one generation of val
     seed: int = 0
     device: str = "cpu"
 

@@ -60,18 +60,30 @@ def split_data(dataset_dir: str | Path, split: str, actors: list[str]) -> ClipDa
     return data
 
 
-def clip_predictions(model: TalkingFace, data: ClipData, device="cpu", progress: bool = False, desc: str = "evaluate"):
+def clip_predictions(model: TalkingFace, data: ClipData, device="cpu", progress: bool = False, desc: str = "evaluate",
+                     batch_clips: int = 8):
     """For every clip of ``data``: ``(entry, predicted vertices, true vertices, template)``, whole
-    clips generated autoregressively from the clip's audio and labels."""
+    clips generated autoregressively from the clip's audio and labels, ``batch_clips`` at a time
+    (decoding is causal, so a clip padded to the batch's longest is unchanged by the padding)."""
     from tqdm import tqdm
 
-    for entry in tqdm(data.entries, desc=desc, unit="clip", disable=not progress):
-        clip = data.clip(entry)
-        emotion, intensity = labels_of(entry)
-        template = clip["template"]
-        offsets = predict(model, clip["audio"], float(entry["fps"]), emotion, intensity, clip["actor"], template,
-                          n_frames=len(clip["offsets"]), device=device)
-        yield entry, offsets + template, clip["offsets"] + template, template
+    bar = tqdm(total=len(data.entries), desc=desc, unit="clip", disable=not progress)
+    for start in range(0, len(data.entries), batch_clips):
+        entries = data.entries[start:start + batch_clips]
+        clips = [data.clip(e) for e in entries]
+        lengths = [len(c["offsets"]) for c in clips]
+        feats = torch.zeros(len(clips), max(lengths), model.config.dim, device=device)
+        for i, (entry, clip) in enumerate(zip(entries, clips)):
+            feats[i, :lengths[i]] = audio_features(model, clip["audio"], lengths[i], float(entry["fps"]), device)[0]
+        labels = torch.as_tensor([labels_of(e) for e in entries], device=device)
+        actors = torch.as_tensor([c["actor"] for c in clips], device=device)
+        templates = torch.as_tensor(np.stack([c["template"] for c in clips]), device=device).float()
+        offsets = model.generate(feats, labels[:, 0], labels[:, 1], actors, templates).cpu().numpy()
+        for i, (entry, clip) in enumerate(zip(entries, clips)):
+            template = clip["template"]
+            yield entry, offsets[i, :lengths[i]] + template, clip["offsets"] + template, template
+        bar.update(len(entries))
+    bar.close()
 
 
 def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, split: str, regions: Regions,

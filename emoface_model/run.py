@@ -1,7 +1,8 @@
 """A run folder: its files, checkpoints (atomic), the model of a run, and evaluation regions.
 
 ``RUN_DIR`` holds ``config.yaml`` (the full configuration), ``run.json`` (data and model facts),
-``regions.npz`` (evaluation regions, when FLAME_masks.pkl is found), ``checkpoints/last.pt``,
+``regions.npz`` (evaluation regions, when FLAME_masks.pkl is found), ``checkpoints/last.pt`` (where
+training stopped; resumes from here), ``checkpoints/best.pt`` (the epoch best on validation),
 ``metrics.csv`` and ``tensorboard/``. Inference needs only this module, not the training loop.
 """
 
@@ -51,6 +52,10 @@ class RunDir:
         return self.root / "checkpoints" / "last.pt"
 
     @property
+    def best_checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "best.pt"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.csv"
 
@@ -82,13 +87,22 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[TalkingFace, dict]:
-    """The model of a run (its last checkpoint) and the checkpoint's metadata."""
+#: Which checkpoint inference loads: the epoch best on validation (the last one when the run has
+#: no best.pt: no validation clips, or ``best_on: none``), or where training stopped.
+CHECKPOINTS = ("best", "last")
+
+
+def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best") -> tuple[TalkingFace, dict]:
+    """The model of a run and the checkpoint's metadata (``state["checkpoint"]``: the file loaded)."""
     run = RunDir(Path(run_dir))
     if not run.checkpoint.exists():
         raise TrainError(f"{run.root}: not a training run (no checkpoints/last.pt); train first with `recon3d train`")
+    if checkpoint not in CHECKPOINTS:
+        raise TrainError(f"checkpoint '{checkpoint}': choose best or last")
     device = torch_device(str(device))
-    state = torch.load(run.checkpoint, map_location=device, weights_only=False)
+    path = run.best_checkpoint if checkpoint == "best" and run.best_checkpoint.exists() else run.checkpoint
+    state = torch.load(path, map_location=device, weights_only=False)
+    state["checkpoint"] = path.name
     config = TrainConfig.from_dict(state["config"])
     hierarchy = MeshHierarchy.from_dict(state["hierarchy"]) if state.get("hierarchy") else None
     model = build_model(config.model, state["n_vertices"], len(state["actors"]), hierarchy)

@@ -12,18 +12,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoface_model.config import TrainConfig
+from emoface_model.config import BEST_ON, TrainConfig
 from emoface_model.data import ClipData, collate, epoch_batches
+from emoface_model.infer import clip_predictions
 from emoface_model.losses import sequence_loss
 from emoface_model.mesh import MeshHierarchy, build_hierarchy
+from emoface_model.metrics import MetricSums, Regions
 from emoface_model.models import TalkingFace, build_model
 from emoface_model.run import RunDir, load_regions, prepare_run, save_checkpoint
 from emoface_model.schedule import ground_truth_inputs, mixed_inputs, teacher_forced, teacher_ratio
 from recon3d import __version__
+from recon3d.config_io import ConfigError
 from recon3d.device import torch_device
 from recon3d.shards.reader import open_dataset
 
-CSV_FIELDS = ["step", "epoch", "split", "loss", "mse", "velocity", "teacher_ratio", "lr", "seconds"]
+CSV_FIELDS = ["step", "epoch", "split", "loss", "mse", "velocity", "teacher_ratio", "lr", "seconds",
+              "lve", "eve", "fdd", "best"]
 
 
 def _writer(run: RunDir):
@@ -42,7 +46,7 @@ def _log(run: RunDir, row: dict, writer) -> None:
             w.writeheader()
         w.writerow({k: row.get(k, "") for k in CSV_FIELDS})
     if writer is not None:
-        for key in ("loss", "mse", "velocity", "teacher_ratio", "lr"):
+        for key in ("loss", "mse", "velocity", "teacher_ratio", "lr", "lve", "eve", "fdd"):
             if key in row and row[key] != "":
                 writer.add_scalar(f"{row['split']}/{key}", float(row[key]), int(row["step"]))
         writer.flush()
@@ -50,9 +54,14 @@ def _log(run: RunDir, row: dict, writer) -> None:
 
 def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resume: bool = False,
           masks: str | None = None, progress: bool = True, max_steps: int | None = None) -> dict:
-    """Train (or, with ``resume``, continue) a run. ``max_steps`` stops early (for tests and jobs)."""
+    """Train (or, with ``resume``, continue) a run. ``max_steps`` stops early (for tests and jobs).
+
+    At every epoch's end the whole validation clips are generated and scored; the epoch with the
+    lowest ``config.best_on`` score is kept as ``checkpoints/best.pt`` (needs val clips and regions)."""
     from tqdm import tqdm
 
+    if config.best_on not in BEST_ON:
+        raise ConfigError(f"best_on: '{config.best_on}' is not one of {', '.join(BEST_ON)}")
     run = RunDir(Path(run_dir))
     config = prepare_run(Path(shards_dir), run, config, resume, masks)
     info = json.loads(run.info.read_text())
@@ -73,15 +82,19 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     torch.manual_seed(config.seed)
     model = build_model(config.model, n_vertices, len(info["actors"]), hierarchy).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    regions = load_regions(run) if run.regions.exists() else None
     weights = torch.ones(n_vertices, device=device)
-    if config.optim.lip_weight != 1.0 and run.regions.exists():
-        weights[torch.as_tensor(load_regions(run).lips, device=device)] = config.optim.lip_weight
+    if config.optim.lip_weight != 1.0 and regions is not None:
+        weights[torch.as_tensor(regions.lips, device=device)] = config.optim.lip_weight
+    select = config.best_on != "none" and len(val) > 0 and regions is not None
     step, epoch, skip = 0, 0, 0
+    best = {"score": float("inf"), "epoch": None}
     gen = torch.Generator(device=device)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
+        best = state.get("best", best)
         torch.set_rng_state(state["rng"]["torch"])
         gen.set_state(state["rng"]["sampling"])
         random.setstate(state["rng"]["python"])
@@ -94,13 +107,16 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     writer = _writer(run)
     first_loss = last_loss = None
 
+    def model_state(at_epoch: int) -> dict:
+        """What inference needs of the model now (best.pt holds only this)."""
+        return {"model": model.state_dict(), "step": step, "epoch": at_epoch, "config": config.to_dict(),
+                "actors": info["actors"], "hierarchy": hierarchy.to_dict() if hierarchy else None,
+                "n_vertices": n_vertices, "recon3d_version": __version__}
+
     def checkpoint(batch_in_epoch: int, at_epoch: int) -> None:
         save_checkpoint(run.checkpoint, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": at_epoch,
-            "batch_in_epoch": batch_in_epoch, "config": config.to_dict(), "actors": info["actors"],
-            "hierarchy": hierarchy.to_dict() if hierarchy else None, "n_vertices": n_vertices,
-            "rng": {"torch": torch.get_rng_state(), "sampling": gen.get_state(), "python": random.getstate()},
-            "recon3d_version": __version__})
+            **model_state(at_epoch), "optimizer": opt.state_dict(), "batch_in_epoch": batch_in_epoch, "best": best,
+            "rng": {"torch": torch.get_rng_state(), "sampling": gen.get_state(), "python": random.getstate()}})
 
     bar = tqdm(total=total, initial=step, desc=f"train {config.model.model}", unit="step", disable=not progress,
                dynamic_ncols=True)
@@ -137,10 +153,18 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
                 if step % config.checkpoint_every == 0:
                     checkpoint(index + 1, epoch)
             epoch, skip = epoch + 1, 0
-            checkpoint(0, epoch)
             if len(val):
-                _log(run, {"step": step, "epoch": epoch - 1, "split": "val",
-                           "loss": validation_loss(model, val, weights, config, device)}, writer)
+                row = {"step": step, "epoch": epoch - 1, "split": "val",
+                       "loss": validation_loss(model, val, weights, config, device)}
+                if select and (epoch % max(1, config.best_every) == 0 or epoch == config.optim.epochs):
+                    scores = validation_scores(model, val, regions, device)
+                    score = sum(scores[k] for k in config.best_on.split("+"))
+                    row.update(scores, best=int(score < best["score"]))
+                    if score < best["score"]:
+                        best = {"score": score, "epoch": epoch - 1, "step": step, **scores}
+                        save_checkpoint(run.best_checkpoint, {**model_state(epoch), "val": best})
+                _log(run, row, writer)
+            checkpoint(0, epoch)
     finally:
         bar.close()
         if writer is not None:
@@ -150,6 +174,16 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
 
 def _summary(step: int, resumed_at: int, first: float | None, last: float | None) -> dict:
     return {"steps": step, "resumed_at": resumed_at, "first_loss": first, "last_loss": last}
+
+
+def validation_scores(model: TalkingFace, val: ClipData, regions: Regions, device) -> dict[str, float]:
+    """LVE / EVE / FDD of the whole validation clips, generated as evaluation generates them."""
+    model.eval()
+    sums = MetricSums()
+    for _, pred, gt, template in clip_predictions(model, val, device):
+        sums.add(pred, gt, template, regions)
+    result = sums.result()
+    return {k: result[k] for k in ("lve", "eve", "fdd")}
 
 
 @torch.no_grad()

@@ -307,3 +307,69 @@ def test_compare_renders_truth_and_runs_side_by_side(two_clips, overfit_run, tmp
     with av.open(str(out)) as c:
         assert c.streams.audio and c.streams.video[0].width == 3 * 160
         assert sum(1 for _ in c.decode(video=0)) == written["frames"]
+
+
+@pytest.fixture(scope="module")
+def with_val_speaker(tmp_path_factory) -> Path:
+    """A training speaker and a validation speaker (clips of different lengths)."""
+    out = tmp_path_factory.mktemp("syn_val") / "shards"
+    write_synthetic_dataset(out, need(STAND_IN), n_actors=2, clips_per_actor=3, seconds=1.5, val_actors=1,
+                            test_actors=0, prefer_espeak=False, emotions=(3, 6, 4), seed=5)
+    return out
+
+
+def test_batched_generation_equals_one_clip_at_a_time(with_val_speaker, overfit_run):
+    from emoface_model.data import labels_of
+    from emoface_model.infer import clip_predictions
+    from recon3d.shards import open_dataset
+
+    model, state = load_model(overfit_run[0])
+    data = ClipData(open_dataset(with_val_speaker), "val", state["actors"])
+    for i, frames in ((1, 30), (2, 38)):  # clips of different lengths in one batch
+        data.entries[i] = {**data.entries[i], "frames": frames}
+    batched = list(clip_predictions(model, data, batch_clips=3))
+    assert [len(p) for _, p, _, _ in batched] == [45, 30, 38]
+    for entry, pred, gt, template in batched:
+        clip = data.clip(entry)
+        emotion, intensity = labels_of(entry)
+        one = predict(model, clip["audio"], float(entry["fps"]), emotion, intensity, clip["actor"], template,
+                      n_frames=len(gt)) + template
+        np.testing.assert_allclose(pred, one, atol=1e-6)
+
+
+def test_best_checkpoint_is_the_best_scored_validation_epoch(with_val_speaker, tmp_path):
+    from emoface_model.run import RunDir, load_regions
+    from emoface_model.train import validation_scores
+    from recon3d.shards import open_dataset
+
+    cfg = tiny_config(epochs=5)
+    cfg.best_every = 2
+    train(with_val_speaker, tmp_path / "run", cfg, progress=False)
+    rows = [r for r in __import__("csv").DictReader(open(tmp_path / "run" / "metrics.csv")) if r["split"] == "val"]
+    scored = [r for r in rows if r["lve"]]
+    assert [int(r["epoch"]) for r in scored] == [1, 3, 4]  # every 2nd epoch and the last (0-based)
+    scores = [float(r["lve"]) + float(r["eve"]) for r in scored]
+    model, state = load_model(tmp_path / "run")  # best by default
+    assert state["checkpoint"] == "best.pt"
+    assert state["val"]["score"] == pytest.approx(min(scores))
+    assert state["epoch"] == int(scored[int(np.argmin(scores))]["epoch"]) + 1
+    data = ClipData(open_dataset(with_val_speaker), "val", state["actors"])
+    again = validation_scores(model, data, load_regions(RunDir(tmp_path / "run")), "cpu")
+    assert again["lve"] + again["eve"] == pytest.approx(min(scores), rel=1e-5), "best.pt is not the model scored"
+    _, last = load_model(tmp_path / "run", checkpoint="last")
+    assert last["checkpoint"] == "last.pt" and last["epoch"] == 5
+
+    cfg.best_on = "none"
+    train(with_val_speaker, tmp_path / "no_best", cfg, progress=False, max_steps=4)
+    assert not (tmp_path / "no_best" / "checkpoints" / "best.pt").exists()
+    assert load_model(tmp_path / "no_best")[1]["checkpoint"] == "last.pt"
+
+
+def test_unknown_best_on_is_a_setup_error_before_the_run_exists(with_val_speaker, tmp_path):
+    from recon3d.config_io import ConfigError
+
+    cfg = tiny_config(epochs=1)
+    cfg.best_on = "mve"
+    with pytest.raises(ConfigError, match="best_on: 'mve' is not one of lve\\+eve"):
+        train(with_val_speaker, tmp_path / "run", cfg, progress=False)
+    assert not (tmp_path / "run").exists()

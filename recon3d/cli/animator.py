@@ -10,10 +10,16 @@ import click
 from recon3d.cli.common import friendly_errors
 
 
+def _checkpoint_option(command):
+    return click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+                        help="best: the epoch best on validation (checkpoints/best.pt; the last one when the run "
+                             "has none); last: where training stopped.")(command)
+
+
 @click.command("train")
 @click.argument("shards_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder: config.yaml, checkpoints/last.pt, metrics.csv, tensorboard/.")
+              help="Run folder: config.yaml, checkpoints/last.pt (and best.pt), metrics.csv, tensorboard/.")
 @click.option("--model", "model_name", type=click.Choice(["emoface", "faceformer"]), default=None,
               help="emoface (default) or the faceformer baseline, trained the same way.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
@@ -48,7 +54,9 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
     emotion and intensity to vertex offsets from the speaker's template. The share of ground-truth
     motion inputs falls from teacher forcing to scheduled sampling over epochs (self-growing).
     Checkpoints are written atomically every `checkpoint_every` steps and at each epoch's end;
-    after a kill, --resume continues with the same step count.
+    after a kill, --resume continues with the same step count. With validation clips, every
+    `best_every` epochs the val clips are generated and scored, and the best epoch (`best_on`,
+    default LVE + EVE) is kept as checkpoints/best.pt, which evaluate and animate use.
 
     \b
     Examples:
@@ -102,8 +110,9 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
               help="Evaluate on another built dataset (default: the one the run was trained on).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@_checkpoint_option
 @friendly_errors
-def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bool, device: str) -> None:
+def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bool, device: str, checkpoint: str) -> None:
     """Lip vertex error (LVE), eye-region error (EVE), upper-face dynamics deviation (FDD), MVE.
 
     Whole clips of the split are generated autoregressively from their audio, emotion and
@@ -114,15 +123,17 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
     from emoface_model.run import RunDir, load_model, load_regions
 
     run = RunDir(run_dir)
-    model, state = load_model(run_dir, device)
+    model, state = load_model(run_dir, device, checkpoint)
     shards = shards_dir or json.loads(run.info.read_text())["shards_dir"]
     result = evaluate_run(model, state["actors"], shards, split, load_regions(run), device, progress=not as_json)
     result["model"] = state["config"]["model"]["model"]
     result["steps"] = state["step"]
+    result["checkpoint"], result["epoch"] = state["checkpoint"], state["epoch"]
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"{result['model']} after {result['steps']} steps, split '{split}' "
+    click.echo(f"{result['model']} after {result['steps']} steps ({result['checkpoint']}, {result['epoch']} epochs), "
+               f"split '{split}' "
                f"({result['overall']['sequences']} clips, {result['overall']['frames']} frames); m^2 / m")
     click.echo(f"{'':16s} {'LVE':>10s} {'EVE':>10s} {'FDD':>10s} {'MVE':>10s}")
     rows = [("overall", result["overall"]), ("template only", result["template_only"])]
@@ -146,8 +157,10 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
 @click.option("--no-video", is_flag=True, help="Skip the rendered OUT.mp4.")
 @click.option("--fps", type=float, default=30.0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@_checkpoint_option
 @friendly_errors
-def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes, no_video, fps, device) -> None:
+def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes, no_video, fps, device,
+                checkpoint) -> None:
     """Animate a face from speech: AUDIO (wav or any audio file, any length and rate) -> meshes + video.
 
     \b
@@ -156,7 +169,8 @@ def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes
     """
     from emoface_model.animate import animate
 
-    written = animate(run_dir, audio, out, emotion, intensity, actor, template, fps, meshes, not no_video, device)
+    written = animate(run_dir, audio, out, emotion, intensity, actor, template, fps, meshes, not no_video, device,
+                      checkpoint)
     click.echo(json.dumps(written))
 
 
@@ -168,9 +182,10 @@ def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes
 @click.option("--names", default=None, help="Comma-separated panel names for the runs (default: their folders).")
 @click.option("--size", type=int, default=360, show_default=True, help="Pixels per panel.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@_checkpoint_option
 @friendly_errors
 def compare_cmd(dataset_dir: Path, clip_id: str, runs: tuple[Path, ...], out: Path, names: str | None, size: int,
-                device: str) -> None:
+                device: str, checkpoint: str) -> None:
     """A dataset clip side by side with the animators' output for it: the fitted meshes | each RUN
     animating the clip's audio with its emotion, intensity and speaker, with the audio.
 
@@ -180,5 +195,6 @@ def compare_cmd(dataset_dir: Path, clip_id: str, runs: tuple[Path, ...], out: Pa
     """
     from emoface_model.animate import compare_clip
 
-    written = compare_clip(dataset_dir, clip_id, list(runs), out, names.split(",") if names else None, size, device)
+    written = compare_clip(dataset_dir, clip_id, list(runs), out, names.split(",") if names else None, size, device,
+                           checkpoint)
     click.echo(json.dumps(written))

@@ -25,6 +25,7 @@ epoch), each a configuration switch.
 from __future__ import annotations
 
 import argparse
+import csv
 import tempfile
 import time
 from pathlib import Path
@@ -37,28 +38,43 @@ METRICS = ("lve", "eve", "fdd", "mve")
 
 
 def train_and_evaluate(shards: Path, run: Path, model: str, seed: int, epochs: int, overrides: dict, split: str) -> dict:
+    """Train a run (or continue it, when an earlier protocol was stopped; a finished run is only
+    evaluated) and evaluate its best and last checkpoints on ``split``, and the last on the
+    validation speakers (which that checkpoint was not selected on)."""
     from emoface_model.config import TrainConfig
     from emoface_model.infer import evaluate_run
     from emoface_model.run import RunDir, load_model, load_regions
     from emoface_model.train import train
+    from recon3d.shards.reader import open_dataset
 
     cfg = TrainConfig.from_dict(overrides)
     cfg.model.model = model
     cfg.optim.epochs = epochs
     cfg.schedule.decay_epochs = min(cfg.schedule.decay_epochs, epochs)
     cfg.seed = seed
-    t0 = time.perf_counter()
-    summary = train(shards, run, cfg, progress=False)
-    seconds = time.perf_counter() - t0
+    summary = train(shards, run, cfg, resume=RunDir(run).checkpoint.exists(), progress=False)
+    has_val = bool(open_dataset(shards).clips("val"))
     results = {}
-    for checkpoint in ("best", "last"):
-        net, state = load_model(run, checkpoint=checkpoint)
-        results[checkpoint] = evaluate_run(net, state["actors"], shards, split, load_regions(RunDir(run)),
-                                           progress=False)
+    for checkpoint, on in (("best", split), ("last", split), ("last_val", "val")):
+        if on == "val" and not has_val:
+            continue
+        net, state = load_model(run, checkpoint=checkpoint.split("_")[0])
+        results[checkpoint] = evaluate_run(net, state["actors"], shards, on, load_regions(RunDir(run)), progress=False)
         results[checkpoint]["epochs"] = state["epoch"]
     params = sum(p.numel() for p in net.parameters())
-    return {**results["best"], "last": results["last"], "train_seconds": seconds, "steps": summary["steps"],
-            "params": params}
+    return {**results["best"], "last": results["last"], "last_val": results.get("last_val"),
+            "train_seconds": logged_seconds(RunDir(run).metrics), "steps": summary["steps"], "params": params}
+
+
+def logged_seconds(metrics: Path) -> float:
+    """A run's training wall time from its metrics.csv (the clock restarts in a resumed stretch)."""
+    total = last = 0.0
+    with open(metrics, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["split"] == "train":
+                seconds = float(row["seconds"])
+                total, last = (total + last, seconds) if seconds < last else (total, seconds)
+    return total + last
 
 
 def aggregate(results: list[dict], key: str = "overall") -> dict:
@@ -137,6 +153,12 @@ def main() -> None:
     last_rows = [(name, aggregate([r["last"] for r in runs]), f"{runs[0]['last']['epochs']} epochs")
                  for name, runs in main_runs.items()]
     table(last_rows)
+    if e[0]["last_val"] is not None:
+        val = e[0]["last_val"]["overall"]
+        print(f"the last checkpoints on the validation speakers ({val['sequences']} clips, not used to select them):")
+        val_rows = [(name, aggregate([r["last_val"] for r in runs]), "") for name, runs in main_runs.items()]
+        val_rows.append(("template only", {m: e[0]["last_val"]["template_only"][m] for m in METRICS}, ""))
+        table(val_rows)
     print("per emotion, LVE / EVE (mean over seeds), emoface | faceformer | template:")
     for emotion in sorted(e[0]["per_emotion"]):
         cells = []
@@ -162,6 +184,8 @@ def main() -> None:
                                 for k in runs[0]["per_emotion"]})
     print_json({"rows": out_rows, "seeds": len(args.seeds), "held_out_speakers": args.held_out, "epochs": args.epochs,
                 "last_checkpoint_rows": [{"model": name, **r} for name, r, _ in last_rows],
+                "last_checkpoint_val_rows": ([{"model": name, **r} for name, r, _ in val_rows]
+                                             if e[0]["last_val"] is not None else []),
                 "ablations": [{"model": name, **r} for name, r, _ in ablation_rows],
                 "ablation_epochs": args.ablation_epochs, "minutes": round((time.perf_counter() - started) / 60, 1)})
 

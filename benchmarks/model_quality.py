@@ -18,7 +18,7 @@ streams' offsets added), without the emotion stream (one stream with the emotion
 forcing only, and with scheduled sampling only (a constant share of own predictions from the first
 epoch), each a configuration switch.
 
-    python benchmarks/model_quality.py [--seeds 0 1 2] [--epochs 30] [--ablation-epochs 10] [--ablation-seeds 0 1]
+    python benchmarks/model_quality.py [--seeds 0 1 2] [--epochs 30] [--ablation-epochs 8] [--ablation-seeds 0 1]
                                        [--actors 7] [--val 1] [--held-out 2] [--clips 8] [--shards DIR] [--no-ablations]
 """
 
@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, default=None, help="a built dataset (default: a synthetic one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--ablation-epochs", type=int, default=10)
+    parser.add_argument("--ablation-epochs", type=int, default=8,
+                        help="the ablations' epochs (shorter than the main comparison's, to fit the hour)")
     parser.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1],
                         help="the ablations' seeds (fewer than the main comparison's, to fit the hour)")
     parser.add_argument("--actors", type=int, default=7)

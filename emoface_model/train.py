@@ -56,8 +56,9 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
           masks: str | None = None, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train (or, with ``resume``, continue) a run. ``max_steps`` stops early (for tests and jobs).
 
-    At every epoch's end the whole validation clips are generated and scored; the epoch with the
-    lowest ``config.best_on`` score is kept as ``checkpoints/best.pt`` (needs val clips and regions)."""
+    Every ``config.best_every`` epochs (and at the last) the whole validation clips are generated and
+    scored; the epoch with the lowest ``config.best_on`` score is kept as ``checkpoints/best.pt``
+    (needs val clips and regions). ``best["epoch"]`` counts from 0, as metrics.csv does."""
     from tqdm import tqdm
 
     if config.best_on not in BEST_ON:

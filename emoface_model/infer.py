@@ -37,16 +37,30 @@ def audio_features(model: TalkingFace, audio: np.ndarray, n_frames: int, fps: fl
     return torch.cat(out, 1)
 
 
+def generate_offsets(model: TalkingFace, audios: list[np.ndarray], fps: list[float], lengths: list[int],
+                     labels: list[tuple[int, int]], actors: list[int], templates: list[np.ndarray],
+                     initial: np.ndarray | None = None, device="cpu") -> list[np.ndarray]:
+    """Vertex offsets ``(T_i, V, 3)`` for a batch of clips, generated autoregressively in one call
+    (decoding is causal, so a clip padded to the batch's longest is unchanged by the padding);
+    ``initial`` ``(N, V, 3)`` starts the generation from given offsets."""
+    feats = torch.zeros(len(audios), max(lengths), model.config.dim, device=device)
+    for i, (audio, rate, n) in enumerate(zip(audios, fps, lengths)):
+        feats[i, :n] = audio_features(model, audio, n, rate, device)[0]
+    t = lambda x: torch.as_tensor(np.asarray(x), device=device)  # noqa: E731
+    label = t(labels).reshape(-1, 2)
+    init = None if initial is None else t(initial).float()
+    offsets = model.generate(feats, label[:, 0], label[:, 1], t(actors), t(np.stack(templates)).float(), init)
+    return [o[:n] for o, n in zip(offsets.cpu().numpy(), lengths)]
+
+
 def predict(model: TalkingFace, audio: np.ndarray, fps: float, emotion: int, intensity: int, actor: int,
             template: np.ndarray, initial: np.ndarray | None = None, n_frames: int | None = None,
             device="cpu") -> np.ndarray:
     """Vertex offsets ``(T, V, 3)`` for 16 kHz ``audio``; generation starts from ``initial`` when given."""
     n_frames = n_frames or max(1, int(round(len(audio) / AUDIO_RATE * fps)))
-    feats = audio_features(model, audio, n_frames, fps, device)
-    t = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
-    init = None if initial is None else t(initial).float()[None]
-    offsets = model.generate(feats, t([emotion]), t([intensity]), t([actor]), t(template).float()[None], init)
-    return offsets[0].cpu().numpy()
+    init = None if initial is None else np.asarray(initial)[None]
+    return generate_offsets(model, [audio], [fps], [n_frames], [(emotion, intensity)], [actor], [template], init,
+                            device)[0]
 
 
 def split_data(dataset_dir: str | Path, split: str, actors: list[str]) -> ClipData:
@@ -63,25 +77,19 @@ def split_data(dataset_dir: str | Path, split: str, actors: list[str]) -> ClipDa
 def clip_predictions(model: TalkingFace, data: ClipData, device="cpu", progress: bool = False, desc: str = "evaluate",
                      batch_clips: int = 8):
     """For every clip of ``data``: ``(entry, predicted vertices, true vertices, template)``, whole
-    clips generated autoregressively from the clip's audio and labels, ``batch_clips`` at a time
-    (decoding is causal, so a clip padded to the batch's longest is unchanged by the padding)."""
+    clips generated autoregressively from the clip's audio and labels, ``batch_clips`` at a time."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(data.entries), desc=desc, unit="clip", disable=not progress)
     for start in range(0, len(data.entries), batch_clips):
         entries = data.entries[start:start + batch_clips]
         clips = [data.clip(e) for e in entries]
-        lengths = [len(c["offsets"]) for c in clips]
-        feats = torch.zeros(len(clips), max(lengths), model.config.dim, device=device)
-        for i, (entry, clip) in enumerate(zip(entries, clips)):
-            feats[i, :lengths[i]] = audio_features(model, clip["audio"], lengths[i], float(entry["fps"]), device)[0]
-        labels = torch.as_tensor([labels_of(e) for e in entries], device=device)
-        actors = torch.as_tensor([c["actor"] for c in clips], device=device)
-        templates = torch.as_tensor(np.stack([c["template"] for c in clips]), device=device).float()
-        offsets = model.generate(feats, labels[:, 0], labels[:, 1], actors, templates).cpu().numpy()
-        for i, (entry, clip) in enumerate(zip(entries, clips)):
+        offsets = generate_offsets(model, [c["audio"] for c in clips], [float(e["fps"]) for e in entries],
+                                   [len(c["offsets"]) for c in clips], [labels_of(e) for e in entries],
+                                   [c["actor"] for c in clips], [c["template"] for c in clips], device=device)
+        for entry, clip, offset in zip(entries, clips, offsets):
             template = clip["template"]
-            yield entry, offsets[i, :lengths[i]] + template, clip["offsets"] + template, template
+            yield entry, offset + template, clip["offsets"] + template, template
         bar.update(len(entries))
     bar.close()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import print_json
+from emoface_model.run_files import CHECKPOINTS
 
 BLINK_SHARE = 0.10
 
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--runs", nargs="+", default=["emoface", "faceformer"],
                         help="run name prefixes (folders <prefix>_s<seed>)")
-    parser.add_argument("--checkpoints", nargs="+", choices=["best", "last"], default=["best"],
+    parser.add_argument("--checkpoints", nargs="+", choices=CHECKPOINTS, default=["best"],
                         help="which of each run's checkpoints (best on validation, last)")
     args = parser.parse_args()
 

@@ -54,13 +54,14 @@ def train_and_evaluate(shards: Path, run: Path, model: str, seed: int, epochs: i
     cfg.seed = seed
     summary = train(shards, run, cfg, resume=RunDir(run).checkpoint.exists(), progress=False)
     has_val = bool(open_dataset(shards).clips("val"))
+    regions = load_regions(RunDir(run))
     results = {}
-    for checkpoint, on in (("best", split), ("last", split), ("last_val", "val")):
+    for key, checkpoint, on in (("best", "best", split), ("last", "last", split), ("last_val", "last", "val")):
         if on == "val" and not has_val:
             continue
-        net, state = load_model(run, checkpoint=checkpoint.split("_")[0])
-        results[checkpoint] = evaluate_run(net, state["actors"], shards, on, load_regions(RunDir(run)), progress=False)
-        results[checkpoint]["epochs"] = state["epoch"]
+        net, state = load_model(run, checkpoint=checkpoint)
+        results[key] = evaluate_run(net, state["actors"], shards, on, regions, progress=False)
+        results[key]["epochs"] = state["epoch"]
     params = sum(p.numel() for p in net.parameters())
     return {**results["best"], "last": results["last"], "last_val": results.get("last_val"),
             "train_seconds": logged_seconds(RunDir(run).metrics), "steps": summary["steps"], "params": params}

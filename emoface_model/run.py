@@ -3,12 +3,12 @@
 ``RUN_DIR`` holds ``config.yaml`` (the full configuration), ``run.json`` (data and model facts),
 ``regions.npz`` (evaluation regions, when FLAME_masks.pkl is found), ``checkpoints/last.pt`` (where
 training stopped; resumes from here), ``checkpoints/best.pt`` (the epoch best on validation),
-``metrics.csv`` and ``tensorboard/``. Inference needs only this module, not the training loop.
+``metrics.csv`` and ``tensorboard/`` (names in ``run_files``). Inference needs only this module, not
+the training loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from emoface_model.config import TrainConfig
 from emoface_model.mesh import MeshHierarchy
 from emoface_model.metrics import Regions
 from emoface_model.models import TalkingFace, build_model
+from emoface_model.run_files import CHECKPOINTS, RunDir
 from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
 from recon3d.device import torch_device
@@ -29,35 +30,6 @@ from recon3d.shards.reader import Dataset3D, open_dataset
 
 class TrainError(SetupError):
     """Training cannot start as asked; the message says why."""
-
-
-@dataclass
-class RunDir:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def info(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def regions(self) -> Path:
-        return self.root / "regions.npz"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoints" / "last.pt"
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.root / "checkpoints" / "best.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
 
 
 def find_regions(dataset: Dataset3D, masks_path: str | Path | None = None) -> Regions | None:
@@ -85,11 +57,6 @@ def load_regions(run: RunDir) -> Regions:
 def save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-#: Which checkpoint inference loads: the epoch best on validation (the last one when the run has
-#: no best.pt: no validation clips, or ``best_on: none``), or where training stopped.
-CHECKPOINTS = ("best", "last")
 
 
 def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best") -> tuple[TalkingFace, dict]:

@@ -22,6 +22,7 @@ from emoface_model.models import TalkingFace, build_model
 from emoface_model.run import RunDir, load_regions, prepare_run, save_checkpoint
 from emoface_model.schedule import ground_truth_inputs, mixed_inputs, teacher_forced, teacher_ratio
 from recon3d import __version__
+from recon3d.atomic import atomic_path
 from recon3d.config_io import ConfigError
 from recon3d.device import torch_device
 from recon3d.shards.reader import open_dataset
@@ -50,6 +51,21 @@ def _log(run: RunDir, row: dict, writer) -> None:
             if key in row and row[key] != "":
                 writer.add_scalar(f"{row['split']}/{key}", float(row[key]), int(row["step"]))
         writer.flush()
+
+
+def _trim_metrics(run: RunDir, step: int, epoch: int) -> None:
+    """Before a resume from the checkpoint at ``step`` / ``epoch``: drop the rows logged after it
+    (a killed stretch is redone and logs them again) and rewrite the header with today's columns."""
+    if not run.metrics.exists():
+        return
+    with open(run.metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if int(r["step"]) < step
+            or int(r["step"]) == step and (r["split"] == "train" or int(r["epoch"]) < epoch)]
+    with atomic_path(run.metrics) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows({k: r.get(k) or "" for k in CSV_FIELDS} for r in kept)
 
 
 def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resume: bool = False,
@@ -95,6 +111,7 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
+        _trim_metrics(run, step, epoch)
         best = state.get("best", best)
         torch.set_rng_state(state["rng"]["torch"])
         gen.set_state(state["rng"]["sampling"])
@@ -160,8 +177,9 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
                 if select and (epoch % max(1, config.best_every) == 0 or epoch == config.optim.epochs):
                     scores = validation_scores(model, val, regions, device)
                     score = sum(scores[k] for k in config.best_on.split("+"))
-                    row.update(scores, best=int(score < best["score"]))
-                    if score < best["score"]:
+                    improved = score < best["score"]
+                    row.update(scores, best=int(improved))
+                    if improved:
                         best = {"score": score, "epoch": epoch - 1, "step": step, **scores}
                         save_checkpoint(run.best_checkpoint, {**model_state(epoch), "val": best})
                 _log(run, row, writer)

@@ -190,12 +190,32 @@ def test_resume_after_kill_continues_the_same_run(two_clips, tmp_path):
     assert summary["resumed_at"] == at_kill and summary["steps"] == total
     steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]
              if line.split(",")[2] == "train"]
-    assert steps[-(total - at_kill):] == list(range(at_kill + 1, total + 1))
+    assert steps == list(range(1, total + 1)), "every step logged once: rows after the checkpoint were redone"
     straight = tmp_path / "straight"
     subprocess.run(cmd[:6] + [str(straight)] + cmd[7:], check=True, env=env, capture_output=True)
     a, b = load_model(run)[0].state_dict(), load_model(straight)[0].state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_drops_the_rows_logged_after_the_checkpoint(tmp_path):
+    """A kill after validation was logged but before last.pt moved on: that epoch's val row and
+    the train rows past the checkpoint go (they are logged again); an old header gets today's columns."""
+    from emoface_model.run import RunDir
+    from emoface_model.train import CSV_FIELDS, _trim_metrics
+
+    run = RunDir(tmp_path)
+    rows = ["step,epoch,split,loss", "1,0,train,1.0", "2,0,train,0.9", "2,0,val,0.8", "3,1,train,0.7",
+            "4,1,train,0.6", "4,1,val,0.5"]
+    run.metrics.write_text("\n".join(rows) + "\n")
+    _trim_metrics(run, step=4, epoch=1)  # checkpoint written at the end of epoch 1's batches, before its val
+    lines = run.metrics.read_text().splitlines()
+    assert lines[0] == ",".join(CSV_FIELDS)
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        ["1", "0", "train"], ["2", "0", "train"], ["2", "0", "val"], ["3", "1", "train"], ["4", "1", "train"]]
+    _trim_metrics(run, step=2, epoch=1)  # checkpoint(0, 1) after epoch 0's val
+    assert [line.split(",")[:3] for line in run.metrics.read_text().splitlines()[1:]] == [
+        ["1", "0", "train"], ["2", "0", "train"], ["2", "0", "val"]]
 
 
 def _write_wav(path: Path, audio: np.ndarray, rate: int) -> Path:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from emoface_model.run_files import CHECKPOINTS
 from recon3d.cli.common import friendly_errors
 
 
 def _checkpoint_option(command):
-    return click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+    return click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True,
                         help="best: the epoch best on validation (checkpoints/best.pt; the last one when the run "
                              "has none); last: where training stopped.")(command)
 

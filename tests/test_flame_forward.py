@@ -77,3 +77,18 @@ def test_forward_is_differentiable(flame_layer):
     jaw = torch.full((2, 3), 0.1, dtype=torch.float64, requires_grad=True)
     flame_layer(expression=expr, jaw_pose=jaw).vertices.square().sum().backward()
     assert expr.grad.abs().sum() > 0 and jaw.grad.abs().sum() > 0
+
+
+def test_a_batch_longer_than_one_lbs_pass_equals_frames_one_at_a_time(flame_layer, rng):
+    from recon3d.flame.layer import LBS_CHUNK
+
+    n = 2 * LBS_CHUNK + 3
+    shape = torch.as_tensor(rng.normal(size=300))
+    expr = torch.as_tensor(rng.normal(size=(n, 100)))
+    pose = {k: torch.as_tensor(rng.normal(0, 0.2, (n, d))) for k, d in
+            (("global_pose", 3), ("neck_pose", 3), ("jaw_pose", 3), ("eye_pose", 6))}
+    whole = flame_layer(shape=shape, expression=expr, **pose)
+    for t in (0, LBS_CHUNK - 1, LBS_CHUNK, n - 1):
+        one = flame_layer(shape=shape, expression=expr[t:t + 1], **{k: v[t:t + 1] for k, v in pose.items()})
+        np.testing.assert_allclose(whole.vertices[t].numpy(), one.vertices[0].numpy(), atol=1e-10)
+        np.testing.assert_allclose(whole.joints[t].numpy(), one.joints[0].numpy(), atol=1e-10)

@@ -43,7 +43,7 @@ from recon3d.flame.model_file import FlameModelData
 from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 IRIS_IDS = set(range(468, 478))
-#: Frames processed at once where memory grows with the clip (Jacobians, full meshes).
+#: Frames processed at once where memory grows with the clip (the Jacobians of the normal equations).
 FRAME_CHUNK = 64
 
 
@@ -393,10 +393,7 @@ class FlameFitter:
         full_shape[:shape.shape[0]] = shape
         eyes = torch.cat([eye_l, eye_r], 1).float()
         with torch.no_grad():
-            vertices = torch.cat([
-                self.layer.canonical(full_shape.float(), full_psi[a:a + FRAME_CHUNK].float(),
-                                     params[a:a + FRAME_CHUNK, lay.jaw].float(), eyes[a:a + FRAME_CHUNK])
-                for a in range(0, n_frames, FRAME_CHUNK)])
+            vertices = self.layer.canonical(full_shape.float(), full_psi.float(), params[:, lay.jaw].float(), eyes)
         pixels = batch.model.evaluate(shape, params, jac=False).pixels
         err = (pixels - batch.obs).norm(dim=-1).mean(dim=1).cpu().numpy()
         err[~self.usable_frames(seq)] = np.nan

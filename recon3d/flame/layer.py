@@ -11,6 +11,10 @@ from torch import nn
 from recon3d.flame.lbs import lbs
 from recon3d.flame.model_file import FlameModelData
 
+#: Frames posed per LBS pass: the per-vertex blended transforms of 16 frames stay in the CPU's
+#: cache (a 105-frame clip's mesh: 52 ms in passes of 16, 57-88 in one; benchmarks.md, 2026-12-03).
+LBS_CHUNK = 16
+
 
 @dataclass
 class FlameOutput:
@@ -91,8 +95,10 @@ class FlameLayer(nn.Module):
         expression = zeros(self.n_expr, expression)
         full_pose = torch.cat([zeros(3, global_pose), zeros(3, neck_pose), zeros(3, jaw_pose),
                                zeros(6, eye_pose)], dim=1).view(batch, 5, 3)
-        vertices, joints = lbs(shape, expression, full_pose, v_template, shapedirs, exprdirs, posedirs,
-                               j_template, j_shapedirs, self.j_exprdirs, self.parents, weights)
+        parts = [lbs(shape[a:a + LBS_CHUNK], expression[a:a + LBS_CHUNK], full_pose[a:a + LBS_CHUNK], v_template,
+                     shapedirs, exprdirs, posedirs, j_template, j_shapedirs, self.j_exprdirs, self.parents, weights)
+                 for a in range(0, batch, LBS_CHUNK)]
+        vertices, joints = (torch.cat(x) for x in zip(*parts))
         if translation is not None:
             vertices = vertices + translation.to(vertices.dtype)[:, None]
             joints = joints + translation.to(joints.dtype)[:, None]

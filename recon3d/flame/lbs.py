@@ -61,9 +61,16 @@ def rigid_transforms(rotmats: torch.Tensor, joints: torch.Tensor, parents: list[
 
 
 def skin(points: torch.Tensor, transforms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Linear blend skinning of ``points (B, V, 3)`` with ``weights (V, J)`` and ``transforms (B, J, 4, 4)``."""
-    blended = torch.einsum("vj,bjrc->bvrc", weights, transforms)
-    return torch.einsum("bvrc,bvc->bvr", blended[..., :3, :3], points) + blended[..., :3, 3]
+    """Linear blend skinning of ``points (B, V, 3)`` with ``weights (V, J)`` and ``transforms (B, J, 4, 4)``.
+
+    The blended ``3 x 4`` transform of every vertex is one matrix product over the joints, applied
+    column by column (a batched 3x3 product per vertex is several times slower on the CPU)."""
+    batch, n_vertices = points.shape[:2]
+    n_joints = weights.shape[1]
+    top = transforms[:, :, :3, :].permute(1, 0, 2, 3).reshape(n_joints, -1)
+    blended = (weights @ top).view(n_vertices, batch, 3, 4).permute(1, 0, 2, 3)
+    return (blended[..., 0] * points[..., 0:1] + blended[..., 1] * points[..., 1:2]
+            + blended[..., 2] * points[..., 2:3] + blended[..., 3])
 
 
 def lbs(

@@ -162,15 +162,17 @@ def build(tree: Path, out: Path, model: Path, workers: int, executor: str, paral
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "recon3d", "build-dataset", str(tree), "--flame-model", str(model),
-            "--out", str(out), "--no-progress", "--force", "--workers", str(workers)]
+    args = [sys.executable, "-m", "recon3d", "build-dataset", str(tree.resolve()), "--flame-model", str(model.resolve()),
+            "--out", str(out.resolve()), "--no-progress", "--force", "--workers", str(workers)]
     if executor == "slurm":
         args += ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3", "--time", "60",
                  "--array-parallelism", str(parallelism)]
-    env = dict(os.environ, PYTHONPATH=str(code)) if code else None
+    # ``python -m`` puts the working directory first on sys.path: run from the other checkout, so
+    # that its recon3d is imported and not the one of the repository the benchmark runs in.
+    env = dict(os.environ, PYTHONPATH=str(code.resolve())) if code else None
     with TreeMonitor() as monitor:
         t0 = time.perf_counter()
-        proc = subprocess.run(args, capture_output=True, text=True, env=env)
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=code.resolve() if code else None)
         wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise SystemExit(f"build failed:\n{proc.stderr[-3000:]}")

@@ -41,6 +41,16 @@ def test_overrides_change_the_hash(tmp_path):
     assert cfg.qc.min_frames == 10 and cfg.digest() != BuildConfig().digest()
 
 
+@pytest.mark.parametrize("compression", ["lzf", "gzip"])
+def test_storage_does_not_change_the_hash_and_unknown_compression_is_named(tmp_path, compression):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"storage:\n  compression: {compression}\n  chunk_frames: 8\n")
+    assert BuildConfig.load(path).digest() == BuildConfig().digest()
+    path.write_text("storage:\n  compression: zstd\n")
+    with pytest.raises(ConfigError, match="storage.compression.*zstd.*none, lzf, gzip"):
+        BuildConfig.load(path)
+
+
 def test_partial_fitting_section_keeps_the_video_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("fitting:\n  smooth_expr: 3.0\n")

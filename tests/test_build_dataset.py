@@ -170,6 +170,25 @@ def test_changed_config_is_refused_without_force(built, tmp_path):
     assert "different configuration" in proc.stderr and "--force" in proc.stderr
 
 
+def test_compression_is_a_storage_choice_that_changes_no_value(built, tmp_path):
+    """Vertices are stored uncompressed by default; LZF stores the same values, and a build made with
+    it goes on with the default setting without being refused or redone."""
+    cfg = tmp_path / "lzf.yaml"
+    cfg.write_text("storage:\n  compression: lzf\n")
+    out = tmp_path / "out"
+    build(need(RAVDESS_VIDEO), out, "--config", str(cfg), "--workers", "2")
+    ds, ref = open_dataset(out), open_dataset(built)
+    clip_id = ref.clip_ids()[0]
+    with h5py.File(built / "shards" / "actor_05.h5") as a, h5py.File(out / "shards" / "actor_05.h5") as b:
+        assert a[f"clips/{clip_id}/vertices"].compression is None
+        assert b[f"clips/{clip_id}/vertices"].compression == "lzf"
+    for clip_id in ref.clip_ids():  # as another build of the same clips (float32 rounding of the fit)
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+    before = (out / "shards" / "actor_05.h5").stat().st_mtime_ns
+    proc = build(need(RAVDESS_VIDEO), out)
+    assert (out / "shards" / "actor_05.h5").stat().st_mtime_ns == before and "5 clips written" in proc.stderr
+
+
 def test_split_shards_give_the_same_dataset(built, tmp_path):
     """An actor split over several shards (e.g. for SLURM) shares one identity: same meshes."""
     cfg = tmp_path / "split.yaml"

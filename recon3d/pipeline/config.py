@@ -90,8 +90,10 @@ class BuildConfig:
         return asdict(self)
 
     def digest(self) -> str:
-        """Hash of everything that changes the results (not the fitting device)."""
+        """Hash of everything that changes the results (not the fitting device, nor how arrays are
+        stored: a build can go on with another compression, the values read back are the same)."""
         d = self.to_dict()
         d["fitting"].pop("device", None)
+        d.pop("storage", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

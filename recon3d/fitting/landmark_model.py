@@ -131,18 +131,21 @@ class LandmarkModel:
         if jac:
             n_frames, n_points = params.shape[0], b.n_points
             full = params.new_empty(n_frames, n_points, 2, lay.size)
-            # Expression: plain basis, plus what the rotated joints do to it.
-            full[..., lay.expr] = torch.einsum("tnac,nce->tnae", a, b.exprdirs)
+            # Expression: plain basis, plus what the rotated joints do to it. The slots' terms are
+            # added along the landmark axis of contiguous tensors (index_add_; a slot's landmarks
+            # are distinct), which is several times faster than adding into strided slices.
+            expr_jac = torch.einsum("tnac,nce->tnae", a, b.exprdirs)
             joint_y = {j: params.new_zeros(n_frames, n_points, 3, 3) for j in (2, 3, 4)}
             if b.pose_joints:
                 # d y / d (pose-corrective input), for the jaw/eye rotations.
                 dfeat = b.posedirs.expand(n_frames, -1, -1, -1).clone()
             for s, u in zip(b.slots, slot_terms):
                 r, v = rots[s.joint]
-                full[:, s.idx, :, lay.expr] += torch.einsum("tnac,nce->tnae", a_slot[s.joint], s.exprdirs_rel)
+                expr_jac.index_add_(1, s.idx, torch.einsum("tnac,nce->tnae", a_slot[s.joint], s.exprdirs_rel))
                 if b.pose_joints:
-                    dfeat[:, s.idx] += torch.einsum("tcd,ndp->tncp", r - self._eye3, s.posedirs)
-                joint_y[s.joint][:, s.idx] += rotate_jacobian(r, right_jacobian(v), u)
+                    dfeat.index_add_(1, s.idx, torch.einsum("tcd,ndp->tncp", r - self._eye3, s.posedirs))
+                joint_y[s.joint].index_add_(1, s.idx, rotate_jacobian(r, right_jacobian(v), u))
+            full[..., lay.expr] = expr_jac
             for k, j in enumerate(b.pose_joints):
                 r, v = rots[j]
                 dvec = rotmat_derivatives(r, right_jacobian(v)).reshape(n_frames, 3, 9)  # (T, i, 9)

@@ -224,7 +224,7 @@ def main() -> None:
             print(f"    {key:10s} {stages[key]:8.1f}  ({1000 * stages[key] / frames:5.2f} ms/frame)")
     print(f"  idle core time   {idle:8.1f} s of {cores * wall:.1f} ({100 * idle / (cores * wall):.0f} %)")
     # The ratio's ceiling from this build's own work, whatever the machine's speed did between the
-    # limit's run and the build's (on a shared VM it moves by 15-25 %): decode + landmarks over all
+    # limit's run and the build's (on a shared VM by up to 40 %): decode + landmarks over all
     # the stage time, i.e. the ratio with no idle core and the limit's per-frame costs.
     work_share = (stages.get("decode", 0.0) + stages.get("landmarks", 0.0)) / max(sum(stages.values()), 1e-9)
     print(f"  decode + landmarks: {100 * work_share:.0f} % of the build's stage time (the ratio's ceiling)")

@@ -159,6 +159,6 @@ class LandmarkModel:
         if jac_shape:
             js = torch.einsum("tnac,nck->tnak", a, b.shapedirs)
             for s in b.slots:
-                js[:, s.idx] += torch.einsum("tnac,nck->tnak", a_slot[s.joint], s.shapedirs_rel)
+                js.index_add_(1, s.idx, torch.einsum("tnac,nck->tnak", a_slot[s.joint], s.shapedirs_rel))
             out.jac_shape = js
         return out

@@ -36,7 +36,12 @@ def model_id(path: Path) -> str:
 
 
 def one_core() -> None:
-    """Pin the maths libraries (torch, and numpy/scipy's BLAS) to one thread, as the targets are stated per core."""
+    """Pin the maths libraries (torch, and numpy/scipy's BLAS) to one thread, as the targets are stated per core.
+
+    threadpoolctl limits only the libraries loaded when it is called: scipy.linalg (which brings
+    scipy's own OpenBLAS, used by the fitter's banded solves) is imported first for that reason.
+    """
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that it is limited too)
     import torch
     from threadpoolctl import threadpool_limits
 

@@ -92,3 +92,20 @@ def test_a_batch_longer_than_one_lbs_pass_equals_frames_one_at_a_time(flame_laye
         one = flame_layer(shape=shape, expression=expr[t:t + 1], **{k: v[t:t + 1] for k, v in pose.items()})
         np.testing.assert_allclose(whole.vertices[t].numpy(), one.vertices[0].numpy(), atol=1e-10)
         np.testing.assert_allclose(whole.joints[t].numpy(), one.joints[0].numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("scale", [3.0, 0.3, 1e-3, 1e-5, 1e-9, 0.0])
+def test_axis_angle_to_matrix_matches_scipy_at_every_angle(scale, rng):
+    from recon3d.flame.lbs import axis_angle_to_matrix
+
+    rotvec = rng.normal(0, 1, (200, 3)) * scale
+    ours = axis_angle_to_matrix(torch.as_tensor(rotvec)).numpy()
+    np.testing.assert_allclose(ours, Rotation.from_rotvec(rotvec).as_matrix(), atol=1e-14, rtol=0)
+
+
+def test_axis_angle_to_matrix_has_exact_gradients_including_zero_rotation():
+    from recon3d.flame.lbs import axis_angle_to_matrix
+
+    for rotvec in (torch.zeros(1, 3), torch.tensor([[1e-6, -2e-6, 3e-7]]), torch.tensor([[0.4, -1.2, 2.0]])):
+        x = rotvec.double().requires_grad_()
+        assert torch.autograd.gradcheck(axis_angle_to_matrix, (x,))

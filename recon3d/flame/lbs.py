@@ -9,7 +9,6 @@ per-vertex arrays (the fast path used in fitting).
 
 from __future__ import annotations
 
-import roma
 import torch
 
 
@@ -19,8 +18,22 @@ def blend_shapes(coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
 
 
 def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula for axis-angle vectors ``(..., 3)``: rotation matrices ``(..., 3, 3)``."""
-    return roma.rotvec_to_rotmat(rotvec)
+    """Rodrigues' formula for axis-angle vectors ``(..., 3)``: rotation matrices ``(..., 3, 3)``.
+
+    ``R = I + a K + b K^2`` with ``K = [rotvec]x``, ``a = sin(t) / t``, ``b = (1 - cos(t)) / t^2``;
+    below ``t = 1e-4`` their Taylor series (exact to rounding there), so values and gradients stay
+    finite at zero rotation.
+    """
+    angle2 = (rotvec * rotvec).sum(-1, keepdim=True)[..., None]
+    small = angle2 < 1e-8
+    angle = torch.where(small, torch.ones_like(angle2), angle2).sqrt()
+    a = torch.where(small, 1.0 - angle2 / 6.0, torch.sin(angle) / angle)
+    b = torch.where(small, 0.5 - angle2 / 24.0, (1.0 - torch.cos(angle)) / (angle * angle))
+    x, y, z = rotvec.unbind(-1)
+    o = torch.zeros_like(x)
+    k = torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*rotvec.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    return eye + a * k + b * (k @ k)
 
 
 def pose_feature(rotmats: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,27 @@ class Resources:
 
 
 _RESOURCES: list[Resources] = []
+#: glibc's ``mallopt`` parameters (malloc.h) and the values a build process runs with.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_BELOW_BYTES = 1 << 30
+
+
+def keep_freed_memory() -> None:
+    """Let this process's heap keep and reuse freed memory (glibc only; elsewhere nothing).
+
+    The fitter allocates and frees temporaries of several MB per clip. By default glibc gives such
+    blocks back to the kernel when they are freed (``mmap``/trim), so every new one costs a page
+    fault per 4 KB: about a tenth of the fitting time. With both thresholds at 1 GiB they are
+    reused instead; the process's resident memory is its peak use, as before.
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL(None)
+    libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BELOW_BYTES)
+    libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW_BYTES)
 
 
 def resources(ctx: BuildContext) -> Resources:
@@ -105,6 +126,7 @@ def resources(ctx: BuildContext) -> Resources:
         # processes, and results must not depend on thread counts.
         torch.set_num_threads(1)
         threadpool_limits(1)
+        keep_freed_memory()
         config = ctx.build_config
         fit = config.fitting
         model = load_flame_model(ctx.flame_model, n_shape=max(fit.n_shape, 1), n_expr=fit.n_expr)

@@ -131,7 +131,8 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     runner = executor_for(executor, workers, options, finalize_job=no_wait)
     runner.check()
     runner.start()
-    ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose)
+    ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose,
+                              runner.check_setup)
     click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}, split by {plan.split_method}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else ""), err=True)
     for r in redo:

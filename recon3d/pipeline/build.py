@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,13 +30,15 @@ class BuildError(SetupError):
 
 
 def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: BuildConfig, force: bool,
-            retry_failed: bool = False, verbose: bool = False) -> tuple[BuildContext, Plan, list[Redo]]:
+            retry_failed: bool = False, verbose: bool = False,
+            setup_check: Callable[[BuildContext], None] = check_setup) -> tuple[BuildContext, Plan, list[Redo]]:
     """Check inputs and setup, create the output folder (wiped with ``force``), plan the clips and
     reopen what a rerun must redo (failures whose cause changed, or all with ``retry_failed``;
     videos added to a finished shard).
 
     A folder built earlier with another configuration or model is refused rather than mixed. The
-    model, fitter and detector are built here once (:func:`~recon3d.pipeline.stages.check_setup`),
+    model, fitter and detector are built once by ``setup_check`` (in this process, or in the
+    processes that will run the clips: :meth:`~recon3d.pipeline.executors.Executor.check_setup`),
     so a bad setup stops the command before any clip is touched.
     """
     video_dir, out_dir = Path(video_dir), Path(out_dir)
@@ -57,7 +60,7 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
             raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}; "
                              "rerun with --force to rebuild it, or choose another --out")
     ctx = BuildContext(str(out_dir), str(model_path), config.to_dict(), verbose)
-    check_setup(ctx)
+    setup_check(ctx)
     plan = plan_build(video_dir, config)
     if not plan.clips and not plan.rejected:
         raise BuildError(f"no .mp4 videos found under {video_dir}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from recon3d.pipeline.plan import Plan
 from recon3d.pipeline.schedule import run_schedule
-from recon3d.pipeline.stages import BuildContext, sum_timings
+from recon3d.pipeline.stages import BuildContext, check_setup, sum_timings
 from recon3d.pipeline.workspace import Workspace
 
 EXECUTORS = ("local", "slurm")
@@ -76,6 +76,12 @@ class Executor(ABC):
     def start(self) -> None:
         """Get ready to run while the build is being prepared (local: start the worker processes)."""
 
+    def check_setup(self, ctx: BuildContext) -> None:
+        """Build the model, fitter and detector once and run the detector on a blank frame
+        (:func:`~recon3d.pipeline.stages.check_setup`): raises :class:`~recon3d.errors.SetupError`
+        for a bad setup, before any clip. Here: in this process."""
+        check_setup(ctx)
+
     @abstractmethod
     def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
         """Hand over every shard that is not finished (nor already queued); returns a record of it."""
@@ -107,6 +113,15 @@ class LocalExecutor(Executor):
 
         if self.workers > 1 and self._pool is None:
             self._pool = worker_pool(self.workers)
+
+    def check_setup(self, ctx: BuildContext) -> None:
+        """In the worker processes once they are started, which need the model, fitter and detector
+        anyway (this process runs no clip then): one check per worker, all awaited, the first
+        failure raised here."""
+        if self._pool is None:
+            return super().check_setup(ctx)
+        for check in [self._pool.submit(check_setup, ctx) for _ in range(self.workers)]:
+            check.result()
 
     def submit(self, ctx: BuildContext, plan: Plan, strict_qc: bool) -> dict:
         ws = Workspace(ctx.out_dir)

@@ -57,3 +57,14 @@ def test_partial_fitting_section_keeps_the_video_defaults(tmp_path):
     cfg = BuildConfig.load(path)
     assert cfg.fitting.smooth_expr == 3.0
     assert cfg.fitting.landmark_offsets == "default" and cfg.fitting.landmark_sigma_mm == 2.0
+
+
+def test_the_command_line_starts_without_torch():
+    """``recon3d --help`` and the build's main process before its workers start: torch (1-3 s to
+    import) is loaded only by the commands that need it."""
+    import subprocess
+    import sys
+
+    code = "import sys, recon3d.cli.main; print(sorted(m for m in ('torch', 'mediapipe', 'av') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"

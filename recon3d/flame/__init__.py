@@ -1,4 +1,10 @@
-"""The FLAME head model: file loading, the torch forward pass and landmark embeddings."""
+"""The FLAME head model: file loading, the torch forward pass and landmark embeddings.
+
+File loading and embeddings need only numpy; the forward pass (``FlameLayer``, ``FlameOutput``)
+is imported on first use, so that reading a model's path or checking a file does not load torch.
+"""
+
+from importlib import import_module
 
 from recon3d.flame.embeddings import (
     Fan68Embedding,
@@ -6,7 +12,6 @@ from recon3d.flame.embeddings import (
     load_fan68_embedding,
     load_mediapipe_embedding,
 )
-from recon3d.flame.layer import FlameLayer, FlameOutput
 from recon3d.flame.model_file import (
     FLAME_ENV_VAR,
     FlameModelData,
@@ -15,8 +20,16 @@ from recon3d.flame.model_file import (
     resolve_flame_model_path,
 )
 
+_TORCH_EXPORTS = {"FlameLayer": "recon3d.flame.layer", "FlameOutput": "recon3d.flame.layer"}
+
 __all__ = [
     "FLAME_ENV_VAR", "Fan68Embedding", "FlameLayer", "FlameModelData", "FlameModelError", "FlameOutput",
     "LandmarkEmbedding", "load_fan68_embedding", "load_flame_model", "load_mediapipe_embedding",
     "resolve_flame_model_path",
 ]
+
+
+def __getattr__(name: str):
+    if name in _TORCH_EXPORTS:
+        return getattr(import_module(_TORCH_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

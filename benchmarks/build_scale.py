@@ -6,9 +6,9 @@ of actor 05), hard-linked under RAVDESS names for actors 01-24 (``--clips-per-ac
 neutral take first so that every actor's identity is fitted from it, as in a real build). The
 build is the ``recon3d build-dataset`` command (``--workers`` = the cores; ``--executor slurm``:
 one array task per shard on the cluster, ``--array-parallelism`` at once; ``--build-code DIR``:
-another checkout's, to compare versions against the same limit). The limit runs
-``--workers`` processes that only decode and track landmarks on the same clips (no fitting, no
-writing). Reports the wall rate, the limit, their ratio, time per stage summed over workers,
+another checkout's, to compare versions). The limit runs ``--workers`` processes that only decode
+and track landmarks on the same clips (no fitting, no writing), before and after the build
+(averaged: the machine's speed drifts). Reports the wall rate, the limit, their ratio, time per stage summed over workers,
 idle core time, peak memory per worker and the projection to RAVDESS's 270,000 frames.
 
     python benchmarks/build_scale.py [--actors 24] [--clips-per-actor 9] [--workers N]
@@ -205,9 +205,13 @@ def main() -> None:
     videos = layout_tree(tree, args.actors, args.clips_per_actor)
     cores = args.workers if args.executor == "local" else args.array_parallelism
 
-    limit_frames, limit_s = machine_limit(videos, cores)
-    limit_fps = limit_frames / limit_s
+    # The limit before and after the build, averaged: this machine's speed drifts by up to 20 %
+    # within minutes, and a single measurement on one side of the build made the ratio swing.
+    limit_before = machine_limit(videos, cores)
     result = build(tree, work / "out", model, args.workers, args.executor, args.array_parallelism, args.build_code)
+    limit_after = machine_limit(videos, cores)
+    limits = [frames / seconds for frames, seconds in (limit_before, limit_after)]
+    limit_fps = sum(limits) / 2
     manifest, stages, peak_mb = result["manifest"], result["stages"], result["peak_mb"]
     frames, wall = result["frames"], result["wall"]
     wall_fps = frames / wall
@@ -215,7 +219,8 @@ def main() -> None:
     identities = {a for a in manifest["actors"]}
     print(f"build scale: {len(manifest['clips'])} clips ({frames} frames) of {len(identities)} actors, "
           f"{args.executor} executor, {cores} core(s); {len(manifest['failures'])} failed")
-    print(f"  machine limit (decode + landmarks, {cores} processes at once)  {limit_fps:7.1f} frames/s")
+    print(f"  machine limit (decode + landmarks, {cores} processes at once)  {limit_fps:7.1f} frames/s "
+          f"(before the build {limits[0]:.1f}, after {limits[1]:.1f})")
     print(f"  build, wall                                                {wall_fps:7.1f} frames/s "
           f"({wall:.1f} s; {100 * wall_fps / limit_fps:.0f} % of the limit)")
     print("  time per stage, summed over workers (s):")
@@ -234,7 +239,8 @@ def main() -> None:
     print_json({"clips": len(manifest["clips"]), "frames": frames, "wall_s": round(wall, 2),
                 "wall_fps": round(wall_fps, 2), "limit_fps": round(limit_fps, 2),
                 "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),
-                "peak_rss_mb": round(peak_mb, 1), "limit_work_share": round(work_share, 3)})
+                "peak_rss_mb": round(peak_mb, 1), "limit_work_share": round(work_share, 3),
+                "limit_fps_before": round(limits[0], 2), "limit_fps_after": round(limits[1], 2)})
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -41,9 +41,12 @@ def one_core() -> None:
     threadpoolctl limits only the libraries loaded when it is called: scipy.linalg (which brings
     scipy's own OpenBLAS, used by the fitter's banded solves) is imported first for that reason.
     """
-    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that it is limited too)
+    import importlib
+
     import torch
     from threadpoolctl import threadpool_limits
+
+    importlib.import_module("scipy.linalg")  # loads scipy's BLAS, so that it is limited too
 
     torch.set_num_threads(1)
     threadpool_limits(1)

@@ -58,7 +58,8 @@ def test_a_missing_landmark_offsets_file_stops_the_build_and_records_nothing(tmp
     missing = tmp_path / "offsets_gone.npz"
     cfg.write_text(f"fitting:\n  landmark_offsets: {missing}\n")
     out = tmp_path / "out"
-    proc = build(need(RAVDESS_VIDEO), out, "--config", str(cfg), check_exit=2)
+    # Two workers: the setup is checked in them (they build the fitter), and still stops the command.
+    proc = build(need(RAVDESS_VIDEO), out, "--config", str(cfg), "--workers", "2", check_exit=2)
     assert "offsets_gone.npz" in one_line_error(proc) and "landmark_offsets" in proc.stderr
     assert not failure_records(out) and not (out / "shards").exists()
 

@@ -85,7 +85,6 @@ def test_kill_during_the_stage_schedule_resumes_to_the_same_dataset(tree, tree_b
     assert not list(out.rglob("*.tmp"))
 
 
-
 PAGE_FAULTS_OF_FREED_BLOCKS = """
 import resource, sys
 import numpy as np

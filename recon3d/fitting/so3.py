@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def skew(v: torch.Tensor) -> torch.Tensor:
-    """Cross-product matrices ``(..., 3, 3)`` with ``skew(a) @ b = a x b``."""
-    x, y, z = v.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*v.shape[:-1], 3, 3)
+from recon3d.flame.lbs import skew
 
 
 def right_jacobian(rotvec: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,13 @@ def blend_shapes(coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bk,vck->bvc", coeffs, dirs)
 
 
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """Cross-product matrices ``(..., 3, 3)`` with ``skew(a) @ b = a x b``."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*v.shape[:-1], 3, 3)
+
+
 def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
     """Rodrigues' formula for axis-angle vectors ``(..., 3)``: rotation matrices ``(..., 3, 3)``.
 
@@ -29,9 +36,7 @@ def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
     angle = torch.where(small, torch.ones_like(angle2), angle2).sqrt()
     a = torch.where(small, 1.0 - angle2 / 6.0, torch.sin(angle) / angle)
     b = torch.where(small, 0.5 - angle2 / 24.0, (1.0 - torch.cos(angle)) / (angle * angle))
-    x, y, z = rotvec.unbind(-1)
-    o = torch.zeros_like(x)
-    k = torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*rotvec.shape[:-1], 3, 3)
+    k = skew(rotvec)
     eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
     return eye + a * k + b * (k @ k)
 

@@ -85,3 +85,55 @@ def test_prior_cost_and_gradient_agree():
     cost = obj.prior_cost(params, hess)
     (grad,) = torch.autograd.grad(cost, params)
     assert torch.allclose(grad, params.detach() @ hess)
+
+
+def _arc(n: int = 15) -> torch.Tensor:
+    """A frame's outline: a half circle of radius 10 about the origin, below it (T=1, L=n)."""
+    a = torch.linspace(0.0, torch.pi, n, dtype=torch.float64)
+    return torch.stack([-10 * torch.cos(a), -10 * torch.sin(a)], -1)[None]
+
+
+def test_curve_feet_are_the_nearest_points_with_the_curve_normal_and_flag_the_ends():
+    curve = _arc()
+    points = torch.tensor([[[0.0, -12.0], [0.0, -7.0], [-14.0, 3.0], [3.0, 4.0]]], dtype=torch.float64)
+    feet, normals, inside = obj.curve_feet(points, curve)
+    # Below the middle: the foot is the curve's lowest point (a vertex), with a vertical normal.
+    assert torch.allclose(feet[0, 0], torch.tensor([0.0, -10.0], dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(normals[0, 0].abs(), torch.tensor([0.0, 1.0], dtype=torch.float64), atol=1e-9)
+    # From inside: a foot on a chord next to the lowest point, nearer than that point.
+    assert abs(float(feet[0, 1, 0])) < 1.0 and float(feet[0, 1].norm()) > 9.9
+    assert float((points[0, 1] - feet[0, 1]).norm()) < 3.0
+    assert inside[0, :2].all()
+    assert not inside[0, 2] and not inside[0, 3]  # beyond either end of the outline
+    assert torch.allclose(feet[0, 2], curve[0, 0])
+    curve_nan = curve.clone()
+    curve_nan[0, 3] = float("nan")
+    assert not obj.curve_feet(points, curve_nan)[2].any()  # an outline with a missing point is not used
+
+
+def test_contour_residuals_are_the_distance_to_the_outline_with_its_gradient():
+    gen = torch.Generator().manual_seed(3)
+    n_lm, n_q = 2, 3
+    curve = _arc(41)
+    obs = torch.randn(1, n_lm, 2, generator=gen, dtype=torch.float64)
+    x0 = torch.tensor([[[1.0, 2.0], [-0.5, 1.0], [0.0, -11.0], [4.0, -8.0]]], dtype=torch.float64)
+    jac = torch.randn(1, 4, 2, n_q, generator=gen, dtype=torch.float64)
+
+    def res(q: torch.Tensor):
+        pixels = x0 + (jac @ q)[..., 0]
+        return obj.residuals(pixels, obs, torch.tensor([0.5], dtype=torch.float64),
+                             torch.zeros(0, 2, dtype=torch.long), jac, curve)
+
+    q = torch.zeros(n_q, 1, dtype=torch.float64)
+    r, j = res(q)
+    assert r.shape == (1, 4, 2) and j.shape == (1, 4, 2, n_q)
+    # Contour rows: 0.5 mm/px times the distance to the circle (to the chords, within 0.02 px).
+    dist = 0.5 * (x0[0, 2:].norm(dim=-1) - 10.0).abs()
+    assert torch.allclose(r[0, 2:].norm(dim=-1), dist, atol=0.01)
+    # The Jacobian is that of the residual's normal component, to first order.
+    eps = 1e-6
+    for k in range(n_q):
+        d = torch.zeros_like(q)
+        d[k] = eps
+        num = (res(q + d)[0] - res(q - d)[0]) / (2 * eps)
+        assert torch.allclose(j[..., k], num, atol=1e-6)

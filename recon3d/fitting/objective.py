@@ -1,8 +1,9 @@
 """The fitting objective as pure functions (like ``flame/lbs.py``): residuals, robust weights,
 priors, smoothness weights and the Gauss-Newton normal equations of the data term.
 
-Shapes: ``T`` frames, ``N`` landmarks, ``C`` contact pairs (upper/lower lip and eyelid points whose
-difference is also fitted), ``M = N + C`` residual points, ``p`` unknowns per frame. Residuals are
+Shapes: ``T`` frames, ``N`` landmarks, ``K`` contour points (fitted to the detected face outline),
+``C`` contact pairs (upper/lower lip and eyelid points whose difference is also fitted),
+``M = N + K + C`` residual points, ``p`` unknowns per frame. Residuals are
 in millimetres at the face: pixels times ``mm_per_px`` (the head's depth over the focal length).
 """
 
@@ -14,21 +15,88 @@ from recon3d.fitting.config import FitConfig
 from recon3d.fitting.landmark_model import ParamLayout
 
 
-def residuals(pixels: torch.Tensor, obs: torch.Tensor, mm_per_px: torch.Tensor, pairs: torch.Tensor,
-              jac: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Residuals ``(T, M, 2)`` in mm (landmarks, then contact-pair differences) and their Jacobian
-    ``(T, M, 2, q)`` when ``jac (T, N, 2, q)`` is given.
+def catmull_rom_matrix(n_points: int, per_segment: int) -> torch.Tensor:
+    """``((n_points - 1) * per_segment + 1, n_points)`` weights that sample the uniform Catmull-Rom
+    spline through ``n_points`` control points ``per_segment`` times per segment (ends repeated).
 
-    ``pixels, obs (T, N, 2)``; ``mm_per_px (T,)``; ``pairs (C, 2)`` indices into the landmarks.
+    ``matrix @ points`` is a smooth curve through the points: a detector's outline is a few
+    points on a curved jaw, whose chords cut inside it by up to several pixels.
+    """
+    t = torch.arange(per_segment, dtype=torch.float64) / per_segment
+    # Weights of P[i-1], P[i], P[i+1], P[i+2] at t.
+    w = 0.5 * torch.stack([-t + 2 * t**2 - t**3, 2 - 5 * t**2 + 3 * t**3, t + 4 * t**2 - 3 * t**3, -t**2 + t**3], 1)
+    out = torch.zeros((n_points - 1) * per_segment + 1, n_points, dtype=torch.float64)
+    for i in range(n_points - 1):
+        for c, j in enumerate((i - 1, i, i + 1, i + 2)):
+            out[i * per_segment:(i + 1) * per_segment, min(max(j, 0), n_points - 1)] += w[:, c]
+    out[-1, -1] = 1.0
+    return out
+
+
+def smooth_outline(points: torch.Tensor, per_segment: int = 4) -> torch.Tensor:
+    """A detected outline ``(T, L, 2)`` as the Catmull-Rom spline through it, sampled ``per_segment``
+    times per segment (NaN where a point near it is missing)."""
+    return catmull_rom_matrix(points.shape[1], per_segment).to(points) @ points
+
+
+def curve_feet(points: torch.Tensor, curve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The nearest point on a polyline to each point, the polyline's unit normal there (at a vertex,
+    the bisector of its two segments' normals), and whether it lies within the polyline (not
+    clamped to either end; False where the curve has NaNs).
+
+    ``points (T, K, 2)``, ``curve (T, L, 2)`` -> ``feet (T, K, 2)``, ``normals (T, K, 2)``, ``inside (T, K)``.
+    """
+    start, seg = curve[:, :-1], curve[:, 1:] - curve[:, :-1]  # (T, S, 2)
+    rel = points[:, :, None] - start[:, None]  # (T, K, S, 2)
+    s = (rel * seg[:, None]).sum(-1) / (seg * seg).sum(-1).clamp_min(1e-12)[:, None]
+    s = s.clamp(0.0, 1.0)
+    dist = (rel - s[..., None] * seg[:, None]).norm(dim=-1)
+    k = torch.nan_to_num(dist, nan=float("inf")).argmin(-1)  # (T, K)
+    s_k = s.gather(2, k[..., None])[..., 0]
+
+    def pick(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return x.gather(1, i[..., None].expand(-1, -1, 2))
+
+    feet = pick(start, k) + s_k[..., None] * pick(seg, k)
+    # Normals of the segments, and at the vertices the bisector of the two segments meeting there.
+    seg_n = torch.stack([-seg[..., 1], seg[..., 0]], -1)
+    seg_n = seg_n / seg_n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    vert_n = torch.cat([seg_n[:, :1], seg_n[:, :-1] + seg_n[:, 1:], seg_n[:, -1:]], 1)
+    vert_n = vert_n / vert_n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    normals = torch.where((s_k <= 0.0)[..., None], pick(vert_n, k),
+                          torch.where((s_k >= 1.0)[..., None], pick(vert_n, k + 1), pick(seg_n, k)))
+    last = curve.shape[1] - 2
+    inside = ~(((k == 0) & (s_k <= 0.0)) | ((k == last) & (s_k >= 1.0)))
+    inside &= torch.isfinite(curve).all(-1).all(-1)[:, None]
+    return torch.nan_to_num(feet), torch.nan_to_num(normals), inside
+
+
+def residuals(pixels: torch.Tensor, obs: torch.Tensor, mm_per_px: torch.Tensor, pairs: torch.Tensor,
+              jac: torch.Tensor | None = None, curve: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Residuals ``(T, M, 2)`` in mm (landmarks, contour points, then contact-pair differences) and
+    their Jacobian ``(T, M, 2, q)`` when ``jac (T, N + K, 2, q)`` is given.
+
+    ``pixels (T, N + K, 2)``: the ``N`` landmarks observed in ``obs (T, N, 2)``, then ``K`` contour
+    points fitted to the observed outline ``curve (T, L, 2)`` by their distance to it along its
+    normal (a contour point may slide along the outline; zero where it falls beyond its ends);
+    ``mm_per_px (T,)``; ``pairs (C, 2)`` indices into the landmarks.
     """
     scale = mm_per_px[:, None, None]
-    r = (pixels - obs) * scale
+    n = obs.shape[1]
+    r = (pixels[:, :n] - obs) * scale
+    parts, proj = [r], None
+    if curve is not None:
+        feet, normals, inside = curve_feet(pixels[:, n:], curve)
+        proj = normals[..., :, None] * normals[..., None, :] * inside[..., None, None]  # (T, K, 2, 2)
+        parts.append((proj @ ((pixels[:, n:] - feet) * scale)[..., None])[..., 0])
     a, b = pairs[:, 0], pairs[:, 1]
-    r = torch.cat([r, r[:, a] - r[:, b]], dim=1)
+    r = torch.cat(parts + [r[:, a] - r[:, b]], dim=1)
     if jac is None:
         return r, None
     j = jac * scale[..., None]
-    return r, torch.cat([j, j[:, a] - j[:, b]], dim=1)
+    jparts = [j[:, :n]] + ([proj @ j[:, n:]] if proj is not None else [])
+    return r, torch.cat(jparts + [j[:, a] - j[:, b]], dim=1)
 
 
 def huber_weights(err: torch.Tensor, delta: float) -> torch.Tensor:

@@ -197,3 +197,58 @@ def test_fan68_landmarks_fit_through_the_same_fitter(flame_model, flame_layer, m
     row = accuracy_row(result.vertices.astype(np.float64), identity_template(flame_layer, result.shape),
                        canonical_vertices(flame_layer, motion), identity_template(flame_layer, motion.shape), masks)
     assert row["lip_motion_mm"] < 2.0
+
+
+def test_the_jaw_line_fitted_to_the_face_outline_pins_the_jaw(flame_model, flame_layer, mp_embedding):
+    """With the face outline (synthetic: the silhouette as DECA's yaw-dependent contour traces it,
+    resampled), fitting FLAME's jaw line to it lowers the jaw-opening error at 1 px of noise, in
+    every one of three clips (the true identity given, so that only the clip fit is compared)."""
+    from recon3d.flame import load_fan68_embedding
+
+    outline = load_fan68_embedding(flame_model)
+    fitters = {w: FlameFitter(flame_model, mp_embedding, FitConfig(contour_weight=w)) for w in (0.0, 1.0)}
+    assert fitters[0.0].contour is None and len(fitters[1.0].contour) == 5
+    errors = {w: [] for w in fitters}
+    for seed in (21, 22, 23):
+        motion = place_in_front_of(flame_layer, mp_embedding, sample_motion(flame_layer, mp_embedding, 60, 30.0, seed),
+                                   CAMERA, iod_px=250)
+        points = project_landmarks(flame_layer, mp_embedding, motion, CAMERA, outline)
+        points = points + np.random.default_rng(seed).normal(0, 1.0, points.shape)
+        seq = LandmarkSequence(points, np.ones(60, bool), 1280, 720, 30.0)
+        for w, fitter in fitters.items():
+            result = fitter.fit(seq, shape=motion.shape[:300])
+            assert result.projected.shape[1] == len(mp_embedding)  # the landmarks only
+            errors[w].append(np.abs(result.jaw_pose[:, 0] - motion.jaw_pose[:, 0]).mean())
+    assert all(a < b for a, b in zip(errors[1.0], errors[0.0])), errors
+    assert np.mean(errors[1.0]) < 0.85 * np.mean(errors[0.0]), errors
+
+
+def test_a_missing_contour_embedding_is_a_setup_error_that_names_the_switch(flame_model, mp_embedding, monkeypatch, tmp_path):
+    from recon3d.flame.model_file import FlameModelError
+
+    monkeypatch.setenv("RECON3D_FAN_EMBEDDING", str(tmp_path / "landmark_embedding.npy"))
+    with pytest.raises(FlameModelError, match="file not found.*fitting.contour_weight: 0"):
+        FlameFitter(flame_model, mp_embedding, FitConfig(contour_weight=1.0))
+    FlameFitter(flame_model, mp_embedding, FitConfig(contour_weight=0.0))  # not needed without it
+
+
+def test_jaw_line_offsets_come_from_the_calibration_file_and_default_to_zero(flame_model, tmp_path):
+    from recon3d.fitting.landmark_bias import DATA, contour_offsets_for
+    from recon3d.flame import load_fan68_embedding
+
+    jaw = load_fan68_embedding(flame_model).jaw_line()
+    old = tmp_path / "old.npz"  # written before the jaw line was calibrated
+    np.savez(old, landmark_indices=np.array([1, 2]), offsets=np.zeros((2, 3), np.float32))
+    assert np.array_equal(contour_offsets_for(jaw, str(old)), np.zeros((5, 3)))
+    new = tmp_path / "new.npz"
+    np.savez(new, landmark_indices=np.array([1]), offsets=np.zeros((1, 3)),
+             contour_points=np.array([8, 6]), contour_offsets=np.array([[0.0, 0.004, 0.0], [0.001, 0.0, 0.0]]))
+    got = contour_offsets_for(jaw, str(new))
+    np.testing.assert_array_equal(got[[0, 2]], [[0.001, 0.0, 0.0], [0.0, 0.004, 0.0]])  # ids 6 and 8
+    assert not got[[1, 3, 4]].any()
+    assert contour_offsets_for(jaw, "none") is None
+    packaged = sorted(DATA.glob("mediapipe_landmark_offsets*.npz"))
+    assert len(packaged) == 2  # the stand-in's and the hybrid's calibrations both have the jaw line
+    for path in packaged:
+        with np.load(path) as data:
+            assert set(jaw.source_ids) <= set(data["contour_points"].tolist()), path

@@ -65,3 +65,37 @@ def test_fan68_contour_follows_head_yaw(flame_model, flame_layer):
     # The near side's contour moves onto the visible cheek (normals toward the camera).
     assert near_side_normal_z(0.35) > 0.5 and near_side_normal_z(-0.35) > 0.5
     assert len(fan.for_yaw(0.1)) == 68
+
+
+def test_jaw_line_is_the_frontal_contours_chin_and_lower_jaw(flame_model):
+    jaw = load_fan68_embedding(flame_model).jaw_line()
+    assert jaw.source_ids.tolist() == [6, 7, 8, 9, 10]
+    p = jaw.points(flame_model.v_template, flame_model.faces)
+    assert abs(p[2, 0]) < 0.003 and p[2, 1] == p[:, 1].min()  # the chin: on the midline, lowest
+    np.testing.assert_allclose(p[:2, 0], -p[3:, 0][::-1], atol=0.004)  # mirror images in x
+    assert np.all(np.diff(p[:, 0]) > 0)  # from the subject's right (-x) to the left
+
+
+def test_synthetic_face_outline_passes_through_the_jaw_line_when_frontal(flame_model, flame_layer, mp_embedding):
+    from recon3d.fitting.camera import PinholeCamera
+    from recon3d.fitting.objective import curve_feet, smooth_outline
+    from recon3d.landmarks.schemes import MEDIAPIPE
+    from recon3d.synth.motion import place_in_front_of, posed_vertices, project_landmarks, sample_motion
+
+    camera = PinholeCamera.from_fov(1280, 720, 40.0)
+    fan = load_fan68_embedding(flame_model)
+    motion = sample_motion(flame_layer, mp_embedding, 10, 30.0, 4)
+    motion.global_pose[:] = 0.0
+    motion.neck_pose[:] = 0.0
+    motion = place_in_front_of(flame_layer, mp_embedding, motion, camera, iod_px=250)
+    outline = project_landmarks(flame_layer, mp_embedding, motion, camera, fan)[:, list(MEDIAPIPE.face_contour)]
+    jaw = fan.jaw_line()
+    jaw_px = camera.project(torch.as_tensor(jaw.points(posed_vertices(flame_layer, motion).numpy(), flame_model.faces)))
+    feet, _, inside = curve_feet(jaw_px, smooth_outline(torch.as_tensor(outline)))
+    assert inside.all()
+    # Within the spline's interpolation error between outline points ~25 px apart (the chords
+    # alone would cut up to 4.6 px inside).
+    assert float((feet - jaw_px).norm(dim=-1).max()) < 1.5
+    # Evenly spaced along the outline, so not at the jaw line's own points.
+    steps = np.linalg.norm(np.diff(outline, axis=1), axis=-1)
+    assert steps.std() / steps.mean() < 0.03

@@ -34,6 +34,9 @@ class FitConfig:
     huber_mm: float = 4.0
     iris_weight: float = 0.5
     contact_weight: float = 0.5
+    # FLAME's chin and lower jaw line against the detector's face outline (point to curve), with
+    # DECA's contour embedding (landmark_embedding.npy beside the model); 0 fits without it.
+    contour_weight: float = 0.0
     # Priors (inverse variances).
     shape_prior: float = 1.0
     expr_prior: float = 5.0

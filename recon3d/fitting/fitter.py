@@ -24,7 +24,7 @@ from recon3d.device import torch_device
 from recon3d.errors import ClipError
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.fitting.config import FitConfig
-from recon3d.fitting.landmark_bias import offsets_for
+from recon3d.fitting.landmark_bias import contour_offsets_for, offsets_for
 from recon3d.fitting import objective as obj
 from recon3d.fitting.landmark_model import LandmarkModel, ParamLayout
 from recon3d.fitting.lm import damped, levenberg_marquardt
@@ -35,11 +35,11 @@ from recon3d.fitting.normal_equations import (
     solve_smoothed_blocks,
 )
 from recon3d.fitting.sequence import FitResult, LandmarkSequence
-from recon3d.flame.embeddings import LandmarkEmbedding
+from recon3d.flame.embeddings import LandmarkEmbedding, load_fan68_embedding
 from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
 from recon3d.flame.layer import FlameLayer
 from recon3d.flame.lbs import axis_angle_to_matrix
-from recon3d.flame.model_file import FlameModelData
+from recon3d.flame.model_file import FlameModelData, FlameModelError
 from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 IRIS_IDS = set(range(468, 478))
@@ -60,18 +60,22 @@ class _Batch:
 
     model: LandmarkModel
     obs: torch.Tensor  # (T, N, 2) pixels
+    curve: torch.Tensor | None  # (T, L, 2) pixels: the detected face outline (NaN where unknown)
     frame_w: torch.Tensor  # (T,) data weight per frame
     mm_per_px: torch.Tensor  # (T,)
 
     def frames(self, start: int, stop: int) -> "_Batch":
-        return _Batch(self.model, self.obs[start:stop], self.frame_w[start:stop], self.mm_per_px[start:stop])
+        curve = None if self.curve is None else self.curve[start:stop]
+        return _Batch(self.model, self.obs[start:stop], curve, self.frame_w[start:stop], self.mm_per_px[start:stop])
 
 
 class FlameFitter:
     """Fits FLAME to landmark sequences with the settings of a :class:`FitConfig`.
 
-    ``embedding`` ties detector ids to the mesh; ``scheme`` names the detector's eye corners and
-    lip/eyelid pairs (MediaPipe by default).
+    ``embedding`` ties detector ids to the mesh; ``scheme`` names the detector's eye corners,
+    lip/eyelid pairs and face outline (MediaPipe by default). With ``config.contour_weight`` > 0 and
+    a scheme with an outline, FLAME's jaw line (DECA's contour embedding, found beside the model
+    or at ``$RECON3D_FAN_EMBEDDING``) is fitted to it as extra points after the landmarks.
     """
 
     def __init__(self, model: FlameModelData, embedding: LandmarkEmbedding, config: FitConfig | None = None,
@@ -83,23 +87,28 @@ class FlameFitter:
         self.device = torch_device(config.device)
         self.dtype = torch.float64
         self.embedding = embedding
-        self.shape_basis = self._observable_subspace(model, embedding, model.shapedirs[:, :, :config.n_shape], config.shape_dims)
-        self.expr_basis = self._observable_subspace(model, embedding, model.exprdirs[:, :, :config.n_expr], config.expr_dims)
+        self.scheme = scheme
+        self.contour = self._contour(model, config, scheme)
+        points = embedding.joined(self.contour) if self.contour is not None else embedding
+        self.shape_basis = self._observable_subspace(model, points, model.shapedirs[:, :, :config.n_shape], config.shape_dims)
+        self.expr_basis = self._observable_subspace(model, points, model.exprdirs[:, :, :config.n_expr], config.expr_dims)
         self.layout = ParamLayout(self.expr_basis.shape[1])
         # Full identity space for clips (the shape is fixed there); the observable subspace for
         # fitting the identity itself.
         offsets = offsets_for(embedding, config.landmark_offsets, model) if scheme is MEDIAPIPE else None
-        self.basis = landmark_basis(model, embedding, np.eye(config.n_shape), self.expr_basis, self.dtype,
+        if offsets is not None and self.contour is not None:
+            offsets = np.concatenate([offsets, contour_offsets_for(self.contour, config.landmark_offsets, model)])
+        self.basis = landmark_basis(model, points, np.eye(config.n_shape), self.expr_basis, self.dtype,
                                     offsets).to(self.device)
-        self.identity_basis = landmark_basis(model, embedding, self.shape_basis, self.expr_basis, self.dtype,
+        self.identity_basis = landmark_basis(model, points, self.shape_basis, self.expr_basis, self.dtype,
                                              offsets).to(self.device)
         self.layer = FlameLayer(model, dtype=torch.float32).to(self.device)
         ids = list(embedding.source_ids)
         pos = {int(i): k for k, i in enumerate(ids)}
-        self.scheme = scheme
         self.pairs = torch.tensor([(pos[a], pos[b]) for a, b in scheme.lip_pairs + scheme.eyelid_pairs
                                    if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
         weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
+        weights += [config.contour_weight] * (len(self.contour) if self.contour is not None else 0)
         weights += [config.contact_weight] * len(self.pairs)
         self.point_w = self._t(weights)
         self.leak_dir = self._jaw_leak_direction()
@@ -109,6 +118,17 @@ class FlameFitter:
     # ----------------------------------------------------------------------------------- setup
     def _t(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def _contour(model: FlameModelData, config: FitConfig, scheme: LandmarkScheme) -> LandmarkEmbedding | None:
+        """FLAME's jaw-line points fitted to the scheme's face outline, or None when not asked for."""
+        if config.contour_weight <= 0 or not scheme.face_contour:
+            return None
+        try:
+            return load_fan68_embedding(model).jaw_line()
+        except FlameModelError as exc:
+            raise FlameModelError(f"{exc} It is needed to fit the jaw line (fitting.contour_weight > 0); "
+                                  "set fitting.contour_weight: 0 to fit without it.") from exc
 
     @staticmethod
     def _observable_subspace(model: FlameModelData, embedding: LandmarkEmbedding, dirs: np.ndarray, dims: int) -> np.ndarray:
@@ -156,22 +176,24 @@ class FlameFitter:
         obs = seq.points[:, self.embedding.source_ids]
         return (seq.frame_weights() > 0) & np.isfinite(obs).all(axis=(1, 2))
 
-    def _observations(self, seq: LandmarkSequence, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Observed embedded landmarks ``(F, N, 2)`` pixels (zeros where unusable) and frame weights ``(F,)``."""
+    def _observations(self, seq: LandmarkSequence, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Observed embedded landmarks ``(F, N, 2)`` pixels (zeros where unusable), the face outline
+        ``(F, L, 2)`` (NaN where unknown; None without contour points) and frame weights ``(F,)``."""
         obs = seq.points[frames][:, self.embedding.source_ids]
+        curve = None if self.contour is None else obj.smooth_outline(self._t(seq.points[frames][:, list(self.scheme.face_contour)]))
         frame_w = seq.frame_weights()[frames] * self.usable_frames(seq)[frames]
-        return self._t(np.nan_to_num(obs)), self._t(frame_w)
+        return self._t(np.nan_to_num(obs)), curve, self._t(frame_w)
 
     def _batch(self, seq: LandmarkSequence, mm_per_px: float | torch.Tensor, frames: np.ndarray | None = None,
                basis: LandmarkBasis | None = None) -> _Batch:
         frames = np.arange(seq.n_frames) if frames is None else frames
-        obs, frame_w = self._observations(seq, frames)
+        obs, curve, frame_w = self._observations(seq, frames)
         scale = torch.as_tensor(mm_per_px, dtype=self.dtype, device=self.device).expand(len(frames)).clone()
-        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, frame_w, scale)
+        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, curve, frame_w, scale)
 
     # ------------------------------------------------------------------------------ objective
     def _residuals(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor | None = None):
-        return obj.residuals(pixels, batch.obs, batch.mm_per_px, self.pairs, jac)
+        return obj.residuals(pixels, batch.obs, batch.mm_per_px, self.pairs, jac, batch.curve)
 
     def _robust(self, batch: _Batch, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -218,12 +240,13 @@ class FlameFitter:
             raise FittingError("no face was detected in any frame")
         lay = self.layout
         cam = self.camera_for(seq)
-        obs, _ = self._observations(seq, np.arange(seq.n_frames))
+        obs = self._observations(seq, np.arange(seq.n_frames))[0]
         shape = torch.zeros(self.config.n_shape, dtype=self.dtype, device=self.device)
         params = torch.zeros(seq.n_frames, lay.size, dtype=self.dtype, device=self.device)
         mean_face = LandmarkModel(self.basis, cam, lay).canonical_points(shape, params[:1])[0]
-        centre3 = mean_face.mean(0)
-        spread3 = (mean_face[:, :2] - centre3[:2]).norm(dim=-1).mean()
+        observed = mean_face[:obs.shape[1]]  # the landmarks, without contour points
+        centre3 = observed.mean(0)
+        spread3 = (observed[:, :2] - centre3[:2]).norm(dim=-1).mean()
         centre2 = obs.mean(1)
         spread2 = (obs - centre2[:, None]).norm(dim=-1).mean(1).clamp_min(1.0)
         depth = cam.focal * spread3 / spread2
@@ -394,7 +417,7 @@ class FlameFitter:
         eyes = torch.cat([eye_l, eye_r], 1).float()
         with torch.no_grad():
             vertices = self.layer.canonical(full_shape.float(), full_psi.float(), params[:, lay.jaw].float(), eyes)
-        pixels = batch.model.evaluate(shape, params, jac=False).pixels
+        pixels = batch.model.evaluate(shape, params, jac=False).pixels[:, :batch.obs.shape[1]]
         err = (pixels - batch.obs).norm(dim=-1).mean(dim=1).cpu().numpy()
         err[~self.usable_frames(seq)] = np.nan
 

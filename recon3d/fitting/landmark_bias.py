@@ -3,7 +3,9 @@
 MediaPipe does not put its points exactly where the embedding says they are on the face: on
 renders with known truth, about a third of its error is a constant per-landmark offset (largest
 on the brows). recon3d models it as a fixed 3D displacement of each embedded point in FLAME's
-canonical frame, so it moves and foreshortens with the head. The offsets are estimated from
+canonical frame, so it moves and foreshortens with the head. The same holds for the jaw-line
+points fitted to MediaPipe's face outline (its outline runs inside FLAME's jaw line, by up to
+~8 mm at the chin on renders). The offsets are estimated from
 synthetic renders (``scripts/calibrate_landmark_bias.py``) and added to the embedded points when
 fitting (``fitting.landmark_offsets``: ``default``, ``none`` or a path).
 
@@ -64,6 +66,18 @@ def offsets_for(embedding: LandmarkEmbedding, setting: str | None,
     with np.load(path) as data:
         table = dict(zip(data["landmark_indices"].tolist(), data["offsets"]))
     return np.stack([table.get(int(i), np.zeros(3)) for i in embedding.source_ids])
+
+
+def contour_offsets_for(contour: LandmarkEmbedding, setting: str | None,
+                        model: FlameModelData | None = None) -> np.ndarray | None:
+    """Per jaw-line point ``(K, 3)`` displacement in metres from the same calibration file (zeros
+    for points it has none for, e.g. a file written before the jaw line was calibrated), or None."""
+    path = resolve_offsets_path(setting, model)
+    if path is None:
+        return None
+    with np.load(path) as data:
+        table = dict(zip(data["contour_points"].tolist(), data["contour_offsets"])) if "contour_points" in data else {}
+    return np.stack([table.get(int(i), np.zeros(3)) for i in contour.source_ids])
 
 
 def estimate_offsets(jacobians: np.ndarray, residuals: np.ndarray, ridge: float = 1e-6) -> np.ndarray:

@@ -31,6 +31,9 @@ IRIS_RADIUS_M = 0.00585
 #: rest frame (subject's left = +x, up = +y). 468-472 is the subject's right eye (joint 4).
 IRIS_IDS = {3: (473, 474, 475, 476, 477), 4: (468, 469, 470, 471, 472)}
 N_MEDIAPIPE_POINTS = 478
+#: Points of the 68-point contour fitted against a detector's face outline: the chin (8) and the
+#: lower jaw line on either side, which a frontal camera sees edge-on.
+JAW_LINE_POINTS = range(6, 11)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class LandmarkEmbedding:
 
     def __len__(self) -> int:
         return len(self.face_idx)
+
+    def joined(self, other: "LandmarkEmbedding") -> "LandmarkEmbedding":
+        """This embedding's points followed by ``other``'s."""
+        return LandmarkEmbedding(np.concatenate([self.face_idx, other.face_idx]),
+                                 np.concatenate([self.bary, other.bary]),
+                                 np.concatenate([self.source_ids, other.source_ids]))
 
     def vertex_ids(self, faces: np.ndarray) -> np.ndarray:
         """``(N, 3)`` mesh vertex ids of each landmark's triangle."""
@@ -143,12 +152,7 @@ def load_mediapipe_embedding(model: FlameModelData, path: str | os.PathLike | No
     if ids.shape != face_idx.shape or ids.min() < 0 or ids.max() >= N_MEDIAPIPE_POINTS:
         raise _embedding_error(path, "'landmark_indices' must give one MediaPipe id (0-477) per point")
     embedding = LandmarkEmbedding(face_idx, bary, ids)
-    if with_iris:
-        iris = iris_embedding(model)
-        embedding = LandmarkEmbedding(np.concatenate([face_idx, iris.face_idx]),
-                                      np.concatenate([bary, iris.bary]),
-                                      np.concatenate([ids, iris.source_ids]))
-    return embedding
+    return embedding.joined(iris_embedding(model)) if with_iris else embedding
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,12 @@ class Fan68Embedding:
         """Row of the contour table for head yaw ``yaw_rad`` (rotation about +y, radians)."""
         deg = np.clip(np.round(-np.degrees(yaw_rad)), -39, 39).astype(np.int64)
         return np.where(deg >= 0, deg, 39 - deg)
+
+    def jaw_line(self, points: range = JAW_LINE_POINTS) -> LandmarkEmbedding:
+        """The frontal (yaw 0) contour's ``points``: FLAME's chin and lower jaw line, whose outline
+        changes little with small head turns (source ids are the 68-point ids)."""
+        ids = np.asarray(points)
+        return LandmarkEmbedding(self.contour_face_idx[0, ids], self.contour_bary[0, ids], ids)
 
     def for_yaw(self, yaw_rad: float) -> LandmarkEmbedding:
         """All 68 points (contour first, as in the 68-point convention) for one head yaw."""

@@ -13,6 +13,9 @@ class LandmarkScheme:
     lip_pairs: tuple[tuple[int, int], ...]  # inner lips, (upper, lower)
     eyelid_pairs: tuple[tuple[int, int], ...]  # (upper lid, lower lid)
     lip_ids: tuple[int, ...]  # all lip points
+    # The lower face outline (jaw line and chin) in order from the subject's right to left; fitted
+    # as a curve, not point to point (empty: the scheme has none).
+    face_contour: tuple[int, ...] = ()
 
 
 MEDIAPIPE = LandmarkScheme(
@@ -22,6 +25,8 @@ MEDIAPIPE = LandmarkScheme(
                   (386, 374), (385, 380), (387, 373), (384, 381), (388, 390)),
     lip_ids=(0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
              267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415),
+    face_contour=(234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152,
+                  377, 400, 378, 379, 365, 397, 288, 361, 323, 454),
 )
 
 #: The 68-point (iBUG / FAN) convention.

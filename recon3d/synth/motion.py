@@ -15,8 +15,10 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from recon3d.fitting.camera import PinholeCamera
-from recon3d.flame.embeddings import N_MEDIAPIPE_POINTS, LandmarkEmbedding
+from recon3d.fitting.objective import smooth_outline
+from recon3d.flame.embeddings import N_MEDIAPIPE_POINTS, Fan68Embedding, LandmarkEmbedding
 from recon3d.flame.layer import FlameLayer
+from recon3d.flame.lbs import axis_angle_to_matrix
 from recon3d.landmarks.schemes import MEDIAPIPE
 
 
@@ -179,11 +181,38 @@ def place_in_front_of(layer: FlameLayer, embedding: LandmarkEmbedding, motion: M
     return replace(motion, translation=motion.translation + shift)
 
 
-def project_landmarks(layer: FlameLayer, embedding: LandmarkEmbedding, motion: Motion, camera: PinholeCamera) -> np.ndarray:
-    """MediaPipe-ordered pixels ``(T, 478, 2)`` of the embedded points (NaN for points not embedded)."""
+def head_yaw(motion: Motion) -> np.ndarray:
+    """Per-frame head yaw ``(T,)``: rotation about +y of the global and neck rotations together (radians)."""
+    rot = (axis_angle_to_matrix(torch.as_tensor(motion.global_pose, dtype=torch.float64))
+           @ axis_angle_to_matrix(torch.as_tensor(motion.neck_pose, dtype=torch.float64))).numpy()
+    return np.arctan2(rot[:, 0, 2], rot[:, 2, 2])
+
+
+def _resample_polyline(points: np.ndarray, n: int) -> np.ndarray:
+    """``n`` points evenly spaced by arc length along the polyline ``points (L, 2)``."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    at = np.linspace(0.0, arc[-1], n)
+    return np.stack([np.interp(at, arc, points[:, c]) for c in range(2)], axis=1)
+
+
+def project_landmarks(layer: FlameLayer, embedding: LandmarkEmbedding, motion: Motion, camera: PinholeCamera,
+                      outline: Fan68Embedding | None = None) -> np.ndarray:
+    """MediaPipe-ordered pixels ``(T, 478, 2)`` of the embedded points (NaN for points not embedded).
+
+    With ``outline``, MediaPipe's face-outline ids (``MEDIAPIPE.face_contour``) get the face's
+    silhouette as DECA's yaw-dependent contour traces it (a smooth curve through its points),
+    resampled evenly along its length (so they are not the fitter's own jaw-line points).
+    """
     vertices = posed_vertices(layer, motion).double()
     pts = torch.as_tensor(embedding.points(vertices.cpu().numpy(), layer.model.faces))
     pixels = camera.project(pts).numpy()
     out = np.full((motion.n_frames, N_MEDIAPIPE_POINTS, 2), np.nan)
     out[:, embedding.source_ids] = pixels
+    if outline is not None:
+        faces, v = layer.model.faces, vertices.cpu().numpy()
+        ids = list(MEDIAPIPE.face_contour)
+        for t, row in enumerate(outline.contour_row(head_yaw(motion))):
+            corners = v[t][faces[outline.contour_face_idx[row]]]  # (17, 3, 3)
+            silhouette = camera.project(torch.as_tensor(np.einsum("nkc,nk->nc", corners, outline.contour_bary[row])))
+            out[t, ids] = _resample_polyline(smooth_outline(silhouette[None], 32)[0].numpy(), len(ids))
     return out

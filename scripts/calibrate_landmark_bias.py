@@ -26,7 +26,8 @@ from _common import add_model_option, flame_model_path  # noqa: E402
 
 from recon3d import __version__  # noqa: E402
 from recon3d.fitting.landmark_bias import estimate_offsets, model_identity, model_offsets_path  # noqa: E402
-from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding  # noqa: E402
+from recon3d.fitting.objective import curve_feet, smooth_outline  # noqa: E402
+from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding  # noqa: E402
 from recon3d.flame.lbs import axis_angle_to_matrix  # noqa: E402
 from recon3d.landmarks import create_detector, track_video  # noqa: E402
 from recon3d.landmarks.schemes import MEDIAPIPE  # noqa: E402
@@ -36,20 +37,29 @@ from recon3d.synth.video import load_truth, synthesize  # noqa: E402
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 
 
-def observations(video: Path, layer: FlameLayer, embedding, detector):
-    """Per frame: Jacobians of pixels w.r.t. canonical point displacements, and detected - true pixels."""
+def observations(video: Path, layer: FlameLayer, embedding, contour, detector):
+    """Per frame: Jacobians of pixels w.r.t. canonical point displacements, and detected - true
+    pixels, for the embedded landmarks and then the jaw-line points (whose residual is the normal
+    distance from the true point to MediaPipe's face outline, NaN beyond its ends)."""
     motion, camera, data = load_truth(video.with_name(video.stem + ".truth.npz"))
     track = track_video(video, detector)
-    cam_pts = embedding.points(posed_vertices(layer, motion).numpy(), layer.model.faces)  # (T, N, 3)
+    posed = posed_vertices(layer, motion).numpy()
     rot = (axis_angle_to_matrix(torch.as_tensor(motion.global_pose))
            @ axis_angle_to_matrix(torch.as_tensor(motion.neck_pose))).numpy()  # head rotation (T, 3, 3)
-    proj = camera.project_jacobian(torch.as_tensor(cam_pts)).numpy()  # (T, N, 2, 3)
-    jac = proj @ rot[:, None]
-    detected = track.points[:, embedding.source_ids].astype(np.float64)
-    detected[~track.valid] = np.nan
-    residual = detected - data["landmarks"][:, embedding.source_ids]
+    cam_pts = torch.as_tensor(embedding.points(posed, layer.model.faces))  # (T, N, 3)
+    jac = camera.project_jacobian(cam_pts).numpy() @ rot[:, None]  # (T, N, 2, 3)
+    points = track.points.astype(np.float64)
+    points[~track.valid] = np.nan
+    residual = points[:, embedding.source_ids] - data["landmarks"][:, embedding.source_ids]
+    jaw_pts = torch.as_tensor(contour.points(posed, layer.model.faces))  # (T, K, 3)
+    true_px = camera.project(jaw_pts)
+    feet, normals, inside = curve_feet(true_px, smooth_outline(torch.as_tensor(points[:, list(MEDIAPIPE.face_contour)])))
+    normal_proj = (normals[..., :, None] * normals[..., None, :]).numpy()  # (T, K, 2, 2)
+    jaw_jac = normal_proj @ camera.project_jacobian(jaw_pts).numpy() @ rot[:, None]
+    jaw_res = (normal_proj @ (feet - true_px).numpy()[..., None])[..., 0]
+    jaw_res[~inside.numpy()] = np.nan
     iod = np.linalg.norm(data["landmarks"][:, 33] - data["landmarks"][:, 263], axis=-1)
-    return jac, residual, iod
+    return np.concatenate([jac, jaw_jac], 1), np.concatenate([residual, jaw_res], 1), iod
 
 
 def main() -> None:
@@ -67,6 +77,7 @@ def main() -> None:
     args.work = args.work / model_identity(model)  # renders depend on the model
     layer = FlameLayer(model, dtype=torch.float64)
     embedding = load_mediapipe_embedding(model)
+    contour = load_fan68_embedding(model).jaw_line()
     detector = create_detector("mediapipe")
     jacs, residuals, iods = [], [], []
     for seed in args.seeds:
@@ -76,26 +87,34 @@ def main() -> None:
             if len(videos) < args.clips:
                 videos = synthesize(folder, model.path, TEXTURE, args.clips, args.seconds, seed, iod, progress=False)
             for video in videos:
-                j, r, i = observations(video, layer, embedding, detector)
+                j, r, i = observations(video, layer, embedding, contour, detector)
                 jacs.append(j)
                 residuals.append(r)
                 iods.append(i)
     jac, res, iod = np.concatenate(jacs), np.concatenate(residuals), np.concatenate(iods)
-    offsets = estimate_offsets(jac, res)
+    n = len(embedding)
+    # The jaw-line points see only their outline's normal: a stronger ridge keeps the unseen
+    # (tangential) part of their offsets near zero.
+    offsets = np.concatenate([estimate_offsets(jac[:, :n], res[:, :n]),
+                              estimate_offsets(jac[:, n:], res[:, n:], ridge=1e-2)])
     corrected = res - np.einsum("snai,ni->sna", jac, offsets)
     norm = lambda r: np.nanmean(np.linalg.norm(r, axis=-1) / iod[:, None])  # noqa: E731
     lips = np.isin(embedding.source_ids, MEDIAPIPE.lip_ids)
     print(f"{len(res)} frames from seeds {args.seeds} at IOD {args.iod_px} px")
-    print(f"landmark error / IOD: before {norm(res):.4f}, after removing the offsets {norm(corrected):.4f} "
-          f"(lips {norm(res[:, lips]):.4f} -> {norm(corrected[:, lips]):.4f})")
-    print(f"offset size: median {1000 * np.median(np.linalg.norm(offsets, axis=1)):.2f} mm, "
-          f"max {1000 * np.linalg.norm(offsets, axis=1).max():.2f} mm")
+    print(f"landmark error / IOD: before {norm(res[:, :n]):.4f}, after removing the offsets {norm(corrected[:, :n]):.4f} "
+          f"(lips {norm(res[:, :n][:, lips]):.4f} -> {norm(corrected[:, :n][:, lips]):.4f})")
+    print(f"jaw line to MediaPipe's outline / IOD: before {norm(res[:, n:]):.4f}, after {norm(corrected[:, n:]):.4f}")
+    size = 1000 * np.linalg.norm(offsets, axis=1)
+    print(f"offset size: median {np.median(size[:n]):.2f} mm, max {size[:n].max():.2f} mm; "
+          f"jaw line {np.round(size[n:], 2).tolist()} mm")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, landmark_indices=embedding.source_ids, offsets=offsets.astype(np.float32),
+    np.savez(args.out, landmark_indices=embedding.source_ids, offsets=offsets[:n].astype(np.float32),
+             contour_points=contour.source_ids, contour_offsets=offsets[n:].astype(np.float32),
              seeds=np.array(args.seeds), iod_px=np.array(args.iod_px), frames=len(res),
              created=str(dt.date.today()), recon3d_version=__version__, model=model.path.name,
              model_identity=model_identity(model),
-             note="3D displacement (metres, FLAME canonical frame) of each embedded MediaPipe point; "
+             note="3D displacement (metres, FLAME canonical frame) of each embedded MediaPipe point and "
+                  "of each jaw-line point (DECA's 68-point ids) fitted to MediaPipe's face outline; "
                   "see recon3d/fitting/landmark_bias.py")
     print(f"wrote {args.out}")
 

@@ -2,9 +2,11 @@
 
 For each seed: a 120-frame talking-head sequence drawn from all of the model's identity and
 expression components (recon3d.synth.motion), projected through a pinhole camera into a 1280x720
-image at RAVDESS's face size, with Gaussian landmark noise of 0, 1 and 2 px. The identity is fitted
-as build-dataset does (--protocol actor: from a neutral-emotion sequence of the same person) or from
-the clip itself (--protocol clip). Reports per region (FLAME_masks.pkl) the absolute error after a
+image at RAVDESS's face size, with Gaussian landmark noise of 0, 1 and 2 px. MediaPipe's
+face-outline points get the head's silhouette (DECA's yaw-dependent contour, resampled), which the
+fit uses only with --set contour_weight=W. The identity is fitted as build-dataset does
+(--protocol actor: from a neutral-emotion sequence of the same person) or from the clip itself
+(--protocol clip). Reports per region (FLAME_masks.pkl) the absolute error after a
 per-frame rigid alignment, the motion error (each sequence minus its own identity template) and the
 lip jitter ratio; rows average the seeds.
 
@@ -42,7 +44,7 @@ def main() -> None:
     import torch
 
     from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence, PinholeCamera
-    from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
+    from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.synth.accuracy import accuracy_row
     from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of,
@@ -51,6 +53,7 @@ def main() -> None:
     model = load_flame_model(flame_model_path(args.flame_model))
     layer = FlameLayer(model, dtype=torch.float64)
     embedding = load_mediapipe_embedding(model)
+    outline = load_fan68_embedding(model)  # the face's silhouette in the synthetic detections
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     config = FitConfig.from_dict(parse_overrides(args.set))
     fitter = FlameFitter(model, embedding, config)
@@ -58,7 +61,7 @@ def main() -> None:
     fps = 29.97
 
     def landmarks(motion, noise: float, seed: int) -> LandmarkSequence:
-        clean = project_landmarks(layer, embedding, motion, camera)
+        clean = project_landmarks(layer, embedding, motion, camera, outline)
         noisy = clean + np.random.default_rng(seed).normal(0.0, noise, clean.shape)
         return LandmarkSequence(noisy, np.ones(motion.n_frames, bool), 1280, 720, fps)
 

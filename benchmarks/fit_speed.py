@@ -29,7 +29,7 @@ def main() -> None:
     import torch
 
     from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence, PinholeCamera
-    from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
+    from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
     from recon3d.synth.motion import place_in_front_of, project_landmarks, sample_motion
 
     model = load_flame_model(flame_model_path(args.flame_model))
@@ -40,7 +40,7 @@ def main() -> None:
     camera = PinholeCamera.from_fov(1280, 720, config.fov_deg)
     motion = sample_motion(layer, embedding, args.frames, 29.97, seed=1)
     motion = place_in_front_of(layer, embedding, motion, camera, 250.0)
-    points = project_landmarks(layer, embedding, motion, camera)
+    points = project_landmarks(layer, embedding, motion, camera, load_fan68_embedding(model))  # with the face outline
     points += np.random.default_rng(0).normal(0.0, 1.0, points.shape)
     seq = LandmarkSequence(points, np.ones(args.frames, bool), 1280, 720, 29.97)
 

@@ -5,9 +5,10 @@ uses other seeds), at RAVDESS's face size (inter-ocular ~250 px) and a small one
 them with build-dataset exactly as real videos (MediaPipe, identity from the neutral clips,
 fitting), and compares the shards' canonical `vertices` with the truth per region: absolute error
 after a per-frame rigid alignment on the face, motion error (each sequence minus its own identity
-template), lip jitter ratio, and the reprojection error. Each face size is built with and without
-the MediaPipe landmark-bias correction (fitting.landmark_offsets), and so are the real RAVDESS
-clips in ../shared/assets (their reprojection error before and after).
+template), lip jitter ratio, the reprojection error and the jaw-opening error (mean |fitted -
+true| jaw x-rotation, radians). Each face size is built with and without the MediaPipe
+landmark-bias correction (fitting.landmark_offsets), and so are the real RAVDESS clips in
+../shared/assets (their reprojection error before and after).
 
     python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250 110] [--clips 3] [--work DIR]
 """
@@ -24,7 +25,7 @@ from _common import add_model_option, model_id, parse_overrides, REPO, flame_mod
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
 KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm", "forehead_motion_mm",
-        "lip_jitter_ratio", "reprojection_iod"]
+        "lip_jitter_ratio", "reprojection_iod", "jaw_error_rad"]
 
 
 def build(videos: Path, out: Path, model: Path, offsets: str, overrides: dict) -> Path:
@@ -60,6 +61,8 @@ def clip_rows(dataset_dir: Path, videos: Path, layer, masks) -> list[dict]:
         row = accuracy_row(clip.vertices.astype(np.float64), clip.template.astype(np.float64), truth,
                            truth_template, masks)
         row["reprojection_iod"] = float(ds.info(clip_id)["qc"]["reprojection_iod_mean"])
+        jaw = ds.shard(ds.info(clip_id)["shard"]).array(clip_id, "flame/jaw_pose")
+        row["jaw_error_rad"] = float(np.abs(jaw[:, 0] - motion.jaw_pose[:, 0]).mean())
         rows.append(row)
     return rows
 

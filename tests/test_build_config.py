@@ -68,3 +68,23 @@ def test_the_command_line_starts_without_torch():
     code = "import sys, recon3d.cli.main; print(sorted(m for m in ('torch', 'mediapipe', 'av') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_build_identity_follows_the_landmark_embedding_files(tmp_path, monkeypatch):
+    """A changed embedding file changes what a rerun compares, so old results are not kept."""
+    import shutil
+
+    from recon3d.pipeline.build import build_identity
+    from tests.conftest import FLAME_DIR, STAND_IN, need
+
+    copy = tmp_path / "mediapipe_landmark_embedding.npz"
+    shutil.copy(need(FLAME_DIR / copy.name), copy)
+    monkeypatch.setenv("RECON3D_MEDIAPIPE_EMBEDDING", str(copy))
+    before = build_identity(BuildConfig(), STAND_IN)
+    assert before == build_identity(BuildConfig(), STAND_IN)
+    with open(copy, "ab") as f:
+        f.write(b"\0")
+    after = build_identity(BuildConfig(), STAND_IN)
+    assert after["landmark_embeddings_sha256"] != before["landmark_embeddings_sha256"]
+    assert {k: v for k, v in after.items() if k != "landmark_embeddings_sha256"} == \
+           {k: v for k, v in before.items() if k != "landmark_embeddings_sha256"}

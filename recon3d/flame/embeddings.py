@@ -20,6 +20,8 @@ from recon3d.flame.safe_pickle import UnsafePickleError, load_object_npy, to_num
 
 MEDIAPIPE_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
 FAN_EMBEDDING_FILE = "landmark_embedding.npy"
+#: Each embedding file and the environment variable that may name it instead.
+EMBEDDING_FILES = {MEDIAPIPE_EMBEDDING_FILE: "RECON3D_MEDIAPIPE_EMBEDDING", FAN_EMBEDDING_FILE: "RECON3D_FAN_EMBEDDING"}
 EMBEDDING_SOURCE_HINT = (
     "The MediaPipe embedding 'mediapipe_landmark_embedding.npz' is published with SMIRK "
     "(github.com/georgeretsi/smirk, assets/) and metrical-tracker; DECA's 'landmark_embedding.npy' "
@@ -76,6 +78,17 @@ def find_asset_beside_model(model: FlameModelData, filename: str, given: str | o
     if not path.exists():
         raise _embedding_error(path, "file not found")
     return path
+
+
+def embedding_files_found(model: FlameModelData) -> list[Path]:
+    """The embedding files a fit of ``model`` would read, those that exist (see :data:`EMBEDDING_FILES`)."""
+    found = []
+    for filename, env_var in EMBEDDING_FILES.items():
+        try:
+            found.append(find_asset_beside_model(model, filename, None, env_var))
+        except FlameModelError:
+            pass
+    return found
 
 
 def _check_faces(path: Path, face_idx: np.ndarray, bary: np.ndarray, model: FlameModelData) -> None:
@@ -140,7 +153,7 @@ def iris_embedding(model: FlameModelData) -> LandmarkEmbedding:
 def load_mediapipe_embedding(model: FlameModelData, path: str | os.PathLike | None = None,
                              with_iris: bool = True) -> LandmarkEmbedding:
     """MediaPipe's 105 embedded face-mesh points (+ the 10 iris points), checked against ``model``."""
-    path = find_asset_beside_model(model, MEDIAPIPE_EMBEDDING_FILE, path, "RECON3D_MEDIAPIPE_EMBEDDING")
+    path = find_asset_beside_model(model, MEDIAPIPE_EMBEDDING_FILE, path, EMBEDDING_FILES[MEDIAPIPE_EMBEDDING_FILE])
     try:
         data = np.load(path, allow_pickle=False)
         face_idx = np.asarray(data["lmk_face_idx"]).astype(np.int64)
@@ -191,7 +204,7 @@ class Fan68Embedding:
 
 def load_fan68_embedding(model: FlameModelData, path: str | os.PathLike | None = None) -> Fan68Embedding:
     """DECA's ``landmark_embedding.npy`` (pickled dict holding torch tensors), loaded safely."""
-    path = find_asset_beside_model(model, FAN_EMBEDDING_FILE, path, "RECON3D_FAN_EMBEDDING")
+    path = find_asset_beside_model(model, FAN_EMBEDDING_FILE, path, EMBEDDING_FILES[FAN_EMBEDDING_FILE])
     try:
         raw = load_object_npy(path)
         raw = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object else raw

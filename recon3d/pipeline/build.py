@@ -4,6 +4,7 @@ the shards in between."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -48,13 +49,13 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
     if not video_dir.is_dir():
         raise BuildError(f"video folder not found: {video_dir}")
     ws = Workspace(out_dir)
-    identity = {"config_hash": config.digest(), "flame_model_sha256": sha256_of(model_path),
-                "landmark_offsets_sha256": _offsets_digest(config, model_path)}
+    identity = build_identity(config, model_path)
     stamp = ws.work / "build.json"
     if stamp.exists() and not force:
         previous = json.loads(stamp.read_text())
         names = {"config_hash": "configuration", "flame_model_sha256": "FLAME model",
-                 "landmark_offsets_sha256": "landmark-offsets calibration"}
+                 "landmark_offsets_sha256": "landmark-offsets calibration",
+                 "landmark_embeddings_sha256": "landmark embedding files"}
         changed = [names[k] for k, v in identity.items() if previous.get(k) != v]
         if changed:
             raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}; "
@@ -82,14 +83,20 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
     return ctx, plan, redo
 
 
-def _offsets_digest(config: BuildConfig, model_path: Path) -> str | None:
-    """The sha256 of the landmark-offsets file the fit will use (``default`` depends on the model)."""
+def build_identity(config: BuildConfig, model_path: Path) -> dict[str, str | None]:
+    """What a build's results depend on besides the videos: the configuration's hash and the sha256
+    of the FLAME model, of the landmark-offsets file the fit will use (``default`` depends on the
+    model) and of the landmark embedding files beside it (or named by their variables)."""
     from recon3d.fitting.landmark_bias import resolve_offsets_path
     from recon3d.flame import load_flame_model
+    from recon3d.flame.embeddings import embedding_files_found
 
     model = load_flame_model(model_path, n_shape=1, n_expr=1)
-    path = resolve_offsets_path(config.fitting.landmark_offsets, model)
-    return sha256_of(path) if path is not None else None
+    offsets = resolve_offsets_path(config.fitting.landmark_offsets, model)
+    embeddings = "".join(f"{p.name}:{sha256_of(p)};" for p in embedding_files_found(model))
+    return {"config_hash": config.digest(), "flame_model_sha256": sha256_of(model_path),
+            "landmark_offsets_sha256": sha256_of(offsets) if offsets is not None else None,
+            "landmark_embeddings_sha256": hashlib.sha256(embeddings.encode()).hexdigest()}
 
 
 def load_plan(out_dir: Path) -> Plan:

@@ -20,7 +20,8 @@ def check_model(flame_model: str, as_json: bool) -> None:
 
     Loads the model through the safe loader (no code in the pickle is run), then the MediaPipe
     landmark embedding (mediapipe_landmark_embedding.npz), DECA's 68-point embedding
-    (landmark_embedding.npy, optional) and FLAME_masks.pkl from the model's folder, and reports
+    (landmark_embedding.npy, optional: needed by the fan landmark backend and by
+    fitting.contour_weight > 0) and FLAME_masks.pkl from the model's folder, and reports
     sizes. Exit status 2 with a message naming the file when something is missing or wrong.
     """
     model = load_flame_model(flame_model)

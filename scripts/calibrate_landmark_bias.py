@@ -99,22 +99,28 @@ def main() -> None:
                               estimate_offsets(jac[:, n:], res[:, n:], ridge=1e-2)])
     corrected = res - np.einsum("snai,ni->sna", jac, offsets)
     norm = lambda r: np.nanmean(np.linalg.norm(r, axis=-1) / iod[:, None])  # noqa: E731
+    # What is left per point: its noise, as the rms per axis over the IOD.
+    spread = np.sqrt(np.nanmean((corrected / iod[:, None, None]) ** 2, axis=(0, 2)))
     lips = np.isin(embedding.source_ids, MEDIAPIPE.lip_ids)
     print(f"{len(res)} frames from seeds {args.seeds} at IOD {args.iod_px} px")
     print(f"landmark error / IOD: before {norm(res[:, :n]):.4f}, after removing the offsets {norm(corrected[:, :n]):.4f} "
           f"(lips {norm(res[:, :n][:, lips]):.4f} -> {norm(corrected[:, :n][:, lips]):.4f})")
     print(f"jaw line to MediaPipe's outline / IOD: before {norm(res[:, n:]):.4f}, after {norm(corrected[:, n:]):.4f}")
+    print(f"noise left per landmark (rms per axis / IOD): median {np.median(spread[:n]):.4f}, "
+          f"{spread[:n].min():.4f}-{spread[:n].max():.4f}")
     size = 1000 * np.linalg.norm(offsets, axis=1)
     print(f"offset size: median {np.median(size[:n]):.2f} mm, max {size[:n].max():.2f} mm; "
           f"jaw line {np.round(size[n:], 2).tolist()} mm")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, landmark_indices=embedding.source_ids, offsets=offsets[:n].astype(np.float32),
              contour_points=contour.source_ids, contour_offsets=offsets[n:].astype(np.float32),
+             residual_iod=spread[:n].astype(np.float32), contour_residual_iod=spread[n:].astype(np.float32),
              seeds=np.array(args.seeds), iod_px=np.array(args.iod_px), frames=len(res),
              created=str(dt.date.today()), recon3d_version=__version__, model=model.path.name,
              model_identity=model_identity(model),
              note="3D displacement (metres, FLAME canonical frame) of each embedded MediaPipe point and "
-                  "of each jaw-line point (DECA's 68-point ids) fitted to MediaPipe's face outline; "
+                  "of each jaw-line point (DECA's 68-point ids) fitted to MediaPipe's face outline, and "
+                  "the residual left per point after it (rms per axis / inter-ocular distance); "
                   "see recon3d/fitting/landmark_bias.py")
     print(f"wrote {args.out}")
 

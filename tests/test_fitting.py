@@ -248,7 +248,34 @@ def test_jaw_line_offsets_come_from_the_calibration_file_and_default_to_zero(fla
     assert not got[[1, 3, 4]].any()
     assert contour_offsets_for(jaw, "none") is None
     packaged = sorted(DATA.glob("mediapipe_landmark_offsets*.npz"))
-    assert len(packaged) == 2  # the stand-in's and the hybrid's calibrations both have the jaw line
+    assert len(packaged) == 2  # the stand-in's and the hybrid's calibrations: the jaw line and the noise
     for path in packaged:
         with np.load(path) as data:
             assert set(jaw.source_ids) <= set(data["contour_points"].tolist()), path
+            assert np.isfinite(data["residual_iod"]).all() and len(data["residual_iod"]) == len(data["offsets"])
+
+
+def test_calibrated_landmark_noise_weighs_each_point_by_its_own_noise(flame_model, mp_embedding, tmp_path):
+    from recon3d.config_io import ConfigError
+    from recon3d.fitting.fitter import NOISE_WEIGHT_RANGE
+    from recon3d.fitting.landmark_bias import noise_for
+
+    ids = mp_embedding.source_ids
+    noise = np.full(len(ids), 0.01)
+    noise[0], noise[1] = 0.02, 0.001  # twice as noisy: a quarter of the weight; ten times less: capped
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, landmark_indices=ids, offsets=np.zeros((len(ids), 3)), residual_iod=noise)
+    old = tmp_path / "old.npz"
+    np.savez(old, landmark_indices=ids, offsets=np.zeros((len(ids), 3)))
+    assert np.isnan(noise_for(mp_embedding, None, str(old))).all()  # written before the noise was kept
+    np.testing.assert_array_equal(noise_for(mp_embedding, None, str(calib)), noise)
+
+    uniform = FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(calib)))
+    weighted = FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(calib), landmark_noise="calibrated"))
+    ratio = (weighted.point_w / uniform.point_w).numpy()
+    np.testing.assert_allclose(ratio[:2], [0.25, NOISE_WEIGHT_RANGE[1]])
+    np.testing.assert_allclose(ratio[2:], 1.0)  # the rest, and the contact pairs
+    with pytest.raises(ConfigError, match="landmark_noise"):
+        FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(old), landmark_noise="calibrated"))
+    with pytest.raises(ConfigError, match="not one of uniform, calibrated"):
+        FlameFitter(flame_model, mp_embedding, FitConfig(landmark_noise="yes"))

@@ -31,6 +31,10 @@ class FitConfig:
     # Data term.
     landmark_offsets: str = "none"  # MediaPipe bias correction: default (packaged file), none, or a path
     landmark_sigma_mm: float = 0.4
+    # uniform, or calibrated: each point weighted by the inverse square of its own noise on the
+    # calibration renders relative to the landmarks' median (from the landmark_offsets file, or
+    # the model's own calibration when that is none)
+    landmark_noise: str = "uniform"
     huber_mm: float = 4.0
     iris_weight: float = 0.5
     contact_weight: float = 0.5

@@ -24,7 +24,7 @@ from recon3d.device import torch_device
 from recon3d.errors import ClipError
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.fitting.config import FitConfig
-from recon3d.fitting.landmark_bias import contour_offsets_for, offsets_for
+from recon3d.fitting.landmark_bias import contour_offsets_for, noise_for, offsets_for, resolve_offsets_path
 from recon3d.fitting import objective as obj
 from recon3d.fitting.landmark_model import LandmarkModel, ParamLayout
 from recon3d.fitting.lm import damped, levenberg_marquardt
@@ -43,6 +43,9 @@ from recon3d.flame.model_file import FlameModelData, FlameModelError
 from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 IRIS_IDS = set(range(468, 478))
+#: Bounds of the calibrated per-point weights (``landmark_noise: calibrated``): no point counts more
+#: than 4 times, or less than a quarter of, a typical one.
+NOISE_WEIGHT_RANGE = (0.25, 4.0)
 #: Frames processed at once where memory grows with the clip (the Jacobians of the normal equations).
 FRAME_CHUNK = 64
 
@@ -109,6 +112,7 @@ class FlameFitter:
                                    if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
         weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
         weights += [config.contour_weight] * (len(self.contour) if self.contour is not None else 0)
+        weights = list(np.asarray(weights) * self._noise_weights(model, config, len(weights)))
         weights += [config.contact_weight] * len(self.pairs)
         self.point_w = self._t(weights)
         self.leak_dir = self._jaw_leak_direction()
@@ -129,6 +133,24 @@ class FlameFitter:
         except FlameModelError as exc:
             raise FlameModelError(f"{exc} It is needed to fit the jaw line (fitting.contour_weight > 0); "
                                   "set fitting.contour_weight: 0 to fit without it.") from exc
+
+    def _noise_weights(self, model: FlameModelData, config: FitConfig, n_points: int) -> np.ndarray:
+        """Per point (landmarks, then the jaw line): 1, or with ``landmark_noise: calibrated`` the
+        inverse square of its calibrated noise relative to the landmarks' median, within
+        :data:`NOISE_WEIGHT_RANGE` (1 for points the file has no noise for). The noise comes from
+        the ``landmark_offsets`` file, or the model's own calibration when that is ``none``."""
+        if config.landmark_noise == "uniform":
+            return np.ones(n_points)
+        if config.landmark_noise != "calibrated":
+            raise ConfigError(f"fitting.landmark_noise: {config.landmark_noise!r} is not one of uniform, calibrated")
+        source = "default" if resolve_offsets_path(config.landmark_offsets, model) is None else config.landmark_offsets
+        noise = noise_for(self.embedding, self.contour, source, model) if self.scheme is MEDIAPIPE else None
+        if noise is None or not np.isfinite(noise).any():
+            raise ConfigError("fitting.landmark_noise: calibrated needs the points' noise from a calibration file "
+                              "written by scripts/calibrate_landmark_bias.py (MediaPipe landmarks only); "
+                              "set fitting.landmark_noise: uniform to weigh every point alike")
+        relative = noise / np.nanmedian(noise[:len(self.embedding)])
+        return np.where(np.isfinite(relative), np.clip(relative ** -2.0, *NOISE_WEIGHT_RANGE), 1.0)
 
     @staticmethod
     def _observable_subspace(model: FlameModelData, embedding: LandmarkEmbedding, dirs: np.ndarray, dims: int) -> np.ndarray:

@@ -57,27 +57,40 @@ def resolve_offsets_path(setting: str | None, model: FlameModelData | None = Non
     return path
 
 
-def offsets_for(embedding: LandmarkEmbedding, setting: str | None,
-                model: FlameModelData | None = None) -> np.ndarray | None:
-    """Per embedded point ``(N, 3)`` displacement in metres (zeros for ids without one), or None."""
+def _per_point(setting: str | None, model: FlameModelData | None, ids_key: str, values_key: str,
+               source_ids: np.ndarray, missing: np.ndarray) -> np.ndarray | None:
+    """``values_key`` of the calibration file for each of ``source_ids`` (``missing`` for ids it has
+    none for, or all of them in a file written without that key), or None without a file."""
     path = resolve_offsets_path(setting, model)
     if path is None:
         return None
     with np.load(path) as data:
-        table = dict(zip(data["landmark_indices"].tolist(), data["offsets"]))
-    return np.stack([table.get(int(i), np.zeros(3)) for i in embedding.source_ids])
+        table = dict(zip(data[ids_key].tolist(), data[values_key])) if values_key in data else {}
+    return np.stack([np.asarray(table.get(int(i), missing), dtype=np.float64) for i in source_ids])
+
+
+def offsets_for(embedding: LandmarkEmbedding, setting: str | None,
+                model: FlameModelData | None = None) -> np.ndarray | None:
+    """Per embedded point ``(N, 3)`` displacement in metres (zeros for ids without one), or None."""
+    return _per_point(setting, model, "landmark_indices", "offsets", embedding.source_ids, np.zeros(3))
 
 
 def contour_offsets_for(contour: LandmarkEmbedding, setting: str | None,
                         model: FlameModelData | None = None) -> np.ndarray | None:
     """Per jaw-line point ``(K, 3)`` displacement in metres from the same calibration file (zeros
     for points it has none for, e.g. a file written before the jaw line was calibrated), or None."""
-    path = resolve_offsets_path(setting, model)
-    if path is None:
-        return None
-    with np.load(path) as data:
-        table = dict(zip(data["contour_points"].tolist(), data["contour_offsets"])) if "contour_points" in data else {}
-    return np.stack([table.get(int(i), np.zeros(3)) for i in contour.source_ids])
+    return _per_point(setting, model, "contour_points", "contour_offsets", contour.source_ids, np.zeros(3))
+
+
+def noise_for(embedding: LandmarkEmbedding, contour: LandmarkEmbedding | None, setting: str | None,
+              model: FlameModelData | None = None) -> np.ndarray | None:
+    """Each point's residual left after the offsets on the calibration renders (rms per axis over
+    the IOD; landmarks, then the jaw line if given; NaN where the file has none), or None."""
+    noise = _per_point(setting, model, "landmark_indices", "residual_iod", embedding.source_ids, np.array(np.nan))
+    if noise is not None and contour is not None:
+        noise = np.concatenate([noise, _per_point(setting, model, "contour_points", "contour_residual_iod",
+                                                  contour.source_ids, np.array(np.nan))])
+    return noise
 
 
 def estimate_offsets(jacobians: np.ndarray, residuals: np.ndarray, ridge: float = 1e-6) -> np.ndarray:

@@ -26,12 +26,11 @@ from _common import add_model_option, flame_model_path  # noqa: E402
 
 from recon3d import __version__  # noqa: E402
 from recon3d.fitting.landmark_bias import estimate_offsets, model_identity, model_offsets_path  # noqa: E402
-from recon3d.fitting.objective import curve_feet, smooth_outline  # noqa: E402
+from recon3d.fitting.objective import outline_residuals, smooth_outline  # noqa: E402
 from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding  # noqa: E402
-from recon3d.flame.lbs import axis_angle_to_matrix  # noqa: E402
 from recon3d.landmarks import create_detector, track_video  # noqa: E402
 from recon3d.landmarks.schemes import MEDIAPIPE  # noqa: E402
-from recon3d.synth.motion import posed_vertices  # noqa: E402
+from recon3d.synth.motion import head_rotation, posed_vertices  # noqa: E402
 from recon3d.synth.video import load_truth, synthesize  # noqa: E402
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
@@ -44,8 +43,7 @@ def observations(video: Path, layer: FlameLayer, embedding, contour, detector):
     motion, camera, data = load_truth(video.with_name(video.stem + ".truth.npz"))
     track = track_video(video, detector)
     posed = posed_vertices(layer, motion).numpy()
-    rot = (axis_angle_to_matrix(torch.as_tensor(motion.global_pose))
-           @ axis_angle_to_matrix(torch.as_tensor(motion.neck_pose))).numpy()  # head rotation (T, 3, 3)
+    rot = head_rotation(motion)  # (T, 3, 3)
     cam_pts = torch.as_tensor(embedding.points(posed, layer.model.faces))  # (T, N, 3)
     jac = camera.project_jacobian(cam_pts).numpy() @ rot[:, None]  # (T, N, 2, 3)
     points = track.points.astype(np.float64)
@@ -53,10 +51,9 @@ def observations(video: Path, layer: FlameLayer, embedding, contour, detector):
     residual = points[:, embedding.source_ids] - data["landmarks"][:, embedding.source_ids]
     jaw_pts = torch.as_tensor(contour.points(posed, layer.model.faces))  # (T, K, 3)
     true_px = camera.project(jaw_pts)
-    feet, normals, inside = curve_feet(true_px, smooth_outline(torch.as_tensor(points[:, list(MEDIAPIPE.face_contour)])))
-    normal_proj = (normals[..., :, None] * normals[..., None, :]).numpy()  # (T, K, 2, 2)
-    jaw_jac = normal_proj @ camera.project_jacobian(jaw_pts).numpy() @ rot[:, None]
-    jaw_res = (normal_proj @ (feet - true_px).numpy()[..., None])[..., 0]
+    offset, normal_proj, inside = outline_residuals(true_px, smooth_outline(torch.as_tensor(points[:, list(MEDIAPIPE.face_contour)])))
+    jaw_jac = normal_proj.numpy() @ camera.project_jacobian(jaw_pts).numpy() @ rot[:, None]
+    jaw_res = -offset.numpy()  # detected minus true, along the outline's normal
     jaw_res[~inside.numpy()] = np.nan
     iod = np.linalg.norm(data["landmarks"][:, 33] - data["landmarks"][:, 263], axis=-1)
     return np.concatenate([jac, jaw_jac], 1), np.concatenate([residual, jaw_res], 1), iod

@@ -71,6 +71,15 @@ def curve_feet(points: torch.Tensor, curve: torch.Tensor) -> tuple[torch.Tensor,
     return torch.nan_to_num(feet), torch.nan_to_num(normals), inside
 
 
+def outline_residuals(points: torch.Tensor, curve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each point's offset from the outline along its normal ``(T, K, 2)``, the normal projection
+    ``(T, K, 2, 2)`` that maps the point's Jacobian to the offset's (both zero where the point
+    falls beyond the outline's ends), and where it does not (``inside (T, K)``)."""
+    feet, normals, inside = curve_feet(points, curve)
+    proj = normals[..., :, None] * normals[..., None, :] * inside[..., None, None]
+    return (proj @ (points - feet)[..., None])[..., 0], proj, inside
+
+
 def residuals(pixels: torch.Tensor, obs: torch.Tensor, mm_per_px: torch.Tensor, pairs: torch.Tensor,
               jac: torch.Tensor | None = None, curve: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -87,9 +96,8 @@ def residuals(pixels: torch.Tensor, obs: torch.Tensor, mm_per_px: torch.Tensor, 
     r = (pixels[:, :n] - obs) * scale
     parts, proj = [r], None
     if curve is not None:
-        feet, normals, inside = curve_feet(pixels[:, n:], curve)
-        proj = normals[..., :, None] * normals[..., None, :] * inside[..., None, None]  # (T, K, 2, 2)
-        parts.append((proj @ ((pixels[:, n:] - feet) * scale)[..., None])[..., 0])
+        offset, proj, _ = outline_residuals(pixels[:, n:], curve)
+        parts.append(offset * scale)
     a, b = pairs[:, 0], pairs[:, 1]
     r = torch.cat(parts + [r[:, a] - r[:, b]], dim=1)
     if jac is None:

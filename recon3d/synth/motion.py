@@ -181,10 +181,15 @@ def place_in_front_of(layer: FlameLayer, embedding: LandmarkEmbedding, motion: M
     return replace(motion, translation=motion.translation + shift)
 
 
+def head_rotation(motion: Motion) -> np.ndarray:
+    """Per-frame rotation of the head ``(T, 3, 3)``: the global and neck rotations together."""
+    return (axis_angle_to_matrix(torch.as_tensor(motion.global_pose, dtype=torch.float64))
+            @ axis_angle_to_matrix(torch.as_tensor(motion.neck_pose, dtype=torch.float64))).numpy()
+
+
 def head_yaw(motion: Motion) -> np.ndarray:
-    """Per-frame head yaw ``(T,)``: rotation about +y of the global and neck rotations together (radians)."""
-    rot = (axis_angle_to_matrix(torch.as_tensor(motion.global_pose, dtype=torch.float64))
-           @ axis_angle_to_matrix(torch.as_tensor(motion.neck_pose, dtype=torch.float64))).numpy()
+    """Per-frame head yaw ``(T,)``: the head rotation's turn about +y (radians)."""
+    rot = head_rotation(motion)
     return np.arctan2(rot[:, 0, 2], rot[:, 2, 2])
 
 

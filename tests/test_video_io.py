@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from recon3d.io.video import VideoError, iter_frames, probe, read_audio, write_video
+from recon3d.io.video import VideoError, VideoReader, iter_frames, probe, read_audio, write_video
 from tests import media
 from tests.conftest import RAVDESS_VIDEO, need
 
@@ -45,6 +45,24 @@ def test_ravdess_audio_is_16k_mono_and_aligned():
     assert np.abs(audio).max() > 0.01  # speech is there
     silent, _ = read_audio(need(RAVDESS_VIDEO / "02-01-06-01-01-01-05.mp4"), 0.0, n, 16000)
     assert np.all(silent == 0)
+
+
+@pytest.mark.parametrize("name", ["01-01-04-01-01-01-05.mp4", "02-01-06-01-01-01-05.mp4"])
+def test_audio_decoded_with_the_frames_equals_a_separate_read(name, tmp_path):
+    """The build decodes audio in the video's pass; it must be the same samples as read_audio's,
+    for speech, for a video-only file's silent track, and for a file with no audio stream."""
+    video = need(RAVDESS_VIDEO / name)
+    silent_stream = tmp_path / "no_audio.mp4"
+    write_video(silent_stream, (rgb for rgb, _ in iter_frames(video)), 30000 / 1001)
+    for path in (video, silent_stream):
+        with VideoReader(path, threads=1, audio_rate=16000) as reader:
+            times = [t for _, t in reader.frames()]
+        n = int(round(len(times) / reader.fps * 16000))
+        separate, has_stream = read_audio(path, times[0], n, 16000)
+        assert reader.audio.has_stream == has_stream == (path == video)
+        assert np.array_equal(reader.audio.window(times[0], n), separate)
+        late = reader.audio.window(times[0] + 0.5, n)  # a later start: the same samples, shifted
+        assert np.array_equal(late[:n - 8000], separate[8000:])
 
 
 def test_audio_round_trip_and_offsets(tmp_path):

@@ -20,7 +20,6 @@ from av.video.reformatter import VideoReformatter
 from recon3d.errors import ClipError
 
 
-
 class VideoError(ClipError):
     """A file that cannot be used as a video (or audio); the message says why."""
 
@@ -78,11 +77,15 @@ class VideoReader:
     """A video opened once: ``fps``, ``declared_frames`` and ``has_audio`` are known before decoding,
     ``rotation`` once the first frame is decoded."""
 
-    def __init__(self, path: Path, threads: int = 0):
+    def __init__(self, path: Path, threads: int = 0, audio_rate: int | None = None):
         """``threads``: decoding and colour-conversion threads (0: FFmpeg's choice, all cores; a
-        build whose worker processes already fill the cores passes 1)."""
+        build whose worker processes already fill the cores passes 1). ``audio_rate``: also decode
+        the audio, in the same pass over the file, as mono at this rate (:attr:`audio` once
+        :meth:`frames` is exhausted)."""
         self.path = Path(path)
         self.threads = int(threads)
+        self.audio_rate = audio_rate
+        self.audio: DecodedAudio | None = None
         self._container = _open(self.path)
         try:
             self._stream = _video_stream(self._container, self.path)
@@ -117,7 +120,7 @@ class VideoReader:
         name, count = self.path.name, 0
         reformatter = VideoReformatter()  # one colour converter for the whole clip, not one per frame
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in self._decoded():
                 rgb = reformatter.reformat(frame, format="rgb24", threads=self.threads).to_ndarray()
                 self.rotation = _rotation(getattr(frame, "rotation", 0))
                 if self.rotation:
@@ -131,6 +134,30 @@ class VideoReader:
             raise VideoError(f"{name}: truncated file: decoded {count} of the {self.declared_frames} frames it declares")
         if count == 0:
             raise VideoError(f"{name}: video stream holds no decodable frame")
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """The video stream's frames; with ``audio_rate``, the audio is decoded from the same
+        packets on the way (one read of the file instead of two: demuxing is most of an audio
+        read's time) and left in :attr:`audio`."""
+        if not self.audio_rate:
+            yield from self._container.decode(self._stream)
+            return
+        audio_stream = self._container.streams.audio[0] if self._container.streams.audio else None
+        if audio_stream is None:
+            yield from self._container.decode(self._stream)
+            self.audio = DecodedAudio.silent(self.audio_rate)
+            return
+        collector = _AudioCollector(self.audio_rate)
+        for packet in self._container.demux(self._stream, audio_stream):
+            if packet.stream.index == self._stream.index:
+                yield from packet.decode()
+                continue
+            try:
+                for frame in packet.decode():
+                    collector.add(frame)
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"{self.path.name}: audio data is corrupt ({exc})") from exc
+        self.audio = collector.finish()
 
 
 def probe(path: Path) -> VideoInfo:
@@ -147,37 +174,68 @@ def iter_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
         yield from reader.frames()
 
 
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A file's audio as mono float32 ``samples`` at ``rate``, the first one at ``first_time`` s;
+    ``has_stream``: whether the file had an audio stream at all."""
+
+    samples: np.ndarray
+    first_time: float
+    rate: int
+    has_stream: bool
+
+    @classmethod
+    def silent(cls, rate: int) -> "DecodedAudio":
+        return cls(np.zeros(0, np.float32), 0.0, rate, False)
+
+    def window(self, start: float, n_samples: int) -> np.ndarray:
+        """``n_samples`` covering ``[start, start + n_samples / rate)`` seconds; missing stretches
+        (no stream, a late start, an early end) are zeros."""
+        out = np.zeros(n_samples, dtype=np.float32)
+        offset = int(round((self.first_time - start) * self.rate))
+        src0, dst0 = max(0, -offset), max(0, offset)
+        n = max(0, min(len(self.samples) - src0, n_samples - dst0))
+        out[dst0:dst0 + n] = self.samples[src0:src0 + n]
+        return out
+
+
+class _AudioCollector:
+    """Decoded audio frames resampled to mono float32 at ``rate``, gathered into a :class:`DecodedAudio`."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self._chunks: list[np.ndarray] = []
+        self._first_time: float | None = None
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if self._first_time is None and frame.time is not None:
+            self._first_time = float(frame.time)
+        self._chunks += [r.to_ndarray().reshape(-1) for r in self._resampler.resample(frame)]
+
+    def finish(self) -> DecodedAudio:
+        self._chunks += [r.to_ndarray().reshape(-1) for r in self._resampler.resample(None)]
+        samples = np.concatenate(self._chunks).astype(np.float32) if self._chunks else np.zeros(0, np.float32)
+        return DecodedAudio(samples, self._first_time or 0.0, self.rate, True)
+
+
 def read_audio(path: Path, start: float, n_samples: int, sample_rate: int) -> tuple[np.ndarray, bool]:
     """Mono float32 audio at ``sample_rate`` covering ``[start, start + n_samples / rate)`` seconds.
 
     Missing stretches (no audio stream, a late start, an early end) are zeros. Returns the samples
     and whether the file had an audio stream at all.
     """
-    out = np.zeros(n_samples, dtype=np.float32)
     with _open(path, "audio") as container:
         if not container.streams.audio:
-            return out, False
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks, first_time = [], None
+            return np.zeros(n_samples, dtype=np.float32), False
+        collector = _AudioCollector(sample_rate)
         try:
-            for frame in container.decode(stream):
-                if first_time is None and frame.time is not None:
-                    first_time = float(frame.time)
-                for resampled in resampler.resample(frame):
-                    chunks.append(resampled.to_ndarray().reshape(-1))
-            for resampled in resampler.resample(None):
-                chunks.append(resampled.to_ndarray().reshape(-1))
+            for frame in container.decode(container.streams.audio[0]):
+                collector.add(frame)
+            audio = collector.finish()
         except av.error.FFmpegError as exc:
             raise VideoError(f"{Path(path).name}: audio data is corrupt ({exc})") from exc
-    if not chunks:
-        return out, True
-    audio = np.concatenate(chunks).astype(np.float32)
-    offset = int(round(((first_time or 0.0) - start) * sample_rate))
-    src0, dst0 = max(0, -offset), max(0, offset)
-    n = max(0, min(len(audio) - src0, n_samples - dst0))
-    out[dst0:dst0 + n] = audio[src0:src0 + n]
-    return out, True
+    return audio.window(start, n_samples), True
 
 
 def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, sample_rate: int | None = None,
@@ -232,15 +290,13 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     with _open(path, "audio") as container:
         if not container.streams.audio:
             raise VideoError(f"{path.name}: has no audio stream (is it an audio file?)")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
+        collector = _AudioCollector(sample_rate)
         try:
             for frame in container.decode(container.streams.audio[0]):
-                chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(frame)]
-            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+                collector.add(frame)
+            audio = collector.finish().samples
         except av.error.FFmpegError as exc:
             raise VideoError(f"{path.name}: audio data is corrupt ({exc})") from exc
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if audio.size == 0:
         raise VideoError(f"{path.name}: the audio stream holds no samples")
     return audio

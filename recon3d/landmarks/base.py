@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from recon3d.errors import SetupError
-from recon3d.io.video import VideoReader
+from recon3d.io.video import DecodedAudio, VideoReader
 from recon3d.landmarks.schemes import LandmarkScheme
 
 
@@ -51,6 +51,7 @@ class LandmarkTrack:
     fps: float  # the stream's average frame rate
     rotation: int  # rotation metadata applied to the frames (degrees)
     detect_seconds: float = 0.0  # time spent in the detector (the rest of tracking is decoding)
+    audio: DecodedAudio | None = None  # the file's audio, when track_video was asked for it
 
 
 def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) -> tuple[np.ndarray, float] | None:
@@ -64,15 +65,16 @@ def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) 
 
 
 def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int], None] | None = None,
-                threads: int = 0) -> LandmarkTrack:
+                threads: int = 0, audio_rate: int | None = None) -> LandmarkTrack:
     """Decode ``path`` (with ``threads`` decoding threads, 0: FFmpeg's choice) and detect landmarks
-    frame by frame, following one face."""
+    frame by frame, following one face; with ``audio_rate``, the audio is decoded in the same pass
+    (``track.audio``)."""
     detector.reset()
     points, valid, score, times = [], [], [], []
     previous = None
     height = width = 0
     detect_seconds = 0.0
-    reader = VideoReader(path, threads)
+    reader = VideoReader(path, threads, audio_rate)
     for i, (rgb, t) in enumerate(_closing(reader)):
         height, width = rgb.shape[:2]
         t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
     return LandmarkTrack(points=np.stack(points) if n else np.zeros((0, detector.n_points, 2), np.float32),
                          valid=np.array(valid, bool), score=np.array(score, np.float32),
                          times=np.array(times, np.float64), width=width, height=height, fps=reader.fps,
-                         rotation=reader.rotation, detect_seconds=detect_seconds)
+                         rotation=reader.rotation, detect_seconds=detect_seconds, audio=reader.audio)
 
 
 def _closing(reader: VideoReader):

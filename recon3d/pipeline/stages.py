@@ -3,7 +3,7 @@
 Stages and what each leaves in the shard's work folder (``OUT_DIR/work/shards/<shard>/``; a
 later run skips what is there):
 
-1. ``landmarks``: decode the video (PyAV), track MediaPipe landmarks, read the 16 kHz audio ->
+1. ``landmarks``: decode the video and its 16 kHz audio in one pass (PyAV), track MediaPipe landmarks ->
    ``landmarks/<clip>.npz``
 2. ``identity``: fit each actor's shape from its neutral clips (also those in other shards of the
    same actor, whose landmarks this shard computes for itself) -> ``identity/<actor>.npz``
@@ -39,7 +39,6 @@ from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
 from recon3d.fitting import FlameFitter, LandmarkSequence
 from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
-from recon3d.io.video import read_audio
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.config import BuildConfig
@@ -197,23 +196,22 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
     path = Path(clip.path)
     det = detector(ctx)
     t0 = time.perf_counter()
-    track = track_video(path, det, threads=ctx.decode_threads)
-    total = time.perf_counter() - t0
+    track = track_video(path, det, threads=ctx.decode_threads, audio_rate=AUDIO_RATE)  # one pass: video and audio
     n_frames = len(track.valid)
     if n_frames < config.qc.min_frames:
         raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
     if not track.valid.any():
         raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
-    t1 = time.perf_counter()
-    audio, has_stream = read_audio(path, float(track.times[0]), audio_samples(n_frames, track.fps), AUDIO_RATE)
+    audio = track.audio.window(float(track.times[0]), audio_samples(n_frames, track.fps))
+    has_stream = track.audio.has_stream
     digest = sha256_of(path)
-    audio_time = time.perf_counter() - t1
+    total = time.perf_counter() - t0
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
                      width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
                      has_audio_stream=has_stream, sha256=digest, backend=det.name)
-    return {"decode": total - track.detect_seconds + audio_time, "landmarks": track.detect_seconds}
+    return {"decode": total - track.detect_seconds, "landmarks": track.detect_seconds}
 
 
 def load_landmarks(work: ShardWork, clip_id: str) -> dict:

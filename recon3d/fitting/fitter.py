@@ -48,6 +48,10 @@ IRIS_IDS = set(range(468, 478))
 NOISE_WEIGHT_RANGE = (0.25, 4.0)
 #: Frames processed at once where memory grows with the clip (the Jacobians of the normal equations).
 FRAME_CHUNK = 64
+#: ``fitting.precision`` values: the arithmetic of the fit's tensors (the banded solve is always
+#: float64). float32 fits equal float64 ones to ~1e-5 mm at about four fifths of the time
+#: (benchmarks.md, 2026-12-04).
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 class FittingError(ClipError):
@@ -88,7 +92,9 @@ class FlameFitter:
             raise ConfigError(f"fitting.n_shape {config.n_shape} / n_expr {config.n_expr}: the model has only "
                               f"{model.n_shape} shape and {model.n_expr} expression components")
         self.device = torch_device(config.device)
-        self.dtype = torch.float64
+        if config.precision not in PRECISIONS:
+            raise ConfigError(f"fitting.precision: {config.precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.dtype = PRECISIONS[config.precision]
         self.embedding = embedding
         self.scheme = scheme
         self.contour = self._contour(model, config, scheme)

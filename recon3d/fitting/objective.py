@@ -166,14 +166,15 @@ def weighted_system(r: torch.Tensor, j: torch.Tensor, w: torch.Tensor):
     ``j (T, M, 2, q)`` and weights ``w (T, M)``.
 
     Also returns the flattened residuals ``(T, 2M)``, ``W J (T, 2M, q)`` and the weights per row
-    ``(T, 2M)`` for reuse. The Hessian only steers the steps (the float64 gradient sets the
-    solution), so it is accumulated in float32: half the memory traffic of the largest product.
+    ``(T, 2M)`` for reuse. The Hessian only steers the steps (the gradient, in the fit's own
+    precision, sets the solution), so it is accumulated in float32: half the memory traffic of
+    the largest product.
     """
     n_frames = r.shape[0]
     jf = j.reshape(n_frames, -1, j.shape[-1])
     w2 = w.repeat_interleave(2, dim=1)
     jw = jf * w2[..., None]
     rf = r.reshape(n_frames, -1)
-    hess = (jw.float().transpose(1, 2) @ jf.float()).double()
+    hess = (jw.float().transpose(1, 2) @ jf.float()).to(jf.dtype)
     grad = (jw.transpose(1, 2) @ rf[..., None])[..., 0]
     return hess, grad, (rf, jw, w2)

@@ -71,6 +71,27 @@ def test_the_command_line_starts_without_torch():
     assert out.strip() == "[]"
 
 
+def test_a_local_build_loads_torch_only_in_its_workers(tmp_path):
+    """The main process plans, schedules and merges; only the workers fit (and need torch), so
+    they start without waiting for the main process to import it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import RAVDESS_VIDEO, STAND_IN, need
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "01-01-01-01-02-01-05.mp4").symlink_to(need(RAVDESS_VIDEO / "01-01-01-01-02-01-05.mp4"))
+    args = ["recon3d", "build-dataset", str(videos), "--flame-model", str(need(STAND_IN)), "--out",
+            str(tmp_path / "out"), "--no-progress", "--workers", "2"]
+    code = (f"import runpy, sys; sys.argv = {args!r}\n"
+            "try:\n    runpy.run_module('recon3d', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+            "print(code, sorted(m for m in ('torch', 'mediapipe') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.stdout.strip() == "0 []", out.stderr[-2000:]
+    assert (tmp_path / "out" / "manifest.json").exists()
+
+
 def test_the_build_identity_follows_the_landmark_embedding_files(tmp_path, monkeypatch):
     """A changed embedding file changes what a rerun compares, so old results are not kept."""
     import shutil

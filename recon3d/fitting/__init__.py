@@ -1,8 +1,22 @@
-"""Fitting FLAME to 2D landmark sequences."""
+"""Fitting FLAME to 2D landmark sequences.
 
-from recon3d.fitting.camera import PinholeCamera
+``FitConfig`` needs only the standard library; the fitter and its torch types are imported on
+first use, so that a build's main process (which plans, schedules and merges, and fits nothing)
+does not load torch.
+"""
+
+from importlib import import_module
+
 from recon3d.fitting.config import FitConfig
-from recon3d.fitting.fitter import FittingError, FlameFitter
-from recon3d.fitting.sequence import FitResult, LandmarkSequence
+
+_TORCH_EXPORTS = {"FitResult": "recon3d.fitting.sequence", "FittingError": "recon3d.fitting.fitter",
+                  "FlameFitter": "recon3d.fitting.fitter", "LandmarkSequence": "recon3d.fitting.sequence",
+                  "PinholeCamera": "recon3d.fitting.camera"}
 
 __all__ = ["FitConfig", "FitResult", "FittingError", "FlameFitter", "LandmarkSequence", "PinholeCamera"]
+
+
+def __getattr__(name: str):
+    if name in _TORCH_EXPORTS:
+        return getattr(import_module(_TORCH_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recon3d.fitting.camera import PinholeCamera
 from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
+
+if TYPE_CHECKING:
+    from recon3d.fitting.camera import PinholeCamera
 
 
 @dataclass

@@ -31,14 +31,14 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
-from recon3d.fitting import FlameFitter, LandmarkSequence
-from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.config import BuildConfig
@@ -47,6 +47,10 @@ from recon3d.pipeline.qc import clip_qc
 from recon3d.pipeline.workspace import ShardWork, Workspace
 from recon3d.shards.schema import AUDIO_RATE, ClipAttrs, audio_samples
 from recon3d.shards.writer import ClipRecord, assemble_shard, write_clip_file
+
+if TYPE_CHECKING:  # torch is imported by the processes that fit, not by the main process of a build
+    from recon3d.fitting import FlameFitter, LandmarkSequence
+    from recon3d.flame import FlameLayer
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,9 @@ def resources(ctx: BuildContext) -> Resources:
     if not _RESOURCES or _RESOURCES[0].key != key:
         import torch
         from threadpoolctl import threadpool_limits
+
+        from recon3d.fitting import FlameFitter
+        from recon3d.flame import FlameLayer
 
         # One thread per worker (torch, and numpy/scipy's BLAS for the banded solves): workers are
         # processes, and results must not depend on thread counts.
@@ -219,7 +226,9 @@ def load_landmarks(work: ShardWork, clip_id: str) -> dict:
         return {k: data[k] for k in data.files}
 
 
-def sequence_of(cached: dict) -> LandmarkSequence:
+def sequence_of(cached: dict) -> "LandmarkSequence":
+    from recon3d.fitting import LandmarkSequence
+
     scheme = FAN68 if str(cached["backend"]) == "fan" else MEDIAPIPE
     return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
                             float(cached["fps"]), cached["score"], scheme)

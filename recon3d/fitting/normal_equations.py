@@ -65,14 +65,14 @@ def _solve_banded(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor,
     n_frames, p, _ = blocks.shape
     n = n_frames * p
     kd = min(2 * p, n - 1)
-    h = blocks.detach().cpu().double().numpy()
+    h = blocks.detach().cpu().numpy()
     lam = smooth.detach().cpu().double().numpy()
+    # LAPACK's upper band storage: entry (i, j), i <= j, at ab[kd + i - j, j]. Column b of every
+    # frame's block holds rows 0..b of it (kd >= p - 1 always: n >= p), one slice per column.
     ab = np.zeros((kd + 1, n), dtype)
-    ai, bi = np.triu_indices(p)
-    keep = bi - ai <= kd
-    ai, bi = ai[keep], bi[keep]
-    cols = (np.arange(n_frames)[:, None] * p + bi[None, :])
-    ab[(kd + ai - bi)[None, :].repeat(n_frames, 0), cols] = h[:, ai, bi]
+    by_frame = ab.reshape(kd + 1, n_frames, p)
+    for b in range(p):
+        by_frame[kd - b:, :, b] = h[:, :b + 1, b].T
     c0, c1, c2 = second_difference_gram(n_frames)
     ab[kd, :] += (c0[:, None] * lam[None, :]).reshape(-1)
     if n_frames >= 2 and p <= kd:

@@ -139,13 +139,11 @@ class VideoReader:
         """The video stream's frames; with ``audio_rate``, the audio is decoded from the same
         packets on the way (one read of the file instead of two: demuxing is most of an audio
         read's time) and left in :attr:`audio`."""
-        if not self.audio_rate:
-            yield from self._container.decode(self._stream)
-            return
-        audio_stream = self._container.streams.audio[0] if self._container.streams.audio else None
+        audio_stream = self._container.streams.audio[0] if self.audio_rate and self._container.streams.audio else None
         if audio_stream is None:
             yield from self._container.decode(self._stream)
-            self.audio = DecodedAudio.silent(self.audio_rate)
+            if self.audio_rate:
+                self.audio = DecodedAudio.silent(self.audio_rate)
             return
         collector = _AudioCollector(self.audio_rate)
         for packet in self._container.demux(self._stream, audio_stream):

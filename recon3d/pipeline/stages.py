@@ -226,7 +226,7 @@ def load_landmarks(work: ShardWork, clip_id: str) -> dict:
         return {k: data[k] for k in data.files}
 
 
-def sequence_of(cached: dict) -> "LandmarkSequence":
+def sequence_of(cached: dict) -> LandmarkSequence:
     from recon3d.fitting import LandmarkSequence
 
     scheme = FAN68 if str(cached["backend"]) == "fan" else MEDIAPIPE

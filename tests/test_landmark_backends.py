@@ -22,6 +22,16 @@ def test_mediapipe_tracks_every_frame_of_a_ravdess_clip():
     np.testing.assert_allclose(np.diff(track.times), 1001 / 30000, atol=1e-4)
 
 
+def test_tracking_one_face_gives_the_points_of_looking_for_two():
+    """The default (one face: MediaPipe's detector idles while it tracks) changes no landmark on a
+    real clip with strong motion, against looking for a second face on every frame."""
+    video = need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4")
+    one = track_video(video, create_detector("mediapipe"), threads=1)
+    two = track_video(video, create_detector("mediapipe", max_faces=2), threads=1)
+    assert one.valid.all() and two.valid.all()
+    np.testing.assert_array_equal(one.points, two.points)
+
+
 def test_fan_backend_without_package_or_weights_says_what_to_do():
     with pytest.raises(LandmarkBackendError, match="face-alignment|weights not found"):
         create_detector("fan")

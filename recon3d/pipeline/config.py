@@ -9,13 +9,16 @@ from pathlib import Path
 
 from recon3d.config_io import config_from_dict, load_config
 from recon3d.fitting.config import FitConfig
+from recon3d.landmarks.mediapipe_backend import MAX_FACES
 from recon3d.shards.writer import StorageConfig
 
 
 @dataclass
 class LandmarkConfig:
     backend: str = "mediapipe"  # mediapipe | fan
-    max_faces: int = 2  # faces looked for per frame; the one continuing the track is kept
+    # faces tracked per frame (one speaker: 1, so the face detector idles while tracking); with
+    # more, the one continuing the track is kept
+    max_faces: int = MAX_FACES
 
 
 @dataclass

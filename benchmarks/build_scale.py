@@ -8,13 +8,15 @@ build is the ``recon3d build-dataset`` command (``--workers`` = the cores; ``--e
 one array task per shard on the cluster, ``--array-parallelism`` at once; ``--build-code DIR``:
 another checkout's, to compare versions). The limit runs ``--workers`` processes that only decode
 and track landmarks on the same clips (no fitting, no writing), before and after the build
-(averaged: the machine's speed drifts). Reports the wall rate, the limit, their ratio, time per
+(averaged: the machine's speed drifts), with the build's MediaPipe setting (``--limit-max-faces``:
+the build default, 1; give an older checkout's build its own, and further values to measure
+them beside it). Reports the wall rate, the limit, their ratio, time per
 stage summed over workers, idle core time, peak memory per worker and the projection to RAVDESS's
 270,000 frames (also with the idle start-up and tail counted once).
 
     python benchmarks/build_scale.py [--actors 24] [--clips-per-actor 9] [--workers N]
                                      [--executor local|slurm] [--array-parallelism 2] [--work DIR]
-                                     [--build-code OLD_CHECKOUT]
+                                     [--build-code OLD_CHECKOUT] [--limit-max-faces 1 [2]]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 from _common import REPO, flame_model_path, print_json
+from recon3d.pipeline.config import BuildConfig
 
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
 RAVDESS_AV_FRAMES = 270_000  # the audio-visual set, speech and song (2,452 clips)
@@ -60,7 +63,7 @@ def layout_tree(root: Path, actors: int, per_actor: int) -> list[Path]:
     return out
 
 
-def _limit_worker(videos: list[str], start: mp.Barrier, result: mp.Queue) -> None:
+def _limit_worker(videos: list[str], max_faces: int, start: mp.Barrier, result: mp.Queue) -> None:
     import torch
 
     from recon3d.landmarks import create_detector, track_video
@@ -68,7 +71,7 @@ def _limit_worker(videos: list[str], start: mp.Barrier, result: mp.Queue) -> Non
     torch.set_num_threads(1)
     quiet = os.open(os.devnull, os.O_WRONLY)  # MediaPipe's native start-up lines
     os.dup2(quiet, 2)
-    detector = create_detector()
+    detector = create_detector(max_faces=max_faces)
     track_video(Path(videos[0]), detector, threads=1)  # warm-up: models loaded before the clock starts
     start.wait()
     t0 = time.perf_counter()
@@ -78,12 +81,13 @@ def _limit_worker(videos: list[str], start: mp.Barrier, result: mp.Queue) -> Non
     result.put((frames, time.perf_counter() - t0))
 
 
-def machine_limit(videos: list[Path], workers: int) -> tuple[int, float]:
-    """(frames, seconds) of decode + landmarks alone in ``workers`` processes at once."""
+def machine_limit(videos: list[Path], workers: int, max_faces: int) -> tuple[int, float]:
+    """(frames, seconds) of decode + landmarks alone in ``workers`` processes at once, MediaPipe
+    tracking up to ``max_faces`` faces."""
     ctx = mp.get_context("spawn")
     start, result = ctx.Barrier(workers + 1), ctx.Queue()
     parts = [[str(v) for v in videos[i::workers]] for i in range(workers)]
-    procs = [ctx.Process(target=_limit_worker, args=(p, start, result)) for p in parts]
+    procs = [ctx.Process(target=_limit_worker, args=(p, max_faces, start, result)) for p in parts]
     for p in procs:
         p.start()
     start.wait()
@@ -199,6 +203,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep the tree and the build here")
     parser.add_argument("--build-code", type=Path, default=None,
                         help="build with the recon3d of this checkout (e.g. an older commit), to compare")
+    parser.add_argument("--limit-max-faces", type=int, nargs="+", default=[BuildConfig().landmarks.max_faces],
+                        help="MediaPipe's max_faces in the limit's runs; the first is the build's own setting "
+                             "(default: the build default, %(default)s; an older checkout's build: its own), "
+                             "others are measured too and reported beside it (limit_fps_max_faces_N)")
     args = parser.parse_args()
     model = flame_model_path()
     work = args.work or Path(tempfile.mkdtemp(prefix="recon3d-scale-"))
@@ -208,10 +216,12 @@ def main() -> None:
 
     # The limit before and after the build, averaged: this machine's speed drifts by up to 20 %
     # within minutes, and a single measurement on one side of the build made the ratio swing.
-    limit_before = machine_limit(videos, cores)
+    before = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
     result = build(tree, work / "out", model, args.workers, args.executor, args.array_parallelism, args.build_code)
-    limit_after = machine_limit(videos, cores)
-    limits = [frames / seconds for frames, seconds in (limit_before, limit_after)]
+    after = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
+    rates = {n: [frames / seconds for frames, seconds in (before[n], after[n])] for n in args.limit_max_faces}
+    own = args.limit_max_faces[0]
+    limits = rates[own]
     limit_fps = sum(limits) / 2
     manifest, stages, peak_mb = result["manifest"], result["stages"], result["peak_mb"]
     frames, wall = result["frames"], result["wall"]
@@ -220,8 +230,12 @@ def main() -> None:
     identities = {a for a in manifest["actors"]}
     print(f"build scale: {len(manifest['clips'])} clips ({frames} frames) of {len(identities)} actors, "
           f"{args.executor} executor, {cores} core(s); {len(manifest['failures'])} failed")
-    print(f"  machine limit (decode + landmarks, {cores} processes at once)  {limit_fps:7.1f} frames/s "
+    print(f"  machine limit (decode + landmarks, {cores} processes at once, max_faces {own})  {limit_fps:7.1f} frames/s "
           f"(before the build {limits[0]:.1f}, after {limits[1]:.1f})")
+    others = {n: sum(r) / 2 for n, r in rates.items() if n != own}
+    for n, fps in others.items():
+        print(f"  the limit with max_faces {n} (for comparison)              {fps:7.1f} frames/s "
+              f"(before {rates[n][0]:.1f}, after {rates[n][1]:.1f}); the build is {100 * wall_fps / fps:.0f} % of it")
     print(f"  build, wall                                                {wall_fps:7.1f} frames/s "
           f"({wall:.1f} s; {100 * wall_fps / limit_fps:.0f} % of the limit)")
     print("  time per stage, summed over workers (s):")
@@ -247,7 +261,8 @@ def main() -> None:
                 "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),
                 "peak_rss_mb": round(peak_mb, 1), "limit_work_share": round(work_share, 3),
                 "limit_fps_before": round(limits[0], 2), "limit_fps_after": round(limits[1], 2),
-                "projected_ravdess_min_amortised": round(amortised, 2)})
+                "projected_ravdess_min_amortised": round(amortised, 2), "limit_max_faces": own,
+                **{f"limit_fps_max_faces_{n}": round(fps, 2) for n, fps in others.items()}})
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -38,11 +38,15 @@ def recon3d(*args: str, check: int | None = 0, timeout: int = 900) -> subprocess
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
-    """Actor 05's ten shared takes (video/ and extra/): enough work per task that a cancel lands
-    mid-run even with SLURM's grace period between the cancel and the kill."""
+    """Actor 05's ten shared takes (video/ and extra/), each also under the song channel's name
+    (``MM-02-...``): twenty clips, so that a task has more work left after its first clip than the
+    4-5 s SLURM lets a cancelled task's step run on here (KillWait, srun's wait): a cancel lands
+    mid-run."""
     folder = tmp_path_factory.mktemp("videos")
     for clip in sorted(need(RAVDESS_VIDEO).glob("*.mp4")) + sorted(need(RAVDESS_EXTRA).glob("*.mp4")):
-        (folder / clip.name).symlink_to(clip.resolve())
+        for channel in ("01", "02"):
+            name = clip.name[:3] + channel + clip.name[5:]
+            (folder / name).symlink_to(clip.resolve())
     return folder
 
 
@@ -54,7 +58,7 @@ def build_args(out: Path, config: Path, videos: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def split_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "split.yaml"
-    path.write_text("shards:\n  max_clips_per_shard: 7\n")  # ten clips -> shards of 7 and 3 -> two array tasks
+    path.write_text("shards:\n  max_clips_per_shard: 16\n")  # twenty clips -> shards of 16 and 4 -> two array tasks
     return path
 
 
@@ -99,7 +103,7 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
     out = tmp_path / "slurm"
     recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
     tasks = _array_tasks(out)[0]["tasks"]
-    victim_shard, victim_job = sorted(tasks.items())[0]  # the seven-clip shard: the longer task
+    victim_shard, victim_job = sorted(tasks.items())[0]  # the 16-clip shard: the longer task
     work = out / "work" / "shards" / victim_shard
     # Cancel the task once it is running and has finished some work (mid-run).
     _wait(lambda: list(work.glob("landmarks/*.npz")), 300, f"{victim_shard} to start working")
@@ -110,6 +114,10 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
         return rows if all(r["status"] in ("done", "failed") for r in rows) else None
 
     rows = {r["shard"]: r for r in _wait(settled, 300, "both tasks to end")}
+    # sacct says CANCELLED at once; the task's processes run on until SLURM kills them (4-5 s here),
+    # and the job leaves squeue only then.
+    _wait(lambda: not subprocess.run(["squeue", "-h", "-j", victim_job], capture_output=True, text=True).stdout.strip(),
+          120, f"{victim_job}'s processes to end")
     assert rows[victim_shard]["status"] == "failed" and "CANCELLED" in rows[victim_shard]["slurm_state"]
     assert "CANCELLED" in rows[victim_shard]["reason"] and rows[victim_shard]["log_stderr"].endswith(".err")
     other = next(s for s in tasks if s != victim_shard)

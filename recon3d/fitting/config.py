@@ -31,6 +31,10 @@ class FitConfig:
     # Data term.
     landmark_offsets: str = "none"  # MediaPipe bias correction: default (packaged file), none, or a path
     landmark_sigma_mm: float = 0.4
+    # fixed: the landmarks' noise is landmark_sigma_mm; estimated: measured per sequence from its
+    # landmarks' frame-to-frame second differences (LandmarkSequence.white_noise_px; for white
+    # noise, as in the synthetic benchmarks: MediaPipe's errors on video are correlated in time)
+    landmark_sigma: str = "fixed"
     # uniform, or calibrated: each point weighted by the inverse square of its own noise on the
     # calibration renders relative to the landmarks' median (from the landmark_offsets file, or
     # the model's own calibration when that is none)

@@ -52,6 +52,10 @@ FRAME_CHUNK = 64
 #: fits equal float64 ones to ~1e-4 mm at about three quarters of the time (benchmarks.md,
 #: 2026-12-04).
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+#: ``fitting.landmark_sigma`` values (FitConfig); an estimated noise is never taken below
+#: MIN_SIGMA_MM (~0.1 px at RAVDESS's face size), so that noiseless points still leave the priors a say.
+SIGMA_SOURCES = ("fixed", "estimated")
+MIN_SIGMA_MM = 0.15
 
 
 class FittingError(ClipError):
@@ -70,10 +74,12 @@ class _Batch:
     curve: torch.Tensor | None  # (T, L, 2) pixels: the detected face outline (NaN where unknown)
     frame_w: torch.Tensor  # (T,) data weight per frame
     mm_per_px: torch.Tensor  # (T,)
+    sigma_mm: float  # the landmarks' noise at the face
 
     def frames(self, start: int, stop: int) -> "_Batch":
         curve = None if self.curve is None else self.curve[start:stop]
-        return _Batch(self.model, self.obs[start:stop], curve, self.frame_w[start:stop], self.mm_per_px[start:stop])
+        return _Batch(self.model, self.obs[start:stop], curve, self.frame_w[start:stop], self.mm_per_px[start:stop],
+                      self.sigma_mm)
 
 
 class FlameFitter:
@@ -94,6 +100,8 @@ class FlameFitter:
         self.device = torch_device(config.device)
         if config.precision not in PRECISIONS:
             raise ConfigError(f"fitting.precision: {config.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if config.landmark_sigma not in SIGMA_SOURCES:
+            raise ConfigError(f"fitting.landmark_sigma: {config.landmark_sigma!r} is not one of {', '.join(SIGMA_SOURCES)}")
         self.dtype = PRECISIONS[config.precision]
         self.embedding = embedding
         self.scheme = scheme
@@ -217,7 +225,17 @@ class FlameFitter:
         frames = np.arange(seq.n_frames) if frames is None else frames
         obs, curve, frame_w = self._observations(seq, frames)
         scale = torch.as_tensor(mm_per_px, dtype=self.dtype, device=self.device).expand(len(frames)).clone()
-        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, curve, frame_w, scale)
+        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, curve, frame_w, scale,
+                      self.sigma_mm(seq, float(scale.median())))
+
+    def sigma_mm(self, seq: LandmarkSequence, mm_per_px: float) -> float:
+        """The landmark noise the fit assumes for ``seq``: ``landmark_sigma_mm``, or with
+        ``landmark_sigma: estimated`` the sequence's own (white) noise, at least :data:`MIN_SIGMA_MM`."""
+        c = self.config
+        if c.landmark_sigma == "fixed":
+            return c.landmark_sigma_mm
+        noise_px = seq.white_noise_px(self.embedding.source_ids)
+        return c.landmark_sigma_mm if not np.isfinite(noise_px) else max(MIN_SIGMA_MM, noise_px * mm_per_px)
 
     # ------------------------------------------------------------------------------ objective
     def _residuals(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor | None = None):
@@ -225,7 +243,7 @@ class FlameFitter:
 
     def _robust(self, batch: _Batch, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        return obj.robust_weights(r, batch.frame_w, self.point_w, c.landmark_sigma_mm, c.huber_mm)
+        return obj.robust_weights(r, batch.frame_w, self.point_w, batch.sigma_mm, c.huber_mm)
 
     def _data_cost(self, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         pixels = batch.model.evaluate(shape, params, jac=False).pixels

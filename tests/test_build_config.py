@@ -61,14 +61,15 @@ def test_partial_fitting_section_keeps_the_video_defaults(tmp_path):
 
 
 def test_the_command_line_starts_without_torch():
-    """``recon3d --help`` and the build's main process before its workers start: torch (1-3 s to
-    import) is loaded only by the commands that need it."""
+    """``recon3d --help``, the build's configuration and the build's main process before its workers
+    start: torch (1-3 s to import), MediaPipe and PyAV are loaded only by what needs them."""
     import subprocess
     import sys
 
-    code = "import sys, recon3d.cli.main; print(sorted(m for m in ('torch', 'mediapipe', 'av') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert out.strip() == "[]"
+    for module in ("recon3d.cli.main", "recon3d.pipeline.config"):  # the config names the landmark defaults
+        code = f"import sys, {module}; print(sorted(m for m in ('torch', 'mediapipe', 'av') if m in sys.modules))"
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        assert out.strip() == "[]", module
 
 
 def test_a_local_build_loads_torch_only_in_its_workers(tmp_path):

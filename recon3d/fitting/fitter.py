@@ -53,7 +53,8 @@ FRAME_CHUNK = 64
 #: 2026-12-04).
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 #: ``fitting.landmark_sigma`` values (FitConfig); an estimated noise is never taken below
-#: MIN_SIGMA_MM (~0.1 px at RAVDESS's face size), so that noiseless points still leave the priors a say.
+#: MIN_SIGMA_MM (~0.4 px at RAVDESS's face size): the model's own misfit acts as noise even on perfect
+#: points; 0.15 mm was the best noiseless value on the calibration seeds for both models (fitting.md).
 SIGMA_SOURCES = ("fixed", "estimated")
 MIN_SIGMA_MM = 0.15
 

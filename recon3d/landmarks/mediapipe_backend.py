@@ -24,16 +24,13 @@ import numpy as np
 
 from recon3d.landmarks.base import LandmarkBackendError
 from recon3d.landmarks.native_log import route_native_stderr
-from recon3d.landmarks.schemes import MEDIAPIPE
+from recon3d.landmarks.schemes import MAX_FACES, MEDIAPIPE
 
 OUTPUT = "multi_face_landmarks"
 # A NormalizedLandmark {x, y, z} serialised: field 1 (message, 15 bytes) holding three fixed32 fields.
 _LANDMARK = np.dtype([("key", "u1"), ("size", "u1"), ("kx", "u1"), ("x", "<f4"), ("ky", "u1"), ("y", "<f4"),
                       ("kz", "u1"), ("z", "<f4")])
 _KEYS = {"key": 0x0A, "size": 15, "kx": 0x0D, "ky": 0x15, "kz": 0x1D}
-#: Faces tracked per frame by default: one speaker, so that the face detector idles while tracking.
-#: Videos with several people need 2 or more (then the track follows the face it started on).
-MAX_FACES = 1
 
 
 def parse_landmark_list(serialized: bytes) -> np.ndarray | None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Faces MediaPipe tracks per frame by default: one speaker, so that its face detector idles while
+#: it tracks (recon3d.landmarks.mediapipe_backend). Videos with several people need 2 or more.
+MAX_FACES = 1
+
 
 @dataclass(frozen=True)
 class LandmarkScheme:

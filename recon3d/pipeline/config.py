@@ -9,7 +9,7 @@ from pathlib import Path
 
 from recon3d.config_io import config_from_dict, load_config
 from recon3d.fitting.config import FitConfig
-from recon3d.landmarks.mediapipe_backend import MAX_FACES
+from recon3d.landmarks.schemes import MAX_FACES
 from recon3d.shards.writer import StorageConfig
 
 

@@ -5,9 +5,8 @@ first use, so that a build's main process (which plans, schedules and merges, an
 does not load torch.
 """
 
-from importlib import import_module
-
 from recon3d.fitting.config import FitConfig
+from recon3d.lazy_exports import lazy_exports
 
 _TORCH_EXPORTS = {"FitResult": "recon3d.fitting.sequence", "FittingError": "recon3d.fitting.fitter",
                   "FlameFitter": "recon3d.fitting.fitter", "LandmarkSequence": "recon3d.fitting.sequence",
@@ -15,8 +14,4 @@ _TORCH_EXPORTS = {"FitResult": "recon3d.fitting.sequence", "FittingError": "reco
 
 __all__ = ["FitConfig", "FitResult", "FittingError", "FlameFitter", "LandmarkSequence", "PinholeCamera"]
 
-
-def __getattr__(name: str):
-    if name in _TORCH_EXPORTS:
-        return getattr(import_module(_TORCH_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _TORCH_EXPORTS)

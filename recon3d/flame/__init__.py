@@ -4,8 +4,6 @@ File loading and embeddings need only numpy; the forward pass (``FlameLayer``, `
 is imported on first use, so that reading a model's path or checking a file does not load torch.
 """
 
-from importlib import import_module
-
 from recon3d.flame.embeddings import (
     Fan68Embedding,
     LandmarkEmbedding,
@@ -19,6 +17,7 @@ from recon3d.flame.model_file import (
     load_flame_model,
     resolve_flame_model_path,
 )
+from recon3d.lazy_exports import lazy_exports
 
 _TORCH_EXPORTS = {"FlameLayer": "recon3d.flame.layer", "FlameOutput": "recon3d.flame.layer"}
 
@@ -28,8 +27,4 @@ __all__ = [
     "resolve_flame_model_path",
 ]
 
-
-def __getattr__(name: str):
-    if name in _TORCH_EXPORTS:
-        return getattr(import_module(_TORCH_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _TORCH_EXPORTS)

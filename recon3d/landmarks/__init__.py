@@ -5,15 +5,11 @@ and tracking (PyAV, MediaPipe) are imported on first use, so that configuration 
 scheme without loading the video stack.
 """
 
-from importlib import import_module
+from recon3d.lazy_exports import lazy_exports
 
 _EXPORTS = {name: "recon3d.landmarks.base"
             for name in ("LandmarkBackendError", "LandmarkDetector", "LandmarkTrack", "create_detector", "track_video")}
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,5 @@
-"""Landmark conventions: which detector ids are eye corners, lip and eyelid pairs, lips."""
+"""Landmark conventions: which detector ids are eye corners, lip and eyelid pairs, lips; and how
+many faces MediaPipe tracks by default."""
 
 from __future__ import annotations
 

@@ -64,6 +64,15 @@ def test_a_missing_landmark_offsets_file_stops_the_build_and_records_nothing(tmp
     assert not failure_records(out) and not (out / "shards").exists()
 
 
+def test_a_mistyped_fitting_option_stops_the_build_in_one_line_and_records_nothing(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("fitting:\n  landmark_sigma: auto\n")
+    out = tmp_path / "out"
+    proc = build(need(RAVDESS_VIDEO), out, "--config", str(cfg), "--workers", "2", check_exit=2)
+    assert "fitting.landmark_sigma: 'auto' is not one of fixed, estimated" in one_line_error(proc)
+    assert not failure_records(out) and not (out / "shards").exists()
+
+
 def test_a_truncated_file_is_retried_once_replaced_and_skipped_while_unchanged(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -113,11 +113,14 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
         rows = json.loads(recon3d("status", str(out), "--json").stdout)
         return rows if all(r["status"] in ("done", "failed") for r in rows) else None
 
+    def in_queue() -> bool:
+        return bool(subprocess.run(["squeue", "-h", "-j", victim_job], capture_output=True, text=True).stdout.strip())
+
+    # sacct says CANCELLED at once; the task's processes run on until SLURM kills them (4-5 s here)
+    # and it stays in squeue (COMPLETING) until then: the status reports it running, so a rerun
+    # cannot put a second writer beside it. Once it says failed, the task has left the queue.
     rows = {r["shard"]: r for r in _wait(settled, 300, "both tasks to end")}
-    # sacct says CANCELLED at once; the task's processes run on until SLURM kills them (4-5 s here),
-    # and the job leaves squeue only then.
-    _wait(lambda: not subprocess.run(["squeue", "-h", "-j", victim_job], capture_output=True, text=True).stdout.strip(),
-          120, f"{victim_job}'s processes to end")
+    assert not in_queue(), f"{victim_job} reported failed while still in squeue"
     assert rows[victim_shard]["status"] == "failed" and "CANCELLED" in rows[victim_shard]["slurm_state"]
     assert "CANCELLED" in rows[victim_shard]["reason"] and rows[victim_shard]["log_stderr"].endswith(".err")
     other = next(s for s in tasks if s != victim_shard)

@@ -118,7 +118,11 @@ def latest_tasks(ws: Workspace) -> dict[str, str]:
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM states of jobs (through submitit, which asks sacct)."""
+    """SLURM states of jobs: sacct's (through submitit), except for jobs still in the queue.
+
+    sacct reports a cancelled task CANCELLED at once, while its processes may run on (and write)
+    for seconds; squeue keeps it as COMPLETING until they have ended, so such a task counts as
+    running and is not resubmitted beside itself."""
     import submitit
 
     if not job_ids:
@@ -127,7 +131,21 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
     for job_id in job_ids:
         watcher.register_job(job_id)
     watcher.update()
-    return {job_id: watcher.get_state(job_id, mode="cache") for job_id in job_ids}
+    states = {job_id: watcher.get_state(job_id, mode="cache") for job_id in job_ids}
+    states.update({job_id: state for job_id, state in queued_states(job_ids).items() if job_id in states})
+    return states
+
+
+def queued_states(job_ids: list[str]) -> dict[str, str]:
+    """squeue's state of those of ``job_ids`` still in the queue (array tasks as ``<job>_<task>``)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return {}  # sacct's states stand
+    return dict(line.split(maxsplit=1) for line in out.splitlines() if len(line.split()) == 2)
 
 
 def log_paths(ws: Workspace, job_id: str) -> dict[str, str]:

@@ -110,13 +110,17 @@ class LandmarkModel:
         Also returns the camera-frame points and d(pixels)/d(point) for reuse.
         """
         head = axis_angle_to_matrix(rotvec)
-        cam_points = torch.einsum("tab,tnb->tna", head, y) + trans[:, None]
+        rotated = torch.einsum("tab,tnb->tna", head, y)
+        cam_points = rotated + trans[:, None]
         pixels = self.camera.project(cam_points)
         if not jac:
             return pixels, None, head, None
         proj = self.camera.project_jacobian(cam_points)
-        pose_jac = torch.cat([proj @ rotate_jacobian(head, right_jacobian(rotvec), y), proj], dim=-1)
-        return pixels, pose_jac, head, proj
+        # d pixels / d rotvec = proj (-[R y]x) R Jr (so3.rotate_jacobian), where row k of
+        # proj (-[q]x) is q x proj_k: one product per frame instead of two per point.
+        rows = torch.linalg.cross(rotated[:, :, None].expand_as(proj), proj)
+        rot_jac = (rows.reshape(rows.shape[0], -1, 3) @ (head @ right_jacobian(rotvec))).reshape(proj.shape)
+        return pixels, torch.cat([rot_jac, proj], dim=-1), head, proj
 
     def evaluate(self, shape: torch.Tensor, params: torch.Tensor, jac: bool = True, jac_shape: bool = False) -> Evaluation:
         """Pixels of every landmark in every frame, and optionally the Jacobians."""
@@ -126,7 +130,7 @@ class LandmarkModel:
         out = Evaluation(pixels)
         if not jac and not jac_shape:
             return out
-        a = proj @ head[:, None]  # d pixels / d y
+        a = (proj.reshape(proj.shape[0], -1, 3) @ head).reshape(proj.shape)  # d pixels / d y
         a_slot = {s.joint: a[:, s.idx] @ (rots[s.joint][0] - self._eye3)[:, None] for s in b.slots}
         if jac:
             n_frames, n_points = params.shape[0], b.n_points

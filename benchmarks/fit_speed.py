@@ -1,9 +1,10 @@
 """Fitting speed: milliseconds per frame for a 120-frame clip on one core, by stage.
 
-The clip's identity is fitted from the clip itself (the slowest case; build-dataset fits it once
-per actor and reuses it). Median of --repeats runs after one warm-up.
+By default the clip's identity is fitted from the clip itself (the slowest case); with
+--identity given it is fitted once beforehand and given to every timed fit, as build-dataset does
+(one identity per actor, reused for all its clips). Median of --repeats runs after one warm-up.
 
-    python benchmarks/fit_speed.py [--frames 120] [--repeats 5]
+    python benchmarks/fit_speed.py [--frames 120] [--repeats 5] [--identity clip|given]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--identity", choices=("clip", "given"), default="clip",
+                        help="clip: fitted from the clip in every run; given: fitted once, as build-dataset does")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override fitting options (recon3d.fitting.FitConfig), e.g. --set expr_dims=0 n_expr=50")
     add_model_option(parser)
@@ -44,20 +47,22 @@ def main() -> None:
     points += np.random.default_rng(0).normal(0.0, 1.0, points.shape)
     seq = LandmarkSequence(points, np.ones(args.frames, bool), 1280, 720, 29.97)
 
-    fitter.fit(seq)  # warm-up
+    shape = fitter.fit(seq).shape if args.identity == "given" else None  # also the warm-up
     totals, stages = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        result = fitter.fit(seq)
+        result = fitter.fit(seq, shape)
         totals.append(time.perf_counter() - t0)
         stages.append(result.timings)
     ms = lambda s: 1000.0 * s / args.frames  # noqa: E731
-    print(f"fit speed: {args.frames}-frame clip, one core, median of {args.repeats} runs, model {model_id(model.path)}")
+    print(f"fit speed: {args.frames}-frame clip, identity {args.identity}, one core, median of {args.repeats} runs, "
+          f"model {model_id(model.path)}")
     for stage in stages[0]:
         print(f"  {stage:9s} {ms(float(np.median([s[stage] for s in stages]))):6.2f} ms/frame")
     total = ms(float(np.median(totals)))
     print(f"  {'total':9s} {total:6.2f} ms/frame  ({1000.0 / total:.0f} frames/s)")
-    print_json({"frames": args.frames, "ms_per_frame": round(total, 3), "model": model_id(model.path)})
+    print_json({"frames": args.frames, "ms_per_frame": round(total, 3), "model": model_id(model.path),
+                "identity": args.identity})
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ expression components (recon3d.synth.motion), projected through a pinhole camera
 image at RAVDESS's face size, with Gaussian landmark noise of 0, 1 and 2 px. MediaPipe's
 face-outline points get the head's silhouette (DECA's yaw-dependent contour, resampled), which the
 fit uses only with --set contour_weight=W. The identity is fitted as build-dataset does
-(--protocol actor: from a neutral-emotion sequence of the same person) or from the clip itself
-(--protocol clip). Reports per region (FLAME_masks.pkl) the absolute error after a
+(--protocol actor: from a neutral-emotion sequence of the same person), from the clip itself
+(--protocol clip), or not at all (--protocol truth: the true identity is given, which bounds what
+a better identity could bring). Reports per region (FLAME_masks.pkl) the absolute error after a
 per-frame rigid alignment, the motion error (each sequence minus its own identity template) and the
 lip jitter ratio; rows average the seeds.
 
-    python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip]
+    python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|truth]
 
 The seeds differ from those the fitting defaults were tuned on (11-14).
 """
@@ -32,7 +33,8 @@ KEYS = ["lip_mm", "eye_mm", "forehead_mm", "face_mm", "lip_motion_mm", "eye_moti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--protocol", choices=["actor", "clip"], default="actor")
+    parser.add_argument("--protocol", choices=["actor", "clip", "truth"], default="actor",
+                        help="the identity: fitted on a neutral sequence (as build-dataset), on the clip, or the true one")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--iod-px", type=float, default=250.0, help="face size: outer-eye-corner distance in pixels")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -77,7 +79,7 @@ def main() -> None:
         neutral = place_in_front_of(layer, embedding, neutral, camera, args.iod_px)
         for noise in NOISE_PX:
             seq = landmarks(motion, noise, seed)
-            shape = None
+            shape = np.asarray(motion.shape, np.float64) if args.protocol == "truth" else None
             if args.protocol == "actor":
                 shape = fitter.fit_identity([landmarks(neutral, noise, seed + 1000)], neutral=True)
             result = fitter.fit(seq, shape=shape)
@@ -93,7 +95,7 @@ def main() -> None:
     print_table(rows, ["noise_px"] + KEYS)
     print("jaw opening error (rad, mean |fit - true| of jaw x-rotation): "
           + ", ".join(f"{n:g} px: {np.mean(jaw_errors[n]):.4f}" for n in NOISE_PX))
-    print_json({"model": model_id(model.path), "rows": rows,
+    print_json({"model": model_id(model.path), "protocol": args.protocol, "rows": rows,
                 "jaw_error_rad": {f"{n:g}": round(float(np.mean(jaw_errors[n])), 5) for n in NOISE_PX}})
 
 

@@ -56,7 +56,7 @@ def test_partial_fitting_section_keeps_the_video_defaults(tmp_path):
     path.write_text("fitting:\n  smooth_expr: 3.0\n")
     cfg = BuildConfig.load(path)
     assert cfg.fitting.smooth_expr == 3.0
-    assert cfg.fitting.landmark_offsets == "default" and cfg.fitting.landmark_sigma_mm == 2.0
+    assert cfg.fitting.landmark_offsets == "default" and cfg.fitting.landmark_sigma_mm == 3.0
     assert cfg.fitting.landmark_noise == "calibrated"
 
 

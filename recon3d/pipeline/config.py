@@ -32,7 +32,7 @@ class QCConfig:
     """Per-clip quality thresholds; clips beyond them are flagged (or rejected with --qc strict)."""
 
     min_frames: int = 5  # shorter clips fail
-    max_reprojection_iod: float = 0.02  # mean landmark error / inter-ocular distance (RAVDESS: ~0.004)
+    max_reprojection_iod: float = 0.02  # mean landmark error / inter-ocular distance (RAVDESS: ~0.008)
     max_reprojection_p95_iod: float = 0.04
     min_face_fraction: float = 0.90  # frames with a detected face
     max_lip_jitter_mm: float = 1.5  # mean |second difference| of lip vertices per frame

@@ -28,12 +28,15 @@ KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm",
         "lip_jitter_ratio", "reprojection_iod", "jaw_error_rad"]
 
 
-def build(videos: Path, out: Path, model: Path, offsets: str, overrides: dict) -> Path:
+def build(videos: Path, prefix: Path, model: Path, offsets: str, overrides: dict) -> Path:
+    """Build ``videos`` into ``<prefix>_<configuration hash>`` (kept and reused by --work: a
+    changed default or override builds anew beside the old build instead of being refused)."""
     from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
     from recon3d.pipeline.executors import LocalExecutor
 
     config = BuildConfig.from_dict({"fitting": {**overrides, "landmark_offsets": offsets}})
+    out = prefix.with_name(f"{prefix.name}_{config.digest()}")
     ctx, plan, _ = prepare(videos, out, str(model), config, force=False)
     executor = LocalExecutor(workers=2)
     executor.submit(ctx, plan, strict_qc=False)
@@ -91,7 +94,6 @@ def main() -> None:
     model = load_flame_model(model_path)
     overrides = parse_overrides(args.set)
     work = args.work / model_id(model_path)  # renders and builds depend on the model
-    tag = "".join(f"_{k}-{v}" for k, v in sorted(overrides.items()))
     layer = FlameLayer(model, dtype=torch.float64)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     corrections = ["none"] + (["default"] if DEFAULT_OFFSETS.exists() else [])
@@ -103,7 +105,7 @@ def main() -> None:
             if len(list(videos.glob("*.mp4"))) < args.clips:
                 synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod, progress=False)
             for correction in corrections:
-                out = build(videos, work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}{tag}", model_path,
+                out = build(videos, work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}", model_path,
                             correction, overrides)
                 per_correction[correction] += clip_rows(out, videos, layer, masks)
         for correction, clip_results in per_correction.items():
@@ -111,7 +113,7 @@ def main() -> None:
                          **{k: float(np.mean([r[k] for r in clip_results])) for k in KEYS}})
     ravdess = {}
     for correction in corrections:  # real clips: no truth, but the reprojection error tells
-        out = build(RAVDESS, work / f"ravdess_{correction}{tag}", model_path, correction, overrides)
+        out = build(RAVDESS, work / f"ravdess_{correction}", model_path, correction, overrides)
         from recon3d.shards import open_dataset
 
         ds = open_dataset(out)

@@ -25,7 +25,12 @@ TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
 
 
-def build(videos: Path, out: Path, model: Path) -> Path:
+def build(videos: Path, prefix: Path, model: Path) -> Path:
+    """``videos`` built with the default configuration into ``<prefix>_<its hash>`` (reused by
+    --work; a changed default builds anew)."""
+    from recon3d.pipeline.config import BuildConfig
+
+    out = prefix.with_name(f"{prefix.name}_{BuildConfig().digest()}")
     if not (out / "manifest.json").exists():
         subprocess.run([sys.executable, "-m", "recon3d", "build-dataset", str(videos), "--flame-model", str(model),
                         "--out", str(out), "--no-progress", "--force"], check=False, capture_output=True, text=True)

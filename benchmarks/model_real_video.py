@@ -35,7 +35,9 @@ def main() -> None:
     add_model_option(parser)
     args = parser.parse_args()
     model = flame_model_path(args.flame_model)
-    work = args.work / model_id(model)
+    from recon3d.pipeline.config import BuildConfig
+
+    work = args.work / model_id(model) / f"build_{BuildConfig().digest()}"  # a changed default builds and trains anew
     videos = work / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     for clip in sorted((RAVDESS / "video").glob("*.mp4")) + sorted((RAVDESS / "extra").rglob("*.mp4")):

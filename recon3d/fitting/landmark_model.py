@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from recon3d.fitting.camera import PinholeCamera
-from recon3d.fitting.so3 import right_jacobian, rotate_jacobian, rotmat_derivatives
+from recon3d.fitting.so3 import projected_rotate_jacobian, right_jacobian, rotate_jacobian, rotmat_derivatives
 from recon3d.flame.landmark_basis import LandmarkBasis
 from recon3d.flame.lbs import axis_angle_to_matrix
 
@@ -116,10 +116,7 @@ class LandmarkModel:
         if not jac:
             return pixels, None, head, None
         proj = self.camera.project_jacobian(cam_points)
-        # d pixels / d rotvec = proj (-[R y]x) R Jr (so3.rotate_jacobian), where row k of
-        # proj (-[q]x) is q x proj_k: one product per frame instead of two per point.
-        rows = torch.linalg.cross(rotated[:, :, None].expand_as(proj), proj)
-        rot_jac = (rows.reshape(rows.shape[0], -1, 3) @ (head @ right_jacobian(rotvec))).reshape(proj.shape)
+        rot_jac = projected_rotate_jacobian(proj, rotated, head, right_jacobian(rotvec))
         return pixels, torch.cat([rot_jac, proj], dim=-1), head, proj
 
     def evaluate(self, shape: torch.Tensor, params: torch.Tensor, jac: bool = True, jac_shape: bool = False) -> Evaluation:

@@ -31,6 +31,17 @@ def rotate_jacobian(rotmat: torch.Tensor, jr: torch.Tensor, points: torch.Tensor
     return -(rotated @ (rotmat @ jr)).reshape(*batch, n_points, 3, 3)
 
 
+def projected_rotate_jacobian(proj: torch.Tensor, rotated: torch.Tensor, rotmat: torch.Tensor,
+                              jr: torch.Tensor) -> torch.Tensor:
+    """d(f(R(theta) p))/d theta ``(T, N, 2, 3)`` for a projection with Jacobian ``proj (T, N, 2, 3)``
+    at the rotated points ``rotated = R p (T, N, 3)``: ``proj`` times :func:`rotate_jacobian`.
+
+    Row k of ``proj (-[R p]x)`` is ``(R p) x proj_k``, so this is one product per rotation instead
+    of two 3x3 products per point."""
+    rows = torch.linalg.cross(rotated[:, :, None].expand_as(proj), proj)
+    return (rows.reshape(rows.shape[0], -1, 3) @ (rotmat @ jr)).reshape(proj.shape)
+
+
 def rotmat_derivatives(rotmat: torch.Tensor, jr: torch.Tensor) -> torch.Tensor:
     """``dR/d theta_i = R [Jr e_i]x`` stacked as ``(..., 3 (i), 3, 3)``."""
     cols = jr.transpose(-1, -2)  # rows are Jr e_i

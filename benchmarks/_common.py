@@ -35,6 +35,15 @@ def model_id(path: Path) -> str:
     return f"{Path(path).name}@{h.hexdigest()[:8]}"
 
 
+def config_dir(prefix: Path, config=None) -> Path:
+    """``<prefix>_<build configuration hash>`` (``config``: a BuildConfig, default the build's
+    defaults): where a benchmark keeps a build under --work, so that a changed default or
+    override builds anew beside the old build instead of reusing or refusing it."""
+    from recon3d.pipeline.config import BuildConfig
+
+    return prefix.with_name(f"{prefix.name}_{(config or BuildConfig()).digest()}")
+
+
 def one_core() -> None:
     """Pin the maths libraries (torch, and numpy/scipy's BLAS) to one thread, as the targets are stated per core.
 

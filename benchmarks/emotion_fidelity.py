@@ -19,18 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, flame_model_path, print_json
+from _common import REPO, config_dir, flame_model_path, print_json
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
 
 
 def build(videos: Path, prefix: Path, model: Path) -> Path:
-    """``videos`` built with the default configuration into ``<prefix>_<its hash>`` (reused by
-    --work; a changed default builds anew)."""
-    from recon3d.pipeline.config import BuildConfig
-
-    out = prefix.with_name(f"{prefix.name}_{BuildConfig().digest()}")
+    """``videos`` built with the default configuration into :func:`config_dir` of ``prefix`` (reused by --work)."""
+    out = config_dir(prefix)
     if not (out / "manifest.json").exists():
         subprocess.run([sys.executable, "-m", "recon3d", "build-dataset", str(videos), "--flame-model", str(model),
                         "--out", str(out), "--no-progress", "--force"], check=False, capture_output=True, text=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, add_model_option, flame_model_path, model_id, print_json
+from _common import REPO, add_model_option, config_dir, flame_model_path, model_id, print_json
 from model_quality import METRICS, aggregate, table, train_and_evaluate
 
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
@@ -35,9 +35,7 @@ def main() -> None:
     add_model_option(parser)
     args = parser.parse_args()
     model = flame_model_path(args.flame_model)
-    from recon3d.pipeline.config import BuildConfig
-
-    work = args.work / model_id(model) / f"build_{BuildConfig().digest()}"  # a changed default builds and trains anew
+    work = config_dir(args.work / model_id(model) / "build")  # a changed default builds and trains anew
     videos = work / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     for clip in sorted((RAVDESS / "video").glob("*.mp4")) + sorted((RAVDESS / "extra").rglob("*.mp4")):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import add_model_option, model_id, parse_overrides, REPO, flame_model_path, print_json, print_table
+from _common import add_model_option, config_dir, model_id, parse_overrides, REPO, flame_model_path, print_json, print_table
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
@@ -29,14 +29,13 @@ KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm",
 
 
 def build(videos: Path, prefix: Path, model: Path, offsets: str, overrides: dict) -> Path:
-    """Build ``videos`` into ``<prefix>_<configuration hash>`` (kept and reused by --work: a
-    changed default or override builds anew beside the old build instead of being refused)."""
+    """Build ``videos`` into :func:`config_dir` of ``prefix`` (kept and reused by --work)."""
     from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
     from recon3d.pipeline.executors import LocalExecutor
 
     config = BuildConfig.from_dict({"fitting": {**overrides, "landmark_offsets": offsets}})
-    out = prefix.with_name(f"{prefix.name}_{config.digest()}")
+    out = config_dir(prefix, config)
     ctx, plan, _ = prepare(videos, out, str(model), config, force=False)
     executor = LocalExecutor(workers=2)
     executor.submit(ctx, plan, strict_qc=False)

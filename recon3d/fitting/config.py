@@ -63,6 +63,8 @@ class FitConfig:
     # Optimisation schedule.
     rigid_iters: int = 6
     identity_frames: int = 16
+    # Identity frames only where the eyelid gap is in the clip's upper half (no blinks); false: any.
+    identity_open_eyes: bool = True
     identity_iters: int = 4
     clip_iters: int = 2
     # Arithmetic of the fit: float32 (equal to float64 to ~1e-4 mm, ~25 % faster) or float64.

@@ -394,11 +394,18 @@ class FlameFitter:
         return self.shape_basis @ shared[:n_k].cpu().numpy()
 
     def _identity_frames(self, sequences: list[LandmarkSequence]) -> dict[int, np.ndarray]:
-        """Closed-mouth frames (lower half of the lip gap), spread evenly in time across clips."""
+        """Frames nearest a neutral face, spread evenly in time across clips: the mouth closed
+        (lower half of the lip gap over all clips) and, with ``identity_open_eyes``, the eyes open
+        (upper half of each clip's eyelid gap: no blinks, whose closing lids would otherwise leak
+        into the identity through the expression prior)."""
         candidates = []
         for si, seq in enumerate(sequences):
             gap = seq.mouth_gap()
-            for t in np.flatnonzero(self.usable_frames(seq) & np.isfinite(gap)):
+            usable = self.usable_frames(seq) & np.isfinite(gap)
+            if self.config.identity_open_eyes and usable.any():
+                eyes = seq.eye_gap()
+                usable &= eyes >= np.nanmedian(eyes[usable])
+            for t in np.flatnonzero(usable):
                 candidates.append((gap[t], si, t))
         if not candidates:
             return {}

@@ -60,10 +60,17 @@ class LandmarkSequence:
         d2 = np.abs(d2[np.isfinite(d2)])
         return float(np.median(d2) / 0.6745 / np.sqrt(6.0)) if d2.size else float("nan")
 
+    def _pair_gap(self, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
+        gaps = [np.linalg.norm(self.points[:, u] - self.points[:, l], axis=-1) for u, l in pairs]
+        return np.mean(gaps, axis=0) / self.inter_ocular_px()
+
     def mouth_gap(self) -> np.ndarray:
         """Mean inner-lip gap over the IOD per frame (NaN without a face)."""
-        gaps = [np.linalg.norm(self.points[:, u] - self.points[:, l], axis=-1) for u, l in self.scheme.lip_pairs]
-        return np.mean(gaps, axis=0) / self.inter_ocular_px()
+        return self._pair_gap(self.scheme.lip_pairs)
+
+    def eye_gap(self) -> np.ndarray:
+        """Mean eyelid gap (both eyes) over the IOD per frame (NaN without a face)."""
+        return self._pair_gap(self.scheme.eyelid_pairs)
 
 
 @dataclass

@@ -145,7 +145,8 @@ def queued_states(job_ids: list[str]) -> dict[str, str]:
                              text=True, timeout=60, check=True).stdout
     except (subprocess.SubprocessError, OSError):
         return {}  # sacct's states stand
-    return dict(line.split(maxsplit=1) for line in out.splitlines() if len(line.split()) == 2)
+    fields = (line.split() for line in out.splitlines())
+    return {f[0]: f[1] for f in fields if len(f) == 2}
 
 
 def log_paths(ws: Workspace, job_id: str) -> dict[str, str]:

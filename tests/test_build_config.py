@@ -111,3 +111,17 @@ def test_the_build_identity_follows_the_landmark_embedding_files(tmp_path, monke
     assert after["landmark_embeddings_sha256"] != before["landmark_embeddings_sha256"]
     assert {k: v for k, v in after.items() if k != "landmark_embeddings_sha256"} == \
            {k: v for k, v in before.items() if k != "landmark_embeddings_sha256"}
+
+
+def test_changed_options_name_each_result_changing_key():
+    """What a refused rerun reports: changed values and options one version did not have, not the
+    device or storage (which change no result)."""
+    from recon3d.pipeline.config import changed_options
+
+    old = BuildConfig().to_dict()
+    new = BuildConfig.from_dict({"fitting": {"smooth_expr": 3.0, "device": "cuda"}, "storage": {"compression": "lzf"},
+                                 "qc": {"min_frames": 7}}).to_dict()
+    del old["fitting"]["identity_open_eyes"]
+    assert changed_options(old, new) == ["fitting.identity_open_eyes: (none) -> true", "fitting.smooth_expr: 20.0 -> 3.0",
+                                         "qc.min_frames: 5 -> 7"]
+    assert changed_options(new, new) == []

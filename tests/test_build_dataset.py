@@ -168,6 +168,7 @@ def test_changed_config_is_refused_without_force(built, tmp_path):
     cfg.write_text("fitting:\n  smooth_expr: 3.0\n")
     proc = build(need(RAVDESS_VIDEO), built, "--config", str(cfg), check_exit=2)
     assert "different configuration" in proc.stderr and "--force" in proc.stderr
+    assert "fitting.smooth_expr: 20.0 -> 3.0" in proc.stderr  # the message names what changed
 
 
 def test_compression_is_a_storage_choice_that_changes_no_value(built, tmp_path):

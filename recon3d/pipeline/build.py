@@ -16,7 +16,7 @@ from recon3d import __version__
 from recon3d.atomic import write_json
 from recon3d.errors import SetupError
 from recon3d.flame import resolve_flame_model_path
-from recon3d.pipeline.config import BuildConfig
+from recon3d.pipeline.config import BuildConfig, changed_options
 from recon3d.pipeline.plan import Plan, plan_build
 from recon3d.pipeline.retry import Redo, clips_to_redo, reopen
 from recon3d.pipeline.stages import BuildContext, check_setup, sha256_of
@@ -58,7 +58,9 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
                  "landmark_embeddings_sha256": "landmark embedding files"}
         changed = [names[k] for k, v in identity.items() if previous.get(k) != v]
         if changed:
-            raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}; "
+            options = changed_options(previous.get("config", {}), config.to_dict()) if "configuration" in changed else []
+            detail = f" ({'; '.join(options)})" if options else ""
+            raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}{detail}; "
                              "rerun with --force to rebuild it, or choose another --out")
     ctx = BuildContext(str(out_dir), str(model_path), config.to_dict(), verbose)
     setup_check(ctx)

@@ -95,10 +95,40 @@ class BuildConfig:
         return asdict(self)
 
     def digest(self) -> str:
-        """Hash of everything that changes the results (not the fitting device, nor how arrays are
-        stored: a build can go on with another compression, the values read back are the same)."""
-        d = self.to_dict()
-        d["fitting"].pop("device", None)
-        d.pop("storage", None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of everything that changes the results (:func:`result_options`)."""
+        return hashlib.sha256(json.dumps(result_options(self.to_dict()), sort_keys=True).encode()).hexdigest()[:16]
 
+
+def result_options(config: dict) -> dict:
+    """The options of a :meth:`BuildConfig.to_dict` that change the results: all but the fitting
+    device and how arrays are stored (a build can go on with another compression, the values read
+    back are the same)."""
+    d = json.loads(json.dumps(config))
+    d.get("fitting", {}).pop("device", None)
+    d.pop("storage", None)
+    return d
+
+
+def changed_options(before: dict, after: dict) -> list[str]:
+    """``section.key: old -> new`` for each result-changing option that differs between two
+    :meth:`BuildConfig.to_dict` (``(none)`` where one version had no such option)."""
+    return _differences(result_options(before), result_options(after), "")
+
+
+def _differences(before: dict, after: dict, where: str) -> list[str]:
+    out = []
+    for key in sorted(set(before) | set(after)):
+        name = f"{where}.{key}".lstrip(".")
+        old, new = before.get(key, _ABSENT), after.get(key, _ABSENT)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _differences(old, new, name)
+        elif old != new:
+            out.append(f"{name}: {_shown(old)} -> {_shown(new)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _shown(value) -> str:
+    return "(none)" if value is _ABSENT else json.dumps(value)

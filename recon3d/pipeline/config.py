@@ -115,6 +115,9 @@ def changed_options(before: dict, after: dict) -> list[str]:
     return _differences(result_options(before), result_options(after), "")
 
 
+_ABSENT = object()
+
+
 def _differences(before: dict, after: dict, where: str) -> list[str]:
     out = []
     for key in sorted(set(before) | set(after)):
@@ -125,9 +128,6 @@ def _differences(before: dict, after: dict, where: str) -> list[str]:
         elif old != new:
             out.append(f"{name}: {_shown(old)} -> {_shown(new)}")
     return out
-
-
-_ABSENT = object()
 
 
 def _shown(value) -> str:

@@ -9,7 +9,8 @@ fit uses only with --set contour_weight=W. The identity is fitted as build-datas
 (--protocol clip), or not at all (--protocol truth: the true identity is given, which bounds what
 a better identity could bring). Reports per region (FLAME_masks.pkl) the absolute error after a
 per-frame rigid alignment, the motion error (each sequence minus its own identity template) and the
-lip jitter ratio; rows average the seeds.
+lip jitter ratio; rows average the seeds, a second table gives their spread (standard deviation
+over the seeds), and the JSON also holds every seed's figures (``per_seed``).
 
     python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|truth]
 
@@ -95,8 +96,19 @@ def main() -> None:
     print_table(rows, ["noise_px"] + KEYS)
     print("jaw opening error (rad, mean |fit - true| of jaw x-rotation): "
           + ", ".join(f"{n:g} px: {np.mean(jaw_errors[n]):.4f}" for n in NOISE_PX))
+    spread = {}
+    if len(args.seeds) > 1:
+        spread = {"sd_rows": [{"noise_px": noise, **{k: float(np.std([r[k] for r in per_noise[noise]], ddof=1)) for k in KEYS}}
+                              for noise in NOISE_PX],
+                  "jaw_error_rad_sd": {f"{n:g}": round(float(np.std(jaw_errors[n], ddof=1)), 5) for n in NOISE_PX}}
+        print("spread over the seeds (standard deviation of the per-seed figures):")
+        print_table(spread["sd_rows"], ["noise_px"] + KEYS)
+        print("jaw opening error sd: " + ", ".join(f"{n} px: {v:.4f}" for n, v in spread["jaw_error_rad_sd"].items()))
+    per_seed = {f"{n:g}": [{"seed": seed, **row, "jaw_error_rad": jaw} for seed, row, jaw in
+                          zip(args.seeds, per_noise[n], jaw_errors[n])] for n in NOISE_PX}
     print_json({"model": model_id(model.path), "protocol": args.protocol, "rows": rows,
-                "jaw_error_rad": {f"{n:g}": round(float(np.mean(jaw_errors[n])), 5) for n in NOISE_PX}})
+                "jaw_error_rad": {f"{n:g}": round(float(np.mean(jaw_errors[n])), 5) for n in NOISE_PX},
+                **spread, "per_seed": per_seed})
 
 
 if __name__ == "__main__":

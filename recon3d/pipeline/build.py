@@ -58,7 +58,8 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
                  "landmark_embeddings_sha256": "landmark embedding files"}
         changed = [names[k] for k, v in identity.items() if previous.get(k) != v]
         if changed:
-            options = changed_options(previous.get("config", {}), config.to_dict()) if "configuration" in changed else []
+            config_changed = previous.get("config_hash") != identity["config_hash"]
+            options = changed_options(previous.get("config", {}), config.to_dict()) if config_changed else []
             detail = f" ({'; '.join(options)})" if options else ""
             raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}{detail}; "
                              "rerun with --force to rebuild it, or choose another --out")

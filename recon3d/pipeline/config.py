@@ -102,7 +102,8 @@ class BuildConfig:
 def result_options(config: dict) -> dict:
     """The options of a :meth:`BuildConfig.to_dict` that change the results: all but the fitting
     device and how arrays are stored (a build can go on with another compression, the values read
-    back are the same)."""
+    back are the same). As JSON stores them, so a configuration read back from a folder's stamp
+    compares equal to the same one built in memory (tuples become lists)."""
     d = json.loads(json.dumps(config))
     d.get("fitting", {}).pop("device", None)
     d.pop("storage", None)

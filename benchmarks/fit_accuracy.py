@@ -6,13 +6,14 @@ image at RAVDESS's face size, with Gaussian landmark noise of 0, 1 and 2 px. Med
 face-outline points get the head's silhouette (DECA's yaw-dependent contour, resampled), which the
 fit uses only with --set contour_weight=W. The identity is fitted as build-dataset does
 (--protocol actor: from a neutral-emotion sequence of the same person), from the clip itself
-(--protocol clip), or not at all (--protocol truth: the true identity is given, which bounds what
-a better identity could bring). Reports per region (FLAME_masks.pkl) the absolute error after a
+(--protocol clip), from a perfectly still neutral sequence (--protocol still: the same head motion
+with no expression and the jaw at rest, the best any neutral recording could give), or not at all
+(--protocol truth: the true identity is given, which bounds what a better identity could bring). Reports per region (FLAME_masks.pkl) the absolute error after a
 per-frame rigid alignment, the motion error (each sequence minus its own identity template) and the
 lip jitter ratio; rows average the seeds, a second table gives their spread (standard deviation
 over the seeds), and the JSON also holds every seed's figures (``per_seed``).
 
-    python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|truth]
+    python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|still|truth]
 
 The seeds differ from those the fitting defaults were tuned on (11-14).
 """
@@ -34,8 +35,9 @@ KEYS = ["lip_mm", "eye_mm", "forehead_mm", "face_mm", "lip_motion_mm", "eye_moti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--protocol", choices=["actor", "clip", "truth"], default="actor",
-                        help="the identity: fitted on a neutral sequence (as build-dataset), on the clip, or the true one")
+    parser.add_argument("--protocol", choices=["actor", "clip", "still", "truth"], default="actor",
+                        help="the identity: fitted on a neutral sequence (as build-dataset), on the clip, on a "
+                             "still neutral sequence (no expression), or the true one")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--iod-px", type=float, default=250.0, help="face size: outer-eye-corner distance in pixels")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -51,7 +53,7 @@ def main() -> None:
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.synth.accuracy import accuracy_row
     from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of,
-                                      project_landmarks, sample_motion)
+                                      project_landmarks, sample_motion, without_expression)
 
     model = load_flame_model(flame_model_path(args.flame_model))
     layer = FlameLayer(model, dtype=torch.float64)
@@ -77,11 +79,13 @@ def main() -> None:
         truth_template = identity_template(layer, motion.shape)
         neutral = sample_motion(layer, embedding, args.frames, fps, seed + 1000, emotion_scale=0.0)
         neutral.shape = motion.shape.copy()
+        if args.protocol == "still":
+            neutral = without_expression(neutral)
         neutral = place_in_front_of(layer, embedding, neutral, camera, args.iod_px)
         for noise in NOISE_PX:
             seq = landmarks(motion, noise, seed)
             shape = np.asarray(motion.shape, np.float64) if args.protocol == "truth" else None
-            if args.protocol == "actor":
+            if args.protocol in ("actor", "still"):
                 shape = fitter.fit_identity([landmarks(neutral, noise, seed + 1000)], neutral=True)
             result = fitter.fit(seq, shape=shape)
             row = accuracy_row(result.vertices.astype(np.float64), identity_template(layer, result.shape),

@@ -15,7 +15,7 @@ from recon3d.fitting.sequence import LandmarkSequence
 from recon3d.flame.landmark_basis import landmark_basis
 from recon3d.synth.accuracy import accuracy_row
 from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of, posed_vertices,
-                                  project_landmarks, sample_motion)
+                                  project_landmarks, sample_motion, without_expression)
 
 CAMERA = PinholeCamera.from_fov(1280, 720, 40.0)
 
@@ -383,3 +383,20 @@ def test_the_identity_is_fitted_on_frames_with_the_eyes_open(flame_model, flame_
         return float(np.abs(identity_template(flame_layer, shape) - identity_template(flame_layer, motion.shape)).mean())
 
     assert identity_error(open_eyes) < 0.75 * identity_error(any_eyes)
+
+
+def test_a_still_face_keeps_the_head_motion_and_loses_the_expression(flame_layer, mp_embedding):
+    """``fit_accuracy.py --protocol still`` fits the identity on this: the talking neutral clip's
+    head and gaze, with the mouth and eyelids still."""
+    talking = place_in_front_of(flame_layer, mp_embedding, sample_motion(flame_layer, mp_embedding, 90, 30.0, 7,
+                                                                         emotion_scale=0.0), CAMERA, iod_px=250)
+    still = without_expression(talking)
+    assert np.array_equal(still.global_pose, talking.global_pose) and np.array_equal(still.eye_pose, talking.eye_pose)
+
+    def gaps(motion) -> tuple[np.ndarray, np.ndarray]:
+        seq = LandmarkSequence(project_landmarks(flame_layer, mp_embedding, motion, CAMERA), np.ones(90, bool),
+                               1280, 720, 30.0)
+        return seq.mouth_gap(), seq.eye_gap()
+
+    (mouth, eyes), (still_mouth, still_eyes) = gaps(talking), gaps(still)
+    assert still_mouth.std() < 0.03 * mouth.std() and still_eyes.std() < 0.05 * eyes.std()

@@ -92,6 +92,10 @@ def blink_direction(layer: FlameLayer, embedding: LandmarkEmbedding) -> np.ndarr
     return coef
 
 
+#: The synthetic faces' jaw opening between syllables (radians).
+REST_JAW_RAD = 0.02
+
+
 def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int, fps: float, seed: int,
                   yaw_deg: float = 10.0, pitch_deg: float = 5.0, roll_deg: float = 3.0,
                   loudness: np.ndarray | None = None, emotion_scale: float = 0.7) -> Motion:
@@ -122,7 +126,7 @@ def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int
     expression += blink_curve[:, None] * blink[None]
 
     jaw = np.zeros((n_frames, 3))
-    jaw[:, 0] = 0.02 + env * rng.uniform(0.12, 0.22)
+    jaw[:, 0] = REST_JAW_RAD + env * rng.uniform(0.12, 0.22)
     jaw[:, 1:] = 0.01 * smooth_noise(rng, n_frames, 2, fps, 1.0)
     gaze = 0.08 * smooth_noise(rng, n_frames, 2, fps, 0.7)
     eyes = np.concatenate([gaze, np.zeros((n_frames, 1)), gaze, np.zeros((n_frames, 1))], axis=1)
@@ -132,6 +136,14 @@ def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int
     trans = 0.004 * smooth_noise(rng, n_frames, 3, fps, 0.4)
     return Motion(shape=rng.standard_normal(n_shape), expression=expression, jaw_pose=jaw, eye_pose=eyes,
                   neck_pose=neck, global_pose=head, translation=trans, fps=fps)
+
+
+def without_expression(motion: Motion) -> Motion:
+    """The same head, head motion and gaze with no expression and the jaw at rest: a perfectly
+    still face."""
+    jaw = np.zeros_like(motion.jaw_pose)
+    jaw[:, 0] = REST_JAW_RAD
+    return replace(motion, expression=np.zeros_like(motion.expression), jaw_pose=jaw)
 
 
 def _tensor(x: np.ndarray, layer: FlameLayer) -> torch.Tensor:

@@ -8,7 +8,9 @@ after a per-frame rigid alignment on the face, motion error (each sequence minus
 template), lip jitter ratio, the reprojection error and the jaw-opening error (mean |fitted -
 true| jaw x-rotation, radians). Each face size is built with and without the MediaPipe
 landmark-bias correction (fitting.landmark_offsets), and so are the real RAVDESS clips in
-../shared/assets (their reprojection error before and after).
+../shared/assets (their reprojection error before and after). Rows average all clips; a second
+table gives the spread over the seeds (standard deviation of the per-seed means), and the JSON
+also holds every seed's means (``per_seed``).
 
     python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250 110] [--clips 3] [--work DIR]
 """
@@ -96,9 +98,10 @@ def main() -> None:
     layer = FlameLayer(model, dtype=torch.float64)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     corrections = ["none"] + (["default"] if DEFAULT_OFFSETS.exists() else [])
-    rows = []
+    rows, sd_rows, per_seed = [], [], []
     for iod in args.iod_px:
         per_correction: dict[str, list[dict]] = {c: [] for c in corrections}
+        seed_means: dict[str, list[dict]] = {c: [] for c in corrections}
         for seed in args.seeds:
             videos = work / f"seed{seed}_iod{int(iod)}" / "videos"
             if len(list(videos.glob("*.mp4"))) < args.clips:
@@ -106,10 +109,17 @@ def main() -> None:
             for correction in corrections:
                 out = build(videos, work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}", model_path,
                             correction, overrides)
-                per_correction[correction] += clip_rows(out, videos, layer, masks)
+                clips = clip_rows(out, videos, layer, masks)
+                per_correction[correction] += clips
+                seed_means[correction].append({k: float(np.mean([r[k] for r in clips])) for k in KEYS})
         for correction, clip_results in per_correction.items():
-            rows.append({"iod_px": iod, "landmark_offsets": correction, "clips": len(clip_results),
+            head = {"iod_px": iod, "landmark_offsets": correction}
+            rows.append({**head, "clips": len(clip_results),
                          **{k: float(np.mean([r[k] for r in clip_results])) for k in KEYS}})
+            per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[correction])]
+            if len(args.seeds) > 1:
+                sd_rows.append({**head, "seeds": len(args.seeds),
+                                **{k: float(np.std([m[k] for m in seed_means[correction]], ddof=1)) for k in KEYS}})
     ravdess = {}
     for correction in corrections:  # real clips: no truth, but the reprojection error tells
         out = build(RAVDESS, work / f"ravdess_{correction}", model_path, correction, overrides)
@@ -120,9 +130,13 @@ def main() -> None:
     print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model_id(model.path)}")
     print("errors in mm; *_motion: sequence minus its own identity template; reprojection: mean / inter-ocular distance")
     print_table(rows, ["iod_px", "landmark_offsets", "clips"] + KEYS)
+    if sd_rows:
+        print("spread over the seeds (standard deviation of the per-seed means):")
+        print_table(sd_rows, ["iod_px", "landmark_offsets", "seeds"] + KEYS)
     print("real RAVDESS clips (../shared/assets/ravdess/video), reprojection error / IOD: "
           + ", ".join(f"{k} {v:.4f}" for k, v in ravdess.items()))
-    print_json({"model": model_id(model.path), "rows": rows, "ravdess_reprojection_iod": ravdess})
+    print_json({"model": model_id(model.path), "rows": rows, "ravdess_reprojection_iod": ravdess,
+                **({"sd_rows": sd_rows} if sd_rows else {}), "per_seed": per_seed})
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FLAME = REPO.parent / "shared" / "assets" / "flame" / "flame_stand_in.pkl"
 
@@ -42,6 +44,16 @@ def config_dir(prefix: Path, config=None) -> Path:
     from recon3d.pipeline.config import BuildConfig
 
     return prefix.with_name(f"{prefix.name}_{(config or BuildConfig()).digest()}")
+
+
+def column_means(rows: list[dict], keys: list[str]) -> dict[str, float]:
+    """Each of ``keys`` averaged over ``rows`` (e.g. clips or seeds)."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+
+def column_sds(rows: list[dict], keys: list[str]) -> dict[str, float]:
+    """Each of ``keys``' standard deviation over ``rows`` (sample sd: the spread over seeds)."""
+    return {k: float(np.std([r[k] for r in rows], ddof=1)) for k in keys}
 
 
 def one_core() -> None:

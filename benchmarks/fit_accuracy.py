@@ -8,10 +8,11 @@ fit uses only with --set contour_weight=W. The identity is fitted as build-datas
 (--protocol actor: from a neutral-emotion sequence of the same person), from the clip itself
 (--protocol clip), from a perfectly still neutral sequence (--protocol still: the same head motion
 with no expression and the jaw at rest, the best any neutral recording could give), or not at all
-(--protocol truth: the true identity is given, which bounds what a better identity could bring). Reports per region (FLAME_masks.pkl) the absolute error after a
-per-frame rigid alignment, the motion error (each sequence minus its own identity template) and the
-lip jitter ratio; rows average the seeds, a second table gives their spread (standard deviation
-over the seeds), and the JSON also holds every seed's figures (``per_seed``).
+(--protocol truth: the true identity is given, which bounds what a better identity could bring).
+Reports per region (FLAME_masks.pkl) the absolute error after a per-frame rigid alignment, the
+motion error (each sequence minus its own identity template) and the lip jitter ratio; rows
+average the seeds, a second table gives their spread (standard deviation over the seeds), and the
+JSON also holds every seed's figures (``per_seed``).
 
     python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|still|truth]
 
@@ -25,7 +26,7 @@ import time
 
 import numpy as np
 
-from _common import add_model_option, model_id, flame_model_path, one_core, parse_overrides, print_json, print_table
+from _common import add_model_option, column_means, column_sds, model_id, flame_model_path, one_core, parse_overrides, print_json, print_table
 
 NOISE_PX = (0.0, 1.0, 2.0)
 KEYS = ["lip_mm", "eye_mm", "forehead_mm", "face_mm", "lip_motion_mm", "eye_motion_mm", "forehead_motion_mm",
@@ -92,8 +93,7 @@ def main() -> None:
                                truth, truth_template, masks)
             per_noise[noise].append(row)
             jaw_errors[noise].append(float(np.abs(result.jaw_pose[:, 0] - motion.jaw_pose[:, 0]).mean()))
-    rows = [{"noise_px": noise, **{k: float(np.mean([r[k] for r in per_noise[noise]])) for k in KEYS}}
-            for noise in NOISE_PX]
+    rows = [{"noise_px": noise, **column_means(per_noise[noise], KEYS)} for noise in NOISE_PX]
     print(f"fit accuracy: {len(args.seeds)} seeds x {args.frames} frames, identity protocol '{args.protocol}', "
           f"IOD {args.iod_px:.0f} px, model {model_id(model.path)} ({time.perf_counter() - started:.0f} s)")
     print("errors in mm; *_motion: sequence minus its own identity template; jitter: fitted/true lip 2nd difference")
@@ -102,8 +102,7 @@ def main() -> None:
           + ", ".join(f"{n:g} px: {np.mean(jaw_errors[n]):.4f}" for n in NOISE_PX))
     spread = {}
     if len(args.seeds) > 1:
-        spread = {"sd_rows": [{"noise_px": noise, **{k: float(np.std([r[k] for r in per_noise[noise]], ddof=1)) for k in KEYS}}
-                              for noise in NOISE_PX],
+        spread = {"sd_rows": [{"noise_px": noise, **column_sds(per_noise[noise], KEYS)} for noise in NOISE_PX],
                   "jaw_error_rad_sd": {f"{n:g}": round(float(np.std(jaw_errors[n], ddof=1)), 5) for n in NOISE_PX}}
         print("spread over the seeds (standard deviation of the per-seed figures):")
         print_table(spread["sd_rows"], ["noise_px"] + KEYS)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import add_model_option, config_dir, model_id, parse_overrides, REPO, flame_model_path, print_json, print_table
+from _common import add_model_option, column_means, column_sds, config_dir, model_id, parse_overrides, REPO, flame_model_path, print_json, print_table
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
@@ -111,15 +111,13 @@ def main() -> None:
                             correction, overrides)
                 clips = clip_rows(out, videos, layer, masks)
                 per_correction[correction] += clips
-                seed_means[correction].append({k: float(np.mean([r[k] for r in clips])) for k in KEYS})
+                seed_means[correction].append(column_means(clips, KEYS))
         for correction, clip_results in per_correction.items():
             head = {"iod_px": iod, "landmark_offsets": correction}
-            rows.append({**head, "clips": len(clip_results),
-                         **{k: float(np.mean([r[k] for r in clip_results])) for k in KEYS}})
+            rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS)})
             per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[correction])]
             if len(args.seeds) > 1:
-                sd_rows.append({**head, "seeds": len(args.seeds),
-                                **{k: float(np.std([m[k] for m in seed_means[correction]], ddof=1)) for k in KEYS}})
+                sd_rows.append({**head, "seeds": len(args.seeds), **column_sds(seed_means[correction], KEYS)})
     ravdess = {}
     for correction in corrections:  # real clips: no truth, but the reprojection error tells
         out = build(RAVDESS, work / f"ravdess_{correction}", model_path, correction, overrides)

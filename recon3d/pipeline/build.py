@@ -56,12 +56,11 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
         names = {"config_hash": "configuration", "flame_model_sha256": "FLAME model",
                  "landmark_offsets_sha256": "landmark-offsets calibration",
                  "landmark_embeddings_sha256": "landmark embedding files"}
-        changed = [names[k] for k, v in identity.items() if previous.get(k) != v]
+        changed = [k for k, v in identity.items() if previous.get(k) != v]
         if changed:
-            config_changed = previous.get("config_hash") != identity["config_hash"]
-            options = changed_options(previous.get("config", {}), config.to_dict()) if config_changed else []
+            options = changed_options(previous.get("config", {}), config.to_dict()) if "config_hash" in changed else []
             detail = f" ({'; '.join(options)})" if options else ""
-            raise BuildError(f"{out_dir} was built with a different {' and '.join(changed)}{detail}; "
+            raise BuildError(f"{out_dir} was built with a different {' and '.join(names[k] for k in changed)}{detail}; "
                              "rerun with --force to rebuild it, or choose another --out")
     ctx = BuildContext(str(out_dir), str(model_path), config.to_dict(), verbose)
     setup_check(ctx)

@@ -7,8 +7,9 @@ scheme without loading the video stack.
 
 from recon3d.lazy_exports import lazy_exports
 
-_EXPORTS = {name: "recon3d.landmarks.base"
-            for name in ("LandmarkBackendError", "LandmarkDetector", "LandmarkTrack", "create_detector", "track_video")}
+_EXPORTS = {**{name: "recon3d.landmarks.base"
+               for name in ("LandmarkBackendError", "LandmarkDetector", "LandmarkTrack", "track_video")},
+            "create_detector": "recon3d.landmarks.registry"}
 
 __all__ = list(_EXPORTS)
 

@@ -1,4 +1,5 @@
-"""The landmark-detector interface and per-clip tracking.
+"""The landmark-detector interface and per-clip tracking (the backends by name:
+:mod:`recon3d.landmarks.registry`).
 
 A detector sees one RGB frame at a time (in order, so it may track) and returns every face it
 finds as ``(points (P, 2) pixels, score)``. :func:`track_video` keeps, frame by frame, the face
@@ -103,19 +104,3 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
 def _closing(reader: VideoReader):
     with reader:
         yield from reader.frames()
-
-
-def create_detector(name: str = "mediapipe", native_log: str | None = None, **options) -> LandmarkDetector:
-    """``mediapipe`` (478 points, default) or ``fan`` (face-alignment's 68 points, weights must be local).
-
-    ``native_log``: a file for MediaPipe's native start-up lines (None: they go to stderr).
-    """
-    if name == "mediapipe":
-        from recon3d.landmarks.mediapipe_backend import MediaPipeDetector
-
-        return MediaPipeDetector(native_log=native_log, **options)
-    if name == "fan":
-        from recon3d.landmarks.fan_backend import FanDetector
-
-        return FanDetector(**options)
-    raise LandmarkBackendError(f"unknown landmark backend '{name}' (choose mediapipe or fan)")

@@ -19,7 +19,7 @@ from pathlib import Path
 from recon3d.pipeline.plan import Plan
 from recon3d.pipeline.schedule import run_schedule
 from recon3d.pipeline.stages import BuildContext, check_setup, sum_timings
-from recon3d.pipeline.workspace import Workspace
+from recon3d.pipeline.workspace import Workspace, count_clips, disk_status
 
 EXECUTORS = ("local", "slurm")
 
@@ -36,33 +36,6 @@ class Outcome:
     @property
     def unfinished(self) -> list[dict]:
         return [r for r in self.rows if r["status"] != "done"]
-
-
-def disk_status(out_dir: Path, plan: Plan) -> list[dict]:
-    """Per shard, from the build folder alone: ``done``, ``failed`` (its task recorded an error) or
-    ``not done``, with clip counts."""
-    import json
-
-    ws = Workspace(out_dir)
-    rows = []
-    for shard, clips in plan.shards.items():
-        done, failed = ws.clip_counts(shard, [c.clip_id for c in clips])
-        row = {"shard": shard, "clips": len(clips), "clips_done": done, "clips_failed": failed}
-        work = ws.shard_work(shard)
-        if ws.shard(shard).exists():
-            row["status"] = "done"
-        elif work.error.exists():
-            row.update(status="failed", reason=json.loads(work.error.read_text())["reason"])
-        else:
-            row["status"] = "not done"
-        rows.append(row)
-    return rows
-
-
-def count_clips(ws: Workspace, plan: Plan) -> tuple[int, int]:
-    """(clips finished or failed, clips failed) judged from the files on disk."""
-    counts = [ws.clip_counts(shard, [c.clip_id for c in clips]) for shard, clips in plan.shards.items()]
-    return sum(d for d, _ in counts), sum(f for _, f in counts)
 
 
 class Executor(ABC):

@@ -18,7 +18,7 @@ from pathlib import Path
 from recon3d.atomic import write_json
 from recon3d.pipeline.plan import Plan
 from recon3d.pipeline.stages import BuildContext
-from recon3d.pipeline.workspace import Workspace
+from recon3d.pipeline.workspace import Workspace, disk_status
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
           "RESIZING", "SUSPENDED", "PREEMPTED", "SUBMITTED", "UNKNOWN", "READY"}
@@ -158,8 +158,6 @@ def log_paths(ws: Workspace, job_id: str) -> dict[str, str]:
 
 def shard_status(out_dir: Path, plan: Plan) -> list[dict]:
     """Per shard: ``done``, ``pending``, ``running``, ``failed`` (with reason and log) or ``not submitted``."""
-    from recon3d.pipeline.executors import disk_status
-
     ws = Workspace(out_dir)
     tasks = latest_tasks(ws)
     states = job_states(sorted(set(tasks.values()))) if tasks else {}

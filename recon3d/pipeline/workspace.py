@@ -4,6 +4,7 @@ shard tasks (local workers or SLURM array tasks) never write the same file.
 ```
 OUT_DIR/manifest.json, failures.jsonl, shards/<shard>.h5      results
 OUT_DIR/work/build.json, plan.json                            the build's configuration and plan
+OUT_DIR/work/build.lock                                       held by the running build (pipeline/lock.py)
 OUT_DIR/work/rejected/<clip>.json                             clips refused while planning
 OUT_DIR/work/shards/<shard>/landmarks|identity|clips|failures per-shard intermediate results
 OUT_DIR/work/shards/<shard>/error.json                        why the shard's task failed, if it did
@@ -16,8 +17,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recon3d.shards.schema import SHARDS_DIR, shard_path
+
+if TYPE_CHECKING:
+    from recon3d.pipeline.plan import Plan
 
 
 class ShardWork:
@@ -69,6 +74,10 @@ class Workspace:
         done = len(clip_ids) if complete else sum(work.clip_done(c) for c in clip_ids)
         return done, failed
 
+    @property
+    def lock(self) -> Path:
+        return self.work / "build.lock"
+
     def rejected(self, clip_id: str) -> Path:
         return self.work / "rejected" / f"{clip_id}.json"
 
@@ -92,3 +101,28 @@ class Workspace:
     def temporary_files(self) -> list[Path]:
         """Leftovers of writes that were interrupted (never results)."""
         return [p for base in (self.work, self.root / SHARDS_DIR) if base.exists() for p in base.rglob("*.tmp")]
+
+
+def disk_status(out_dir: Path, plan: Plan) -> list[dict]:
+    """Per shard, from the build folder alone: ``done``, ``failed`` (its task recorded an error) or
+    ``not done``, with clip counts."""
+    ws = Workspace(out_dir)
+    rows = []
+    for shard, clips in plan.shards.items():
+        done, failed = ws.clip_counts(shard, [c.clip_id for c in clips])
+        row = {"shard": shard, "clips": len(clips), "clips_done": done, "clips_failed": failed}
+        work = ws.shard_work(shard)
+        if ws.shard(shard).exists():
+            row["status"] = "done"
+        elif work.error.exists():
+            row.update(status="failed", reason=json.loads(work.error.read_text())["reason"])
+        else:
+            row["status"] = "not done"
+        rows.append(row)
+    return rows
+
+
+def count_clips(ws: Workspace, plan: Plan) -> tuple[int, int]:
+    """(clips finished or failed, clips failed) judged from the files on disk."""
+    counts = [ws.clip_counts(shard, [c.clip_id for c in clips]) for shard, clips in plan.shards.items()]
+    return sum(d for d, _ in counts), sum(f for _, f in counts)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from recon3d.cli.common import flame_model_option, friendly_errors
+from recon3d.io.ravdess import MODALITY_CHOICES
 
 
 def _parse_pairs(pairs: tuple[str, ...]) -> dict:
@@ -28,8 +29,11 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 
     if outcome is not None:
         click.echo(stage_summary(outcome.stages, outcome.seconds), err=True)
+    from recon3d.pipeline.summary import format_skipped, skipped_counts
+
     failures = manifest["failures"]
-    click.echo(f"{len(manifest['clips'])} clips written to {out_dir / 'shards'}; {len(failures)} failed", err=True)
+    click.echo(f"{len(manifest['clips'])} clips written to {out_dir / 'shards'}; {len(failures)} failed; "
+               f"{format_skipped(skipped_counts(manifest))}", err=True)
     for f in failures[:20]:
         click.echo(f"  FAILED {f['id']} [{f['stage']}]: {f['reason']}", err=True)
     if len(failures) > 20:
@@ -56,6 +60,12 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 @click.option("--labels", type=click.Choice(["ravdess", "none"]), default=None,
               help="ravdess: parse labels from MM-VV-EE-II-SS-RR-AA names, reject other names. "
                    "none: accept any video, labels empty, one identity per video.")
+@click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=None,
+              help="Which files of a RAVDESS recording to build (default auto, or the config's `modality`). "
+                   "auto: one per recording: the audio-video file (01-...); its video-only twin (02-..., the same "
+                   "recording with the audio zeroed) is skipped, and built only where the tree lacks the "
+                   "audio-video file. audio-video: 01- files only. all: every video file, twins too. "
+                   "Audio-only .wav files are counted and never built.")
 @click.option("--qc", "qc_mode", type=click.Choice(["flag", "strict"]), default="flag", show_default=True,
               help="flag: keep clips beyond the QC thresholds, marked; strict: reject them as failures.")
 @click.option("--landmarks", "landmark_backend", type=click.Choice(["mediapipe", "fan"]), default=None,
@@ -85,13 +95,16 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
               help="Let MediaPipe's native start-up lines through to stderr (else: OUT/work/logs/native.log).")
 @friendly_errors
 def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int | None, force: bool,
-                  config_path: Path | None, labels: str | None, qc_mode: str, landmark_backend: str | None,
+                  config_path: Path | None, labels: str | None, modality: str | None, qc_mode: str, landmark_backend: str | None,
                   device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
                   array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
                   retry_failed: bool, progress: bool, verbose: bool) -> None:
     """Fit FLAME to every video in VIDEO_DIR and write a 3D dataset to --out.
 
-    VIDEO_DIR is the RAVDESS folder (Actor_01/..., or a flat folder of MM-VV-EE-II-SS-RR-AA.mp4).
+    VIDEO_DIR is the RAVDESS folder: the archives as they unpack (Video_Speech_Actor_XX.zip,
+    Video_Song_Actor_XX.zip, ... each to Actor_XX/, at any depth, audio-only .wav files among
+    them), or a flat folder of MM-VV-EE-II-SS-RR-AA.mp4. Each recording is built once: a
+    video-only twin (02-...) of an audio-video file (01-...) is skipped, not failed (--modality).
     For each clip: PyAV decodes the frames and the audio (16 kHz mono), MediaPipe tracks 478
     landmarks, FLAME is fitted with one identity per actor (fitted on the actor's neutral clips),
     and the per-frame parameters, canonical meshes, landmarks, audio and labels are written to
@@ -106,6 +119,10 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     any clip, with exit status 2.
 
     \b
+    One build at a time per --out folder: a second one started there refuses at once, naming
+    the running one (host and pid); a killed build leaves no lock behind.
+
+    \b
     On a SLURM cluster (--executor slurm, docs/slurm.md): one array task per shard; rerunning
     the command submits only shards that are missing or failed. `recon3d status OUT_DIR` shows
     each shard; the manifest is merged when all are done.
@@ -115,14 +132,16 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
       recon3d build-dataset ~/data/RAVDESS --out ~/data/3d-ravdess --executor slurm --partition cpu --no-wait
     """
-    from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
     from recon3d.pipeline.executors import executor_for
+    from recon3d.pipeline.lock import build_lock
     from recon3d.pipeline.slurm import SlurmOptions
 
     config = BuildConfig.load(config_path)
     if labels:
         config.labels = labels
+    if modality:
+        config.modality = modality
     if landmark_backend:
         config.landmarks.backend = landmark_backend
     if device:
@@ -130,18 +149,30 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism, _parse_pairs(slurm_additional))
     runner = executor_for(executor, workers, options, finalize_job=no_wait)
     runner.check()
+    with build_lock(out_dir):
+        _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, verbose, plan_only,
+               qc_mode == "strict", executor, no_wait, progress)
+
+
+def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, force: bool, retry_failed: bool,
+           verbose: bool, plan_only: bool, strict_qc: bool, executor: str, no_wait: bool, progress: bool) -> None:
+    """build-dataset's work, with the folder's build lock held."""
+    from recon3d.pipeline.build import finalize, prepare
+    from recon3d.pipeline.summary import format_skipped
+
     runner.start()
     ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose,
                               runner.check_setup)
     click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}, split by {plan.split_method}"
-               + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else ""), err=True)
+               + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else "")
+               + f"; {format_skipped(plan.skipped_by_reason())}", err=True)
     for r in redo:
         click.echo(f"  redo {r.clip.clip_id}: {r.why}", err=True)
     if plan_only:
         for i, (shard, clips) in enumerate(plan.shards.items()):
             click.echo(f"{i}\t{shard}\t{len(clips)} clips")
         return
-    record = runner.submit(ctx, plan, qc_mode == "strict")
+    record = runner.submit(ctx, plan, strict_qc)
     if executor == "slurm":
         if record["tasks"]:
             click.echo(f"submitted array job {record['array_job']}: {len(record['tasks'])} task(s) "

@@ -143,7 +143,8 @@ def finalize(out_dir: Path) -> dict:
                          "the video folder changed after those shards were built; rebuild with --force")
     manifest = write_manifest(out_dir, entries, failures, actors,
                               {k: stamp[k] for k in ("config", "config_hash", "flame_model", "flame_model_sha256",
-                                                     "video_dir")}, plan.split_method)
+                                                     "video_dir")}, plan.split_method, plan.skipped,
+                              plan.audio_only)
     for leftover in (ws.work / "shards").glob("*/clips/*.h5"):  # now inside the shards
         leftover.unlink()
     return manifest

@@ -75,6 +75,9 @@ def video_fitting() -> FitConfig:
 @dataclass
 class BuildConfig:
     labels: str = "ravdess"  # ravdess | none
+    # which files of a RAVDESS recording are built (recon3d.io.ravdess.MODALITY_CHOICES): auto, one per
+    # recording (audio-video, or the video-only file without its twin); audio-video; all (twins too)
+    modality: str = "auto"
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     fitting: FitConfig = field(default_factory=video_fitting)
     identity: IdentityConfig = field(default_factory=IdentityConfig)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recon3d.config_io import ConfigError
-from recon3d.io.ravdess import LabelError, discover_videos, parse_ravdess_name
+from recon3d.io.ravdess import SKIP_AUDIO_ONLY, LabelError, choose_recordings, discover_media, parse_ravdess_name
 from recon3d.pipeline.config import BuildConfig, SplitConfig
 
 
@@ -28,6 +28,18 @@ class Plan:
     clips: list[PlannedClip]
     rejected: list[dict] = field(default_factory=list)  # {"id", "path", "stage", "reason"} found while planning
     split_method: str = "actor"  # how the splits were made: actor | take
+    #: files not built, by choice: {"id", "path", "reason", "twin"} (video-only twins, by modality)
+    skipped: list[dict] = field(default_factory=list)
+    audio_only: int = 0  # audio-only files (.wav) found and not built
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """How many files were skipped for each reason (audio-only files included)."""
+        counts: dict[str, int] = {}
+        for s in self.skipped:
+            counts[s["reason"]] = counts.get(s["reason"], 0) + 1
+        if self.audio_only:
+            counts[SKIP_AUDIO_ONLY] = counts.get(SKIP_AUDIO_ONLY, 0) + self.audio_only
+        return counts
 
     @property
     def shards(self) -> dict[str, list[PlannedClip]]:
@@ -44,11 +56,13 @@ class Plan:
         return out
 
     def to_dict(self) -> dict:
-        return {"clips": [c.to_dict() for c in self.clips], "rejected": self.rejected, "split_method": self.split_method}
+        return {"clips": [c.to_dict() for c in self.clips], "rejected": self.rejected, "split_method": self.split_method,
+                "skipped": self.skipped, "audio_only": self.audio_only}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
-        return cls([PlannedClip(**c) for c in d["clips"]], list(d.get("rejected", [])), d.get("split_method", "actor"))
+        return cls([PlannedClip(**c) for c in d["clips"]], list(d.get("rejected", [])), d.get("split_method", "actor"),
+                   list(d.get("skipped", [])), int(d.get("audio_only", 0)))
 
 
 SPLIT_METHODS = ("auto", "actor", "take")
@@ -89,10 +103,12 @@ def assign_splits(labels: list[dict], config: SplitConfig) -> tuple[list[str], s
 
 
 def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
-    """Discover videos and assign each to an actor, a shard and a split; unusable names are rejected."""
-    clips, rejected, seen = [], [], {}
-    unlabeled = []
-    for path in discover_videos(video_dir):
+    """Discover videos and assign each to an actor, a shard and a split; unusable names are rejected,
+    and with RAVDESS labels one file per recording is kept (``config.modality``:
+    :func:`~recon3d.io.ravdess.choose_recordings`); audio-only files are counted, not built."""
+    videos, audio_only = discover_media(video_dir)
+    rejected, seen, unlabeled, labelled = [], {}, [], []
+    for path in videos:
         clip_id = path.stem
         if clip_id in seen:
             rejected.append({"id": clip_id, "path": str(path), "stage": "plan",
@@ -103,18 +119,20 @@ def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
             unlabeled.append(path)
             continue
         try:
-            labels = parse_ravdess_name(clip_id)
+            labelled.append((path, parse_ravdess_name(clip_id)))
         except LabelError as exc:
             rejected.append({"id": clip_id, "path": str(path), "stage": "plan", "reason": str(exc)})
-            continue
-        actor = f"{labels.actor:02d}"
-        clips.append(PlannedClip(clip_id, str(path), actor, f"actor_{actor}", "train", labels.to_dict()))
+    keep, skipped = choose_recordings([(p.stem, labels) for p, labels in labelled], config.modality)
+    clips = [PlannedClip(p.stem, str(p), f"{labels.actor:02d}", f"actor_{labels.actor:02d}", "train", labels.to_dict())
+             for p, labels in labelled if p.stem in keep]
+    skipped_files = [{"id": p.stem, "path": str(p), **skipped[p.stem]} for p, _ in labelled if p.stem in skipped]
     splits, method = assign_splits([c.labels for c in clips], config.split)
     clips = [replace(c, split=split) for c, split in zip(clips, splits)]
     per = max(1, config.shards.clips_per_shard)
     for i, path in enumerate(unlabeled):
         clips.append(PlannedClip(path.stem, str(path), path.stem, f"clips_{i // per:03d}", "train", None))
-    return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected, method)
+    return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected, method, skipped_files,
+                len(audio_only))
 
 
 def _split_large_shards(clips: list[PlannedClip], limit: int) -> list[PlannedClip]:

@@ -7,6 +7,8 @@ from collections import Counter
 
 import numpy as np
 
+from recon3d.io.ravdess import SKIP_AUDIO_ONLY, VOCAL_CHANNELS
+
 
 def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
     """``3 min ago``, ``2.5 h ago``, ``4 d ago`` for an ISO time (``?`` when unknown)."""
@@ -35,6 +37,20 @@ def format_failures(rows: list[dict], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def skipped_counts(manifest: dict) -> dict[str, int]:
+    """Files not built, by reason (video-only twins, by modality, audio-only files)."""
+    counts = Counter(s["reason"] for s in manifest.get("skipped", []))
+    if manifest.get("audio_only_files"):
+        counts[SKIP_AUDIO_ONLY] += int(manifest["audio_only_files"])
+    return dict(sorted(counts.items()))
+
+
+def format_skipped(counts: dict[str, int]) -> str:
+    """``skipped: 3 (video-only twin 2, audio-only 1)``; ``skipped: 0``."""
+    total = sum(counts.values())
+    return f"skipped: {total}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if total else "")
+
+
 def dataset_summary(manifest: dict) -> dict:
     """Counts, duration, label and QC distributions and failures of a build."""
     clips = manifest["clips"]
@@ -59,12 +75,20 @@ def dataset_summary(manifest: dict) -> dict:
         "actors": dict(sorted(Counter(str(c["actor"]) for c in clips).items())),
         "qc": qc, "qc_flagged": sum(1 for c in clips if not c["qc"].get("pass", True)), "qc_flags": dict(flags),
         "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
+        "skipped": sum(skipped_counts(manifest).values()), "skipped_by_reason": skipped_counts(manifest),
+        "vocal": dict(sorted(Counter(_vocal(c) for c in clips).items())),
+        "without_speech_audio": sum(1 for c in clips if not c.get("has_speech_audio")),
         "failure_list": failure_rows(failures),
         "identity": {a: {k: v for k, v in r.items() if k in ("identity_source", "identity_from_neutral",
                                                                "neutral_mean_expression_norm",
                                                                "neutral_expression_rms_norm")}
                      for a, r in manifest.get("actors", {}).items()},
     }
+
+
+def _vocal(entry: dict) -> str:
+    """``speech``, ``song`` or ``unlabeled``."""
+    return VOCAL_CHANNELS.get((entry.get("labels") or {}).get("vocal_channel"), "unlabeled")
 
 
 def format_summary(s: dict) -> str:
@@ -74,6 +98,8 @@ def format_summary(s: dict) -> str:
              + (": within each actor, by statement/repetition)" if s["split_method"] == "take" else ")")]
     lines.append("emotions: " + ", ".join(f"{k} {v}" for k, v in s["emotions"].items()))
     lines.append("actors:   " + ", ".join(f"{k} {v}" for k, v in s["actors"].items()))
+    lines.append("vocal:    " + ", ".join(f"{k} {v}" for k, v in s["vocal"].items())
+                 + f"; without speech audio: {s['without_speech_audio']}")
     if s["qc"]:
         lines.append(f"{'QC':24s} {'median':>9s} {'p95':>9s} {'max':>9s}")
         for key, v in s["qc"].items():
@@ -90,4 +116,5 @@ def format_summary(s: dict) -> str:
                                                  if s["failures"] else ""))
     for f in s["failure_list"][:20]:
         lines.append(f"  {f['id']} [{f['stage']}, {f['age']}]: {f['reason']}")
+    lines.append(format_skipped(s["skipped_by_reason"]))
     return "\n".join(lines)

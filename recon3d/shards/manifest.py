@@ -28,14 +28,18 @@ def shard_entries(path: Path, shard: str) -> tuple[list[dict], list[str]]:
 
 
 def write_manifest(out_dir: Path, entries: list[dict], failures: list[dict], actors: dict, build: dict,
-                   split_method: str = "actor") -> dict:
-    """Atomically write ``manifest.json`` and ``failures.jsonl``; returns the manifest."""
+                   split_method: str = "actor", skipped: list[dict] | None = None, audio_only: int = 0) -> dict:
+    """Atomically write ``manifest.json`` and ``failures.jsonl``; returns the manifest.
+
+    ``skipped``: files not built by choice (``{"id", "path", "reason", "twin"}``: video-only twins);
+    ``audio_only``: how many audio-only files the video folder held (never built)."""
     entries = sorted(entries, key=lambda e: e["id"])
     manifest = {
         "format": "recon3d-3d-dataset", "format_version": FORMAT_VERSION, "recon3d_version": __version__,
         "clips": entries, "failures": failures, "actors": actors,
         "splits": {s: sum(e["split"] == s for e in entries) for s in ("train", "val", "test")},
         "split_method": split_method,
+        "skipped": sorted(skipped or [], key=lambda e: e["id"]), "audio_only_files": int(audio_only),
         "build": build,
     }
     with atomic_path(Path(out_dir) / FAILURES) as tmp:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon3d.io.ravdess import EMOTIONS
+from recon3d.io.ravdess import EMOTIONS, VOCAL_CHANNELS
 
 FORMAT_VERSION = 1
 #: Sample rate of every clip's audio (and of the animator's audio input).
@@ -127,6 +127,8 @@ class ClipAttrs:
             return None
         labels = {k: int(getattr(self, k)) for k in LABEL_KEYS}
         labels["emotion"] = EMOTIONS[labels["emotion_id"] - 1]
+        if labels["vocal_channel"] in VOCAL_CHANNELS:
+            labels["vocal"] = VOCAL_CHANNELS[labels["vocal_channel"]]
         labels["actor"] = int(self.actor) if self.actor.isdigit() else self.actor
         return labels
 

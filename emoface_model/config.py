@@ -14,6 +14,9 @@ class DataConfig:
     window_frames: int = 60  # training windows (2 s at 30 fps); evaluation uses whole clips
     batch_size: int = 8
     windows_per_clip: int = 4  # random windows drawn from each training clip per epoch
+    #: RAVDESS's song takes in the splits (clips without speech audio never are): off, since sung
+    #: vowels are held over sustained notes, a mouth motion speech does not have (docs/model.md)
+    include_song: bool = False
 
 
 @dataclass

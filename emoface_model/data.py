@@ -1,4 +1,5 @@
-"""Training and evaluation data from recon3d shards: windows of motion, audio and labels."""
+"""Training and evaluation data from recon3d shards: which clips (:func:`select_clips`), and their
+windows of motion, audio and labels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recon3d.io.ravdess import VOCAL_CHANNELS
 from recon3d.shards import schema as S
 from recon3d.shards.reader import Dataset3D
 from recon3d.shards.schema import audio_span
@@ -33,12 +35,39 @@ def labels_of(entry: dict) -> tuple[int, int]:
     return int(labels.get("emotion_id", 1)) - 1, int(labels.get("intensity", 1)) - 1
 
 
-class ClipData:
-    """The clips of a split, with the training actors' indices (the speaker style)."""
+SPLITS = ("train", "val", "test")
+#: Why a clip is not trained, validated or tested on (``clips.json``'s ``excluded``).
+NO_SPEECH = "no speech audio (a video-only take or a silent track)"
+SONG = "song (data.include_song: false)"
 
-    def __init__(self, dataset: Dataset3D, split: str | None, actors: list[str]):
+
+def select_clips(entries: list[dict], include_song: bool) -> dict:
+    """The clips a run trains, validates and tests on, from manifest entries: ``{"train": [ids],
+    "val": [...], "test": [...], "excluded": {id: reason}}``. A clip without speech audio never
+    enters a split (it would teach the mouth to move to silence); song takes only with
+    ``include_song``."""
+    lists: dict = {split: [] for split in SPLITS}
+    excluded = {}
+    for entry in sorted(entries, key=lambda e: e["id"]):
+        vocal = VOCAL_CHANNELS.get((entry.get("labels") or {}).get("vocal_channel"))
+        split = entry.get("split", "train")
+        if not entry.get("has_speech_audio"):
+            excluded[entry["id"]] = NO_SPEECH
+        elif vocal == "song" and not include_song:
+            excluded[entry["id"]] = SONG
+        elif split not in lists:
+            excluded[entry["id"]] = f"split '{split}' is none of {', '.join(SPLITS)}"
+        else:
+            lists[split].append(entry["id"])
+    return {**lists, "excluded": excluded}
+
+
+class ClipData:
+    """Clips of a dataset (by id), with the training actors' indices (the speaker style)."""
+
+    def __init__(self, dataset: Dataset3D, clip_ids: list[str], actors: list[str]):
         self.dataset = dataset
-        self.entries = dataset.clips(split)
+        self.entries = [dataset.info(clip_id) for clip_id in clip_ids]
         self.actors = actors
         self._templates: dict[tuple[str, str], np.ndarray] = {}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoface_model.data import ClipData, labels_of
+from emoface_model.data import SPLITS, ClipData, labels_of, select_clips
 from emoface_model.metrics import MetricSums, Regions
 from emoface_model.models import TalkingFace
 from recon3d.errors import SetupError
@@ -63,14 +63,19 @@ def predict(model: TalkingFace, audio: np.ndarray, fps: float, emotion: int, int
                             device)[0]
 
 
-def split_data(dataset_dir: str | Path, split: str, actors: list[str]) -> ClipData:
-    """The clips of ``split`` a model trained on ``actors`` can animate; a clear error when there are none."""
+def split_data(dataset_dir: str | Path, split: str, actors: list[str], clips: dict | None = None) -> ClipData:
+    """The clips of ``split`` to evaluate a model trained on ``actors`` on: from ``clips`` (a run's
+    ``clips.json`` lists), else chosen as training chooses (:func:`select_clips`, no song takes);
+    a clear error when there are none."""
     dataset = open_dataset(dataset_dir)
-    data = ClipData(dataset, split, actors)
+    clips = clips or select_clips(dataset.clips(), include_song=False)
+    if split not in SPLITS:
+        raise SetupError(f"--split '{split}': choose one of {', '.join(SPLITS)}")
+    data = ClipData(dataset, clips[split], actors)
     if not len(data):
-        splits = {c.get("split") for c in dataset.clips()}
-        raise SetupError(f"{dataset_dir}: no clips in the '{split}' split (it has: {', '.join(sorted(splits))}; "
-                         "choose one with --split)")
+        have = [s for s in SPLITS if clips[s]]
+        raise SetupError(f"{dataset_dir}: no clips with speech audio in the '{split}' split (it has: "
+                         f"{', '.join(have) or 'none'}; choose one with --split)")
     return data
 
 
@@ -95,14 +100,15 @@ def clip_predictions(model: TalkingFace, data: ClipData, device="cpu", progress:
 
 
 def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, split: str, regions: Regions,
-                 device="cpu", progress: bool = True) -> dict:
+                 device="cpu", progress: bool = True, clips: dict | None = None) -> dict:
     """LVE / EVE / FDD / MVE of the model on a split (whole clips, autoregressive), overall and per
-    emotion, beside the template-only (zero motion) baseline."""
+    emotion, beside the template-only (zero motion) baseline; ``clips``: the lists to take the
+    split from (:func:`split_data`)."""
     sums, base = MetricSums(), MetricSums()
     per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
     per_emotion_base: dict[str, MetricSums] = defaultdict(MetricSums)
-    for entry, pred, gt, template in clip_predictions(model, split_data(shards_dir, split, actors), device, progress,
-                                                        f"evaluate {split}"):
+    data = split_data(shards_dir, split, actors, clips)
+    for entry, pred, gt, template in clip_predictions(model, data, device, progress, f"evaluate {split}"):
         emotion = EMOTIONS[labels_of(entry)[0]]
         sums.add(pred, gt, template, regions)
         per_emotion[emotion].add(pred, gt, template, regions)

@@ -1,6 +1,7 @@
 """A run folder: its files, checkpoints (atomic), the model of a run, and evaluation regions.
 
 ``RUN_DIR`` holds ``config.yaml`` (the full configuration), ``run.json`` (data and model facts),
+``clips.json`` (the clip ids of each split and the excluded clips with their reasons),
 ``regions.npz`` (evaluation regions, when FLAME_masks.pkl is found), ``checkpoints/last.pt`` (where
 training stopped; resumes from here), ``checkpoints/best.pt`` (the epoch best on validation),
 ``metrics.csv`` and ``tensorboard/`` (names in ``run_files``). Inference needs only this module, not
@@ -9,6 +10,7 @@ the training loop.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 import yaml
 
 from emoface_model.config import TrainConfig
+from emoface_model.data import select_clips
 from emoface_model.mesh import MeshHierarchy
 from emoface_model.metrics import Regions
 from emoface_model.models import TalkingFace, build_model
@@ -44,6 +47,15 @@ def find_regions(dataset: Dataset3D, masks_path: str | Path | None = None) -> Re
         if masks_path:
             raise
         return None
+
+
+def evaluation_clips(run: RunDir, config: TrainConfig, shards_dir: str | Path | None = None) -> dict:
+    """The clip lists to evaluate on: the run's own (``clips.json``) on its dataset, or, on another
+    dataset, that dataset's clips chosen by the run's rules (:func:`~emoface_model.data.select_clips`)."""
+    own = json.loads(run.info.read_text())["shards_dir"]
+    if (shards_dir is None or Path(shards_dir).resolve() == Path(own).resolve()) and run.clips.exists():
+        return json.loads(run.clips.read_text())
+    return select_clips(open_dataset(shards_dir or own).clips(), config.data.include_song)
 
 
 def load_regions(run: RunDir) -> Regions:
@@ -86,12 +98,15 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
         saved.optim.epochs = max(saved.optim.epochs, config.optim.epochs)
         saved.device = config.device
         config = saved
-    run.root.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(shards_dir)
-    train = dataset.clips("train")
-    if not train:
-        raise TrainError(f"{shards_dir}: no clips in the 'train' split")
-    actors = sorted({str(c["actor"]) for c in train})
+    clips = json.loads(run.clips.read_text()) if resume and run.clips.exists() else \
+        select_clips(dataset.clips(), config.data.include_song)
+    if not clips["train"]:
+        raise TrainError(f"{shards_dir}: no clips with speech audio in the 'train' split "
+                         f"({len(clips['excluded'])} excluded; see {run.clips})")
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_json(run.clips, clips)
+    actors = sorted({str(dataset.info(c)["actor"]) for c in clips["train"]})
     if not run.info.exists():
         regions = find_regions(dataset, masks)
         if regions is not None:

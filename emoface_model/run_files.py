@@ -37,5 +37,10 @@ class RunDir:
         return self.root / "checkpoints" / "best.pt"
 
     @property
+    def clips(self) -> Path:
+        """``clips.json``: the clip ids of each split and the excluded clips with their reasons."""
+        return self.root / "clips.json"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.csv"

@@ -84,8 +84,9 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     info = json.loads(run.info.read_text())
     device = torch_device(config.device)
     dataset = open_dataset(info["shards_dir"])
-    data = ClipData(dataset, "train", info["actors"])
-    val = ClipData(dataset, "val", info["actors"])
+    clips = json.loads(run.clips.read_text())
+    data = ClipData(dataset, clips["train"], info["actors"])
+    val = ClipData(dataset, clips["val"], info["actors"])
     faces = dataset.faces()
     n_vertices = int(data.template(data.entries[0]).shape[0])
     state = torch.load(run.checkpoint, map_location=device, weights_only=False) if resume and run.checkpoint.exists() else None

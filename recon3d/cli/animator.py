@@ -52,7 +52,9 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
     """Train the EmoFace animator (or the FaceFormer baseline) on shards from build-dataset.
 
     Windows of the train split (split by actor in the manifest) teach the model to map audio,
-    emotion and intensity to vertex offsets from the speaker's template. The share of ground-truth
+    emotion and intensity to vertex offsets from the speaker's template. Only clips with speech
+    audio are used (never a video-only take), song takes per `data.include_song` (default off);
+    RUN_DIR/clips.json lists each split's clips and every excluded clip with its reason. The share of ground-truth
     motion inputs falls from teacher forcing to scheduled sampling over epochs (self-growing).
     Checkpoints are written atomically every `checkpoint_every` steps and at each epoch's end;
     after a kill, --resume continues with the same step count. With validation clips, every
@@ -106,7 +108,8 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--split", default="test", show_default=True, help="train, val or test (from the manifest).")
+@click.option("--split", default="test", show_default=True,
+              help="train, val or test: the run's lists in RUN_DIR/clips.json (clips with speech audio only).")
 @click.option("--shards", "shards_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Evaluate on another built dataset (default: the one the run was trained on).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -119,14 +122,19 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
     Whole clips of the split are generated autoregressively from their audio, emotion and
     intensity and compared with the dataset's meshes: overall, per emotion, and beside the
     template-only (no motion) baseline. Units: metres, so LVE/EVE/FDD are in m^2 (docs/metrics.md).
+    The clips are the run's own lists (RUN_DIR/clips.json, written by train); on another dataset
+    (--shards) they are chosen by the same rules (speech audio only; song per data.include_song).
     """
+    from emoface_model.config import TrainConfig
     from emoface_model.infer import evaluate_run
-    from emoface_model.run import RunDir, load_model, load_regions
+    from emoface_model.run import RunDir, evaluation_clips, load_model, load_regions
 
     run = RunDir(run_dir)
     model, state = load_model(run_dir, device, checkpoint)
     shards = shards_dir or json.loads(run.info.read_text())["shards_dir"]
-    result = evaluate_run(model, state["actors"], shards, split, load_regions(run), device, progress=not as_json)
+    clips = evaluation_clips(run, TrainConfig.from_dict(state["config"]), shards_dir)
+    result = evaluate_run(model, state["actors"], shards, split, load_regions(run), device, progress=not as_json,
+                          clips=clips)
     result["model"] = state["config"]["model"]["model"]
     result["steps"] = state["step"]
     result["checkpoint"], result["epoch"] = state["checkpoint"], state["epoch"]

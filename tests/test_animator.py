@@ -67,7 +67,8 @@ def _clip_arrays(shards: Path, run: Path):
     model, state = load_model(run)
     from recon3d.shards import open_dataset
 
-    data = ClipData(open_dataset(shards), "train", state["actors"])
+    ds = open_dataset(shards)
+    data = ClipData(ds, ds.clip_ids("train"), state["actors"])
     return model, data
 
 
@@ -108,7 +109,7 @@ def test_step_by_step_decoding_fed_the_truth_equals_teacher_forcing(two_clips, m
     from emoface_model.models import build_model
 
     ds = open_dataset(two_clips)
-    data = ClipData(ds, "train", ["01"])
+    data = ClipData(ds, ds.clip_ids("train"), ["01"])
     hierarchy = build_hierarchy(data.template(data.entries[0]), ds.faces(), cfg.model.n_coarse) if model_name == "emoface" else None
     model = build_model(cfg.model, 5023, 1, hierarchy).eval()
     for p in model.parameters():  # non-trivial weights everywhere
@@ -293,7 +294,7 @@ def test_ablation_switches_change_the_model_and_train(two_clips, tmp_path, name)
     full_cfg = tiny_config(epochs=2)
     cfg = config_from_dict(TrainConfig, ABLATIONS[name], base=tiny_config(epochs=2))
     ds = open_dataset(two_clips)
-    data = ClipData(ds, "train", ["01"])
+    data = ClipData(ds, ds.clip_ids("train"), ["01"])
     hierarchy = build_hierarchy(data.template(data.entries[0]), ds.faces(), cfg.model.n_coarse)
     full, ablated = build_model(full_cfg.model, 5023, 1, hierarchy), build_model(cfg.model, 5023, 1, hierarchy)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -344,7 +345,8 @@ def test_batched_generation_equals_one_clip_at_a_time(with_val_speaker, overfit_
     from recon3d.shards import open_dataset
 
     model, state = load_model(overfit_run[0])
-    data = ClipData(open_dataset(with_val_speaker), "val", state["actors"])
+    ds = open_dataset(with_val_speaker)
+    data = ClipData(ds, ds.clip_ids("val"), state["actors"])
     for i, frames in ((1, 30), (2, 38)):  # clips of different lengths in one batch
         data.entries[i] = {**data.entries[i], "frames": frames}
     batched = list(clip_predictions(model, data, batch_clips=3))
@@ -373,7 +375,8 @@ def test_best_checkpoint_is_the_best_scored_validation_epoch(with_val_speaker, t
     assert state["checkpoint"] == "best.pt"
     assert state["val"]["score"] == pytest.approx(min(scores))
     assert state["epoch"] == int(scored[int(np.argmin(scores))]["epoch"]) + 1
-    data = ClipData(open_dataset(with_val_speaker), "val", state["actors"])
+    ds = open_dataset(with_val_speaker)
+    data = ClipData(ds, ds.clip_ids("val"), state["actors"])
     again = validation_scores(model, data, load_regions(RunDir(tmp_path / "run")), "cpu")
     assert again["lve"] + again["eve"] == pytest.approx(min(scores), rel=1e-5), "best.pt is not the model scored"
     _, last = load_model(tmp_path / "run", checkpoint="last")

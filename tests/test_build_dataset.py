@@ -26,12 +26,14 @@ pytestmark = pytest.mark.slow
 
 def test_build_matches_the_source_videos(built):
     manifest = json.loads((built / "manifest.json").read_text())
-    videos = sorted(need(RAVDESS_VIDEO).glob("*.mp4"))
+    videos = sorted(need(RAVDESS_VIDEO).glob("01-*.mp4"))  # the audio-video files; the video-only twin is skipped
     assert sorted(c["id"] for c in manifest["clips"]) == [v.stem for v in videos]
     assert manifest["failures"] == [] and (built / "failures.jsonl").read_text() == ""
+    assert [(s["id"], s["reason"], s["twin"]) for s in manifest["skipped"]] == [
+        ("02-01-06-01-01-01-05", "video-only twin", "01-01-06-01-01-01-05")]
     threshold = BuildConfig().qc.max_reprojection_iod
     with h5py.File(built / "shards" / "actor_05.h5", "r") as f:
-        assert f.attrs["complete"] and f.attrs["n_clips"] == 5
+        assert f.attrs["complete"] and f.attrs["n_clips"] == 4
         assert f["actors/05/template"].shape == (5023, 3) and f["mesh/faces"].shape == (9976, 3)
         for video in videos:
             g = f["clips"][video.stem]
@@ -48,10 +50,7 @@ def test_build_matches_the_source_videos(built):
             assert g.attrs["statement"] == labels.statement and g.attrs["modality"] == labels.modality
             assert g.attrs["qc_reprojection_iod_mean"] < threshold
             assert len(g.attrs["source_sha256"]) == 64 and g.attrs["fitting_config_hash"]
-            # Video-only files carry a silent track: kept, and flagged.
-            assert bool(g.attrs["has_speech_audio"]) == (labels.modality == 1)
-            if labels.modality == 2:
-                assert np.all(g["audio"][()] == 0)
+            assert g.attrs["has_speech_audio"] and g.attrs["vocal_channel"] == 1
             # Canonical head space: the head is not rotated or moved in `vertices`.
             assert abs(float(g["vertices"][0].mean(axis=0)[2])) < 0.05
     assert "neutral_mean_expression_norm" in manifest["actors"]["05"]
@@ -59,7 +58,7 @@ def test_build_matches_the_source_videos(built):
 
 def test_reader_and_window_dataset(built):
     ds = open_dataset(built)
-    assert len(ds) == 5 and set(ds.clip_ids("train")) | set(ds.clip_ids("test")) == set(ds.clip_ids())
+    assert len(ds) == 4 and set(ds.clip_ids("train")) | set(ds.clip_ids("test")) == set(ds.clip_ids())
     clip = ds.load_clip("01-01-04-01-01-01-05", start=10, n_frames=30)
     assert clip.vertices.shape == (30, 5023, 3) and len(clip.audio) == round(30 * 16000 / clip.fps)
     windows = WindowDataset(ds, split="train", window_frames=40, seed=1)
@@ -73,8 +72,10 @@ def test_reader_and_window_dataset(built):
 def test_inspect_and_preview(built, tmp_path):
     out = run_cli("inspect", str(built), "--json").stdout
     summary = json.loads(out)
-    assert summary["clips"] == 5 and summary["emotions"]["fearful"] == 3 and summary["failures"] == 0
-    assert "clips 5" in run_cli("inspect", str(built)).stdout
+    assert summary["clips"] == 4 and summary["emotions"]["fearful"] == 2 and summary["failures"] == 0
+    assert summary["skipped"] == 1 and summary["skipped_by_reason"] == {"video-only twin": 1}
+    human = run_cli("inspect", str(built)).stdout
+    assert "clips 4" in human and "skipped: 1 (video-only twin 1)" in human
     video = tmp_path / "preview.mp4"
     run_cli("preview", str(built), "01-01-01-01-02-01-05", "--out", str(video), "--scale", "0.25")
     import av
@@ -89,7 +90,7 @@ def test_rerun_skips_finished_work(built):
     before = (built / "shards" / "actor_05.h5").stat().st_mtime_ns
     proc = build(need(RAVDESS_VIDEO), built)
     assert (built / "shards" / "actor_05.h5").stat().st_mtime_ns == before
-    assert "5 clips written" in proc.stderr
+    assert "4 clips written" in proc.stderr and "skipped: 1 (video-only twin 1)" in proc.stderr
 
 
 def test_killed_build_resumes_complete(tmp_path, built):
@@ -187,7 +188,7 @@ def test_compression_is_a_storage_choice_that_changes_no_value(built, tmp_path):
         np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
     before = (out / "shards" / "actor_05.h5").stat().st_mtime_ns
     proc = build(need(RAVDESS_VIDEO), out)
-    assert (out / "shards" / "actor_05.h5").stat().st_mtime_ns == before and "5 clips written" in proc.stderr
+    assert (out / "shards" / "actor_05.h5").stat().st_mtime_ns == before and "4 clips written" in proc.stderr
 
 
 def test_split_shards_give_the_same_dataset(built, tmp_path):
@@ -210,7 +211,7 @@ def test_the_readme_clips_build_within_qc_with_the_flame2023_open_hybrid(tmp_pat
     out = tmp_path / "out"
     build(need(RAVDESS_VIDEO), out, "--workers", "2", model=need(HYBRID))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["clips"]) == 5 and not manifest["failures"]
+    assert len(manifest["clips"]) == 4 and not manifest["failures"]
     qc = BuildConfig().qc
     for clip in manifest["clips"]:
         assert clip["qc"]["reprojection_iod_mean"] < qc.max_reprojection_iod, clip
@@ -230,7 +231,7 @@ def test_the_jaw_line_option_builds_real_clips_within_qc(built, tmp_path):
     out = tmp_path / "out"
     build(need(RAVDESS_VIDEO), out, "--config", str(cfg), "--workers", "2")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["clips"]) == 5 and not manifest["failures"]
+    assert len(manifest["clips"]) == 4 and not manifest["failures"]
     assert all(c["qc"]["pass"] for c in manifest["clips"])
     model = load_flame_model(STAND_IN, n_shape=1, n_expr=1)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)

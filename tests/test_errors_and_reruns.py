@@ -50,7 +50,7 @@ def test_device_without_cuda_stops_at_once_and_the_corrected_rerun_writes_every_
     assert not failure_records(out) and not (out / "manifest.json").exists()
     build(need(RAVDESS_VIDEO), out, "--workers", "2")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["clips"]) == len(list(need(RAVDESS_VIDEO).glob("*.mp4"))) and not manifest["failures"]
+    assert len(manifest["clips"]) == len(list(need(RAVDESS_VIDEO).glob("01-*.mp4"))) and not manifest["failures"]
 
 
 def test_a_missing_landmark_offsets_file_stops_the_build_and_records_nothing(tmp_path):

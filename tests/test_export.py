@@ -61,7 +61,7 @@ def test_vocaset_export_reads_back_as_faceformer_reads_it(built, tmp_path):
     summary = json.loads(run_cli("export", str(built), "--format", "vocaset", "--out", str(out), "--no-progress").stdout)
     manifest = json.loads((built / "manifest.json").read_text())
     speech = [c for c in manifest["clips"] if c["has_speech_audio"]]
-    assert summary["sequences"] == len(speech) == 4  # the video-only clip has no speech
+    assert summary["sequences"] == len(speech) == 4
     subjects = json.loads((out / "subjects.json").read_text())
     read = faceformer_style_read(out, subjects["train"], subjects["val"], subjects["test"])
     by_clip = {}
@@ -86,7 +86,7 @@ def test_flame_npz_export_reads_back(built, tmp_path):
     out = tmp_path / "flame"
     run_cli("export", str(built), "--format", "flame-npz", "--out", str(out), "--no-progress")
     index = json.loads((out / "index.json").read_text())
-    assert len(index) == 5
+    assert len(index) == 4
     for row in index:
         with np.load(out / f"{row['id']}.npz") as d:
             ref = shard_clip(built, row["id"])

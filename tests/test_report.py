@@ -54,7 +54,7 @@ def test_report_of_the_readme_dataset_loads_in_chromium(built, tmp_path):
     assert not broken, broken
     assert all(url.startswith(("file:", "data:")) for url in found["requests"]), found["requests"]  # no network
     text = found["text"]
-    for phrase in ("5 clips", "by take", "largest reprojection error", "Mean vertex motion", "neutral, normal",
+    for phrase in ("4 clips", "by take", "largest reprojection error", "Mean vertex motion", "neutral, normal",
                    "accuracy", "chance 33.3 %"):
         assert phrase in text, phrase
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000

@@ -4,7 +4,12 @@ machine's limit (decode + MediaPipe landmarks alone on every core at once) measu
 The tree: the real audio-visual clips in ../shared/assets/ravdess (``video/`` and ``extra/``, all
 of actor 05), hard-linked under RAVDESS names for actors 01-24 (``--clips-per-actor`` each, the
 neutral take first so that every actor's identity is fitted from it, as in a real build). The
-build is the ``recon3d build-dataset`` command (``--workers`` = the cores; ``--executor slurm``:
+same run also builds that tree **as RAVDESS is distributed**: in the archives' layout
+(``Video_Speech_Actor_XX/Actor_XX/``), each audio-video file beside its video-only twin (``02-...``,
+a hard link here) and the audio-only archive's ``.wav`` files beside them; the build skips twins
+and audio-only files by name, so the distributed tree should cost the audio-video tree's wall
+time (``--pairs`` alternating builds of each; the ratio's goal: at most 1.10). The build is the
+``recon3d build-dataset`` command (``--workers`` = the cores; ``--executor slurm``:
 one array task per shard on the cluster, ``--array-parallelism`` at once; ``--build-code DIR``:
 another checkout's, to compare versions). The limit runs ``--workers`` processes that only decode
 and track landmarks on the same clips (no fitting, no writing), before and after the build
@@ -12,9 +17,10 @@ and track landmarks on the same clips (no fitting, no writing), before and after
 the build default, 1; give an older checkout's build its own, and further values to measure
 them beside it). Reports the wall rate, the limit, their ratio, time per
 stage summed over workers, idle core time, peak memory per worker and the projection to RAVDESS's
-270,000 frames (also with the idle start-up and tail counted once).
+270,000 audio-video frames (also with the idle start-up and tail counted once), for speech and
+song and for speech only, from the audio-video tree and from the distributed one.
 
-    python benchmarks/build_scale.py [--actors 24] [--clips-per-actor 9] [--workers N]
+    python benchmarks/build_scale.py [--actors 24] [--clips-per-actor 9] [--workers N] [--pairs 2]
                                      [--executor local|slurm] [--array-parallelism 2] [--work DIR]
                                      [--build-code OLD_CHECKOUT] [--limit-max-faces 1 [2]]
 """
@@ -25,6 +31,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -35,6 +42,10 @@ from recon3d.pipeline.config import BuildConfig
 
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
 RAVDESS_AV_FRAMES = 270_000  # the audio-visual set, speech and song (2,452 clips)
+RAVDESS_AV_CLIPS, RAVDESS_SPEECH_CLIPS = 2452, 1440  # audio-video files: all, and speech only
+#: Speech only, at the set's mean clip length (the per-file lengths of the song takes are not here).
+RAVDESS_SPEECH_FRAMES = round(RAVDESS_AV_FRAMES * RAVDESS_SPEECH_CLIPS / RAVDESS_AV_CLIPS)
+PROJECTION_GOAL_MIN = 20.0  # the whole RAVDESS as distributed, speech and song (issue 30)
 
 
 def source_clips() -> list[Path]:
@@ -45,22 +56,46 @@ def source_clips() -> list[Path]:
     return sorted(clips, key=lambda p: (p.stem.split("-")[2] != "01", p.stem))
 
 
-def layout_tree(root: Path, actors: int, per_actor: int) -> list[Path]:
-    """``root/Actor_XX/<name with actor XX>.mp4`` hard links (copies across file systems)."""
+def _link(src: Path, dst: Path) -> None:
+    """A hard link (a copy across file systems)."""
+    if not dst.exists():
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+
+def layout_tree(root: Path, actors: int, per_actor: int, distributed: bool = False) -> list[Path]:
+    """``root/Actor_XX/<name with actor XX>.mp4`` hard links; ``distributed``: as RAVDESS's archives
+    unpack, ``root/Video_Speech_Actor_XX/Actor_XX/`` with every file's video-only twin (``02-...``)
+    and ``root/Audio_Speech_Actors_01-24/Actor_XX/03-....wav``. Returns the audio-video files."""
     sources = source_clips()[:per_actor]
     out = []
     for actor in range(1, actors + 1):
-        folder = root / f"Actor_{actor:02d}"
+        name = f"Actor_{actor:02d}"
+        folder = root / f"Video_Speech_{name}" / name if distributed else root / name
         folder.mkdir(parents=True, exist_ok=True)
         for src in sources:
-            dst = folder / f"{src.stem[:-2]}{actor:02d}.mp4"
-            if not dst.exists():
-                try:
-                    os.link(src, dst)
-                except OSError:
-                    shutil.copyfile(src, dst)
-            out.append(dst)
+            stem = f"{src.stem[:-2]}{actor:02d}"
+            _link(src, folder / f"{stem}.mp4")
+            out.append(folder / f"{stem}.mp4")
+            if distributed:
+                _link(src, folder / f"02{stem[2:]}.mp4")
+                audio = root / "Audio_Speech_Actors_01-24" / name
+                audio.mkdir(parents=True, exist_ok=True)
+                _write_wav(audio / f"03{stem[2:]}.wav")
     return out
+
+
+def _write_wav(path: Path, seconds: float = 3.0, rate: int = 48000) -> None:
+    """A silent 16-bit mono wav the size of a RAVDESS audio-only file (never decoded by the build)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(2 * int(rate * seconds)))
 
 
 def _limit_worker(videos: list[str], max_faces: int, start: mp.Barrier, result: mp.Queue) -> None:
@@ -193,6 +228,18 @@ def build(tree: Path, out: Path, model: Path, workers: int, executor: str, paral
             "frames": sum(c["frames"] for c in manifest["clips"])}
 
 
+def distributed_figures(runs: dict[str, list[dict]], frames: int) -> dict:
+    """The distributed tree's builds against the audio-video tree's, pair by pair (they build the
+    same clips: checked)."""
+    for r in runs["distributed"]:
+        if r["frames"] != frames:
+            raise SystemExit(f"the distributed tree built {r['frames']} frames, the audio-video tree {frames}")
+    walls, av_walls = [r["wall"] for r in runs["distributed"]], [r["wall"] for r in runs["av"]]
+    ratios = [d / a for d, a in zip(walls, av_walls)]
+    return {"walls": walls, "av_walls": av_walls, "ratios": ratios, "wall": sum(walls) / len(walls),
+            "ratio": statistics.median(ratios)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actors", type=int, default=24)
@@ -207,24 +254,34 @@ def main() -> None:
                         help="MediaPipe's max_faces in the limit's runs; the first is the build's own setting "
                              "(default: the build default, %(default)s; an older checkout's build: its own), "
                              "others are measured too and reported beside it (limit_fps_max_faces_N)")
+    parser.add_argument("--pairs", type=int, default=2,
+                        help="builds of the audio-video tree and of the distributed tree, alternating (A D A D ...)")
     args = parser.parse_args()
     model = flame_model_path()
     work = args.work or Path(tempfile.mkdtemp(prefix="recon3d-scale-"))
-    tree = work / "tree"
+    tree, distributed_tree = work / "tree", work / "distributed"
     videos = layout_tree(tree, args.actors, args.clips_per_actor)
+    layout_tree(distributed_tree, args.actors, args.clips_per_actor, distributed=True)
     cores = args.workers if args.executor == "local" else args.array_parallelism
 
-    # The limit before and after the build, averaged: this machine's speed drifts by up to 20 %
+    # The limit before and after the builds, averaged: this machine's speed drifts by up to 20 %
     # within minutes, and a single measurement on one side of the build made the ratio swing.
     before = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
-    result = build(tree, work / "out", model, args.workers, args.executor, args.array_parallelism, args.build_code)
+    runs: dict[str, list[dict]] = {"av": [], "distributed": []}
+    for _ in range(max(1, args.pairs)):
+        for key, source in (("av", tree), ("distributed", distributed_tree)):
+            runs[key].append(build(source, work / f"out_{key}", model, args.workers, args.executor,
+                                   args.array_parallelism, args.build_code))
+    result = runs["av"][0]
     after = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
     rates = {n: [frames / seconds for frames, seconds in (before[n], after[n])] for n in args.limit_max_faces}
     own = args.limit_max_faces[0]
     limits = rates[own]
     limit_fps = sum(limits) / 2
     manifest, stages, peak_mb = result["manifest"], result["stages"], result["peak_mb"]
-    frames, wall = result["frames"], result["wall"]
+    frames = result["frames"]
+    # The audio-video tree's wall time: the mean over its builds (the stage table: its first build).
+    wall = sum(r["wall"] for r in runs["av"]) / len(runs["av"])
     wall_fps = frames / wall
     idle = max(0.0, cores * wall - result["cpu"])
     identities = {a for a in manifest["actors"]}
@@ -256,13 +313,35 @@ def main() -> None:
     amortised = (fixed_s + RAVDESS_AV_FRAMES * (wall - fixed_s) / frames) / 60
     print(f"  projected whole RAVDESS AV ({RAVDESS_AV_FRAMES} frames): {projected:.1f} min "
           f"({amortised:.1f} min with the idle start-up and tail, {fixed_s:.1f} s, paid once)")
+    dist = distributed_figures(runs, frames)
+    d_manifest = runs["distributed"][0]["manifest"]
+    print(f"  as distributed (twins and audio-only files beside each take): {len(d_manifest['clips'])} clips built, "
+          f"{len(d_manifest['skipped'])} twins skipped, {d_manifest['audio_only_files']} audio-only files counted")
+    print(f"    wall per build, audio-video tree {', '.join(f'{r:.1f}' for r in dist['av_walls'])} s; "
+          f"distributed {', '.join(f'{r:.1f}' for r in dist['walls'])} s")
+    print(f"    distributed / audio-video wall, pair by pair: {', '.join(f'{r:.3f}' for r in dist['ratios'])} "
+          f"(median {dist['ratio']:.3f}; goal <= 1.10)")
+    d_fps = frames / dist["wall"]
+    speech_song, speech = RAVDESS_AV_FRAMES / d_fps / 60, RAVDESS_SPEECH_FRAMES / d_fps / 60
+    print(f"    projected whole RAVDESS as distributed: speech + song {speech_song:.1f} min, speech only "
+          f"{speech:.1f} min ({RAVDESS_SPEECH_FRAMES} frames); limit {PROJECTION_GOAL_MIN:.0f} min "
+          f"(audio-video tree: {projected:.1f} / {RAVDESS_SPEECH_FRAMES / wall_fps / 60:.1f} min)")
     print_json({"clips": len(manifest["clips"]), "frames": frames, "wall_s": round(wall, 2),
                 "wall_fps": round(wall_fps, 2), "limit_fps": round(limit_fps, 2),
                 "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),
                 "peak_rss_mb": round(peak_mb, 1), "limit_work_share": round(work_share, 3),
                 "limit_fps_before": round(limits[0], 2), "limit_fps_after": round(limits[1], 2),
                 "projected_ravdess_min_amortised": round(amortised, 2), "limit_max_faces": own,
-                **{f"limit_fps_max_faces_{n}": round(fps, 2) for n, fps in others.items()}})
+                **{f"limit_fps_max_faces_{n}": round(fps, 2) for n, fps in others.items()},
+                "distributed_clips": len(d_manifest["clips"]), "distributed_twins_skipped": len(d_manifest["skipped"]),
+                "distributed_audio_only": d_manifest["audio_only_files"],
+                "distributed_wall_s": round(dist["wall"], 2), "distributed_ratio": round(dist["ratio"], 3),
+                "distributed_ratios": [round(r, 3) for r in dist["ratios"]],
+                "av_walls_s": [round(r, 2) for r in dist["av_walls"]],
+                "projected_ravdess_distributed_min": round(speech_song, 2),
+                "projected_speech_distributed_min": round(speech, 2),
+                "projected_speech_min": round(RAVDESS_SPEECH_FRAMES / wall_fps / 60, 2),
+                "projection_goal_min": PROJECTION_GOAL_MIN})
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

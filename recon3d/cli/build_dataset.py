@@ -90,6 +90,9 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 @click.option("--retry-failed", is_flag=True,
               help="Retry every failed clip. Without it a rerun retries only failures whose cause may have "
                    "changed: the video file, the settings or the recon3d version.")
+@click.option("--prune", is_flag=True,
+              help="Remove from the dataset the clips whose video is gone from VIDEO_DIR. Without it they stay, "
+                   "marked source_missing (inspect counts them).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 @click.option("--verbose", is_flag=True,
               help="Let MediaPipe's native start-up lines through to stderr (else: OUT/work/logs/native.log).")
@@ -98,7 +101,7 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
                   config_path: Path | None, labels: str | None, modality: str | None, qc_mode: str, landmark_backend: str | None,
                   device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
                   array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
-                  retry_failed: bool, progress: bool, verbose: bool) -> None:
+                  retry_failed: bool, prune: bool, progress: bool, verbose: bool) -> None:
     """Fit FLAME to every video in VIDEO_DIR and write a 3D dataset to --out.
 
     VIDEO_DIR is the RAVDESS folder: the archives as they unpack (Video_Speech_Actor_XX.zip,
@@ -150,24 +153,32 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     runner = executor_for(executor, workers, options, finalize_job=no_wait)
     runner.check()
     with build_lock(out_dir):
-        _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, verbose, plan_only,
+        _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose, plan_only,
                qc_mode == "strict", executor, no_wait, progress)
 
 
 def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, force: bool, retry_failed: bool,
-           verbose: bool, plan_only: bool, strict_qc: bool, executor: str, no_wait: bool, progress: bool) -> None:
+           prune: bool, verbose: bool, plan_only: bool, strict_qc: bool, executor: str, no_wait: bool,
+           progress: bool) -> None:
     """build-dataset's work, with the folder's build lock held."""
+    from collections import Counter
+
     from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.summary import format_skipped
 
     runner.start()
     ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose,
-                              runner.check_setup)
+                              runner.check_setup, prune)
     click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}, split by {plan.split_method}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else "")
-               + f"; {format_skipped(plan.skipped_by_reason())}", err=True)
+               + f"; {format_skipped(plan.skipped_by_reason())}"
+               + (f"; source missing: {len(plan.missing)} (kept; --prune removes them)" if plan.missing else "")
+               + (f"; pruned {len(plan.pruned)} clip(s) whose video is gone" if plan.pruned else ""), err=True)
     for r in redo:
         click.echo(f"  redo {r.clip.clip_id}: {r.why}", err=True)
+    if redo:
+        why = Counter(reason for r in redo for reason in r.why.split(", "))
+        click.echo(f"rebuilding {len(redo)} clip(s): {', '.join(f'{k} {v}' for k, v in sorted(why.items()))}", err=True)
     if plan_only:
         for i, (shard, clips) in enumerate(plan.shards.items()):
             click.echo(f"{i}\t{shard}\t{len(clips)} clips")

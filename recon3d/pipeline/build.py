@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -17,9 +18,10 @@ from recon3d.atomic import write_json
 from recon3d.errors import SetupError
 from recon3d.flame import resolve_flame_model_path
 from recon3d.pipeline.config import BuildConfig, changed_options
-from recon3d.pipeline.plan import Plan, plan_build
-from recon3d.pipeline.retry import Redo, clips_to_redo, reopen
-from recon3d.pipeline.stages import BuildContext, check_setup, sha256_of
+from recon3d.pipeline.plan import Plan, PlannedClip, plan_build
+from recon3d.pipeline.retry import Redo, clips_to_redo, recorded_sources, remove_results, reopen
+from recon3d.io.fingerprint import sha256_of
+from recon3d.pipeline.stages import BuildContext, check_setup
 from recon3d.pipeline.workspace import Workspace
 from recon3d.shards.manifest import FAILURES, MANIFEST, shard_entries, write_manifest
 from recon3d.shards.reader import ShardFile
@@ -32,10 +34,12 @@ class BuildError(SetupError):
 
 def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: BuildConfig, force: bool,
             retry_failed: bool = False, verbose: bool = False,
-            setup_check: Callable[[BuildContext], None] = check_setup) -> tuple[BuildContext, Plan, list[Redo]]:
+            setup_check: Callable[[BuildContext], None] = check_setup,
+            prune: bool = False) -> tuple[BuildContext, Plan, list[Redo]]:
     """Check inputs and setup, create the output folder (wiped with ``force``), plan the clips and
     reopen what a rerun must redo (failures whose cause changed, or all with ``retry_failed``;
-    videos added to a finished shard).
+    videos added to a finished shard; videos changed since their clip was built). Clips whose
+    video is gone stay (``Plan.missing``), or with ``prune`` are removed from the dataset.
 
     A folder built earlier with another configuration or model is refused rather than mixed. The
     model, fitter and detector are built once by ``setup_check`` (in this process, or in the
@@ -64,7 +68,9 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
                              "rerun with --force to rebuild it, or choose another --out")
     ctx = BuildContext(str(out_dir), str(model_path), config.to_dict(), verbose)
     setup_check(ctx)
-    plan = plan_build(video_dir, config)
+    gone = [] if force else sources_gone(ws)
+    plan = plan_build(video_dir, config, kept=[] if prune else gone)
+    plan.pruned = sorted(c.clip_id for c in gone) if prune else []
     if not plan.clips and not plan.rejected:
         raise BuildError(f"no .mp4 videos found under {video_dir}")
     if force:
@@ -80,9 +86,24 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
     shutil.rmtree(ws.work / "rejected", ignore_errors=True)  # names are judged anew on every run
     for rejected in plan.rejected:
         write_json(ws.rejected(rejected["id"]), rejected)
+    if prune:
+        remove_results(ws, plan, gone)
     redo = clips_to_redo(ws, plan, ctx.attempt_hash, retry_failed)
     reopen(ws, plan, redo, config.identity.prefer_emotion)
     return ctx, plan, redo
+
+
+def sources_gone(ws: Workspace) -> list[PlannedClip]:
+    """Clips of the folder's last plan whose video no longer exists but whose result does (in a
+    finished shard or a clip file): they stay in the dataset, marked ``source_missing``, unless
+    the build is given ``--prune``."""
+    path = ws.work / "plan.json"
+    if not path.exists():
+        return []
+    previous = Plan.from_dict(json.loads(path.read_text()))
+    gone = Plan([c for c in previous.clips if not os.path.lexists(c.path)])
+    built = recorded_sources(ws, gone)
+    return [c for c in gone.clips if c.clip_id in built]
 
 
 def build_identity(config: BuildConfig, model_path: Path) -> dict[str, str | None]:
@@ -137,6 +158,9 @@ def finalize(out_dir: Path) -> dict:
             if actor not in actors:
                 actors[actor] = {"shards": [], **_identity_report(ws, shard, actor, plan)}
             actors[actor]["shards"].append(shard)
+    missing = set(plan.missing)
+    for entry in entries:
+        entry["source_missing"] = entry["id"] in missing
     stale = sorted({c.clip_id for c in plan.clips} - {e["id"] for e in entries} - failed_ids)
     if stale:
         raise BuildError(f"{len(stale)} planned clip(s) are in no shard ({', '.join(stale[:5])}): "

@@ -31,6 +31,8 @@ class Plan:
     #: files not built, by choice: {"id", "path", "reason", "twin"} (video-only twins, by modality)
     skipped: list[dict] = field(default_factory=list)
     audio_only: int = 0  # audio-only files (.wav) found and not built
+    missing: list[str] = field(default_factory=list)  # clips kept whose video is gone (source missing)
+    pruned: list[str] = field(default_factory=list)  # clips whose video is gone, removed by this run (--prune)
 
     def skipped_by_reason(self) -> dict[str, int]:
         """How many files were skipped for each reason (audio-only files included)."""
@@ -57,12 +59,14 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"clips": [c.to_dict() for c in self.clips], "rejected": self.rejected, "split_method": self.split_method,
-                "skipped": self.skipped, "audio_only": self.audio_only}
+                "skipped": self.skipped, "audio_only": self.audio_only, "missing": self.missing,
+                "pruned": self.pruned}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         return cls([PlannedClip(**c) for c in d["clips"]], list(d.get("rejected", [])), d.get("split_method", "actor"),
-                   list(d.get("skipped", [])), int(d.get("audio_only", 0)))
+                   list(d.get("skipped", [])), int(d.get("audio_only", 0)), list(d.get("missing", [])),
+                   list(d.get("pruned", [])))
 
 
 SPLIT_METHODS = ("auto", "actor", "take")
@@ -102,11 +106,17 @@ def assign_splits(labels: list[dict], config: SplitConfig) -> tuple[list[str], s
     return take_split(labels), "take"
 
 
-def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
+def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = ()) -> Plan:
     """Discover videos and assign each to an actor, a shard and a split; unusable names are rejected,
     and with RAVDESS labels one file per recording is kept (``config.modality``:
-    :func:`~recon3d.io.ravdess.choose_recordings`); audio-only files are counted, not built."""
+    :func:`~recon3d.io.ravdess.choose_recordings`); audio-only files are counted, not built.
+
+    ``kept``: clips of an earlier plan whose video is gone but whose result stays in the dataset
+    (``Plan.missing``); planned as if their files were there, so shards and splits do not move."""
     videos, audio_only = discover_media(video_dir)
+    found = {p.stem for p in videos}
+    missing = [c for c in kept if c.clip_id not in found]
+    videos = sorted(videos + [Path(c.path) for c in missing])
     rejected, seen, unlabeled, labelled = [], {}, [], []
     for path in videos:
         clip_id = path.stem
@@ -132,7 +142,7 @@ def plan_build(video_dir: Path, config: BuildConfig) -> Plan:
     for i, path in enumerate(unlabeled):
         clips.append(PlannedClip(path.stem, str(path), path.stem, f"clips_{i // per:03d}", "train", None))
     return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected, method, skipped_files,
-                len(audio_only))
+                len(audio_only), [c.clip_id for c in missing])
 
 
 def _split_large_shards(clips: list[PlannedClip], limit: int) -> list[PlannedClip]:

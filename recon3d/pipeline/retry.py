@@ -1,5 +1,12 @@
-"""What a rerun redoes: failed clips whose cause may have changed, and planned clips that a finished
-shard lacks (videos added since it was built).
+"""What a rerun redoes: failed clips whose cause may have changed, planned clips that a finished
+shard lacks (videos added since it was built), and clips whose video changed since their result
+(or its cached landmarks) was made.
+
+Every result records its video's size, modification time and sha256 (the clip attributes
+``source_*``; cached landmarks likewise). A rerun compares each planned clip's file with that
+record: by size and time first, hashing only where they differ, through a cache of the last
+hashes seen (``work/sources.json``), so a touched but identical video is hashed once and kept, and
+a rerun over unchanged videos reads no video.
 
 A failure record (:func:`recon3d.pipeline.stages.record_failure`) keeps the source file's size and
 sha256, the hash of the settings it ran with and the recon3d version; when any of them differs
@@ -12,18 +19,22 @@ without neutral clips), that identity and every fit that used it are redone too.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from recon3d import __version__
+from recon3d.atomic import write_json
+from recon3d.io.fingerprint import current_sha256, sha256_of, stat_of
 from recon3d.pipeline.plan import Plan, PlannedClip
-from recon3d.pipeline.stages import sha256_of
 from recon3d.pipeline.workspace import Workspace
 from recon3d.shards.manifest import FAILURES, MANIFEST
-from recon3d.shards.reader import ShardFile
+from recon3d.shards.reader import ShardFile, clip_file_attrs
 from recon3d.shards.writer import unpack_shard
+
+SOURCE_CHANGED = "source changed"
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,62 @@ def failure_changes(failure: dict, path: str, attempt_hash: str) -> list[str]:
     return why
 
 
+def recorded_sources(ws: Workspace, plan: Plan) -> dict[str, dict]:
+    """What each planned clip's existing result was built from, ``{id: {"size", "mtime_ns",
+    "sha256"}}``: from its finished shard, its clip file, else its cached landmarks (clips with no
+    result yet are absent)."""
+    out: dict[str, dict] = {}
+    for shard, clips in plan.shards.items():
+        work = ws.shard_work(shard)
+        ids = {c.clip_id for c in clips}
+        if ws.shard(shard).exists():
+            with ShardFile(ws.shard(shard)) as f:
+                out.update({c: _attrs_source(f.attrs(c)) for c in f.clip_ids() if c in ids})
+        for clip in clips:
+            if clip.clip_id in out:
+                continue
+            if work.clip(clip.clip_id).exists():
+                out[clip.clip_id] = _attrs_source(clip_file_attrs(work.clip(clip.clip_id))[clip.clip_id])
+            elif work.landmarks(clip.clip_id).exists():
+                with np.load(work.landmarks(clip.clip_id)) as d:
+                    out[clip.clip_id] = {"sha256": str(d["sha256"]),
+                                         **{k: int(d[f"source_{k}"]) for k in ("size", "mtime_ns")
+                                            if f"source_{k}" in d.files}}
+    return out
+
+
+def _attrs_source(attrs) -> dict:
+    return {"size": int(attrs.source_size), "mtime_ns": int(attrs.source_mtime_ns), "sha256": attrs.source_sha256}
+
+
+def changed_sources(ws: Workspace, plan: Plan) -> list[Redo]:
+    """Clips whose video is not the one their result was built from (``source changed``), judged by
+    size and time where they match the last hash seen, else by hashing; the hashes seen are kept
+    in ``work/sources.json`` for the next run."""
+    cache_path = ws.work / "sources.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    recorded = recorded_sources(ws, plan)
+    seen, redo = {}, []
+    for clip in plan.clips:
+        record = recorded.get(clip.clip_id)
+        if record is None:
+            continue
+        known = cache.get(clip.clip_id)
+        try:
+            sha = current_sha256(clip.path, known if known and known.get("path") == clip.path else record)
+            size, mtime_ns = stat_of(clip.path)
+        except OSError:
+            continue  # unreadable now: its landmarks stage says so when it runs again
+        seen[clip.clip_id] = {"path": clip.path, "size": size, "mtime_ns": mtime_ns, "sha256": sha}
+        if sha != record["sha256"]:
+            redo.append(Redo(clip, SOURCE_CHANGED))
+    write_json(cache_path, seen)
+    return redo
+
+
 def clips_to_redo(ws: Workspace, plan: Plan, attempt_hash: str, retry_all: bool = False) -> list[Redo]:
-    """Failed clips to retry, and planned clips missing from their finished shard. Failure records
-    of clips no longer planned are dropped."""
+    """Failed clips to retry, planned clips missing from their finished shard, and clips whose video
+    changed (:func:`changed_sources`). Failure records of clips no longer planned are dropped."""
     by_id = {c.clip_id: c for c in plan.clips}
     redo: dict[str, Redo] = {}
     for record in ws.failure_files():
@@ -73,6 +137,8 @@ def clips_to_redo(ws: Workspace, plan: Plan, attempt_hash: str, retry_all: bool 
         for clip in clips:
             if clip.clip_id not in present and not work.failure(clip.clip_id).exists():
                 redo.setdefault(clip.clip_id, Redo(clip, "new video"))
+    for r in changed_sources(ws, plan):
+        redo.setdefault(r.clip.clip_id, r)
     return sorted(redo.values(), key=lambda r: r.clip.clip_id)
 
 
@@ -85,6 +151,28 @@ def _changes_identity(ws: Workspace, clip: PlannedClip, prefer_emotion: str) -> 
             return False
         from_preferred = bool(d["neutral"])
     return not from_preferred or (clip.labels or {}).get("emotion") == prefer_emotion
+
+
+def remove_results(ws: Workspace, plan: Plan, clips: list[PlannedClip]) -> None:
+    """Take the results of ``clips`` (videos gone; ``--prune``) out of the dataset: their finished
+    shards are unpacked, their clip files, landmarks and failure records deleted, and the shards
+    are assembled again without them by this run (a shard left with no planned clip is deleted).
+    The actors' identities stay as they were fitted."""
+    if not clips:
+        return
+    for name in (MANIFEST, FAILURES):
+        (ws.root / name).unlink(missing_ok=True)
+    for shard in sorted({c.shard for c in clips}):
+        if ws.shard(shard).exists():
+            unpack_shard(ws.shard(shard), ws.shard_work(shard).clip)
+        if shard not in plan.shards:
+            shutil.rmtree(ws.shard_work(shard).dir, ignore_errors=True)
+    for clip in clips:
+        work = ws.shard_work(clip.shard)
+        work.clip(clip.clip_id).unlink(missing_ok=True)
+        work.failure(clip.clip_id).unlink(missing_ok=True)
+        for cached in (ws.work / "shards").glob(f"*/landmarks/{clip.clip_id}.npz"):
+            cached.unlink()
 
 
 def reopen(ws: Workspace, plan: Plan, redo: list[Redo], prefer_emotion: str) -> None:

@@ -39,6 +39,7 @@ from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
 from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+from recon3d.io.fingerprint import fingerprint, sha256_of
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.config import BuildConfig
@@ -163,15 +164,7 @@ def check_setup(ctx: BuildContext) -> None:
     det.detect(np.zeros((64, 64, 3), np.uint8))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def source_fingerprint(path: str | Path) -> dict:
+def failure_fingerprint(path: str | Path) -> dict:
     """``source_size`` and ``source_sha256`` of a clip's file (None where it cannot be read)."""
     try:
         return {"source_size": Path(path).stat().st_size, "source_sha256": sha256_of(Path(path))}
@@ -184,7 +177,7 @@ def record_failure(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage:
     """Write ``failures/<clip>.json``: why the clip failed and what that depended on (its file, the
     settings, the version), so that a rerun retries it when any of them changed."""
     failure = {"id": clip.clip_id, "path": clip.path, "shard": clip.shard, "stage": stage, "reason": reason,
-               **source_fingerprint(clip.path), "config_hash": ctx.attempt_hash, "recon3d_version": __version__,
+               **failure_fingerprint(clip.path), "config_hash": ctx.attempt_hash, "recon3d_version": __version__,
                "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     if internal:
         failure["internal"] = True
@@ -211,13 +204,14 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
         raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
     audio = track.audio.window(float(track.times[0]), audio_samples(n_frames, track.fps))
     has_stream = track.audio.has_stream
-    digest = sha256_of(path)
+    source = fingerprint(path)  # what this result is built from: the file just decoded
     total = time.perf_counter() - t0
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
                      width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
-                     has_audio_stream=has_stream, sha256=digest, backend=det.name)
+                     has_audio_stream=has_stream, sha256=source["sha256"], source_size=source["size"],
+                     source_mtime_ns=source["mtime_ns"], backend=det.name)
     return {"decode": total - track.detect_seconds, "landmarks": track.detect_seconds}
 
 
@@ -303,7 +297,8 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
     has_speech = bool((clip.labels or {}).get("modality", 1) == 1 and np.abs(cached["audio"]).max() > 0)
     attrs = ClipAttrs.from_labels(
         clip.actor, float(cached["fps"]), result.n_frames, clip.labels, has_speech_audio=has_speech, split=clip.split,
-        source_path=clip.path, source_sha256=str(cached["sha256"]), landmark_backend=str(cached["backend"]),
+        source_path=clip.path, source_sha256=str(cached["sha256"]), source_size=int(cached.get("source_size", 0)),
+        source_mtime_ns=int(cached.get("source_mtime_ns", 0)), landmark_backend=str(cached["backend"]),
         rotation=int(cached["rotation"]), recon3d_version=__version__, fitting_config_hash=config.fitting.digest(),
         build_config_hash=config.digest(), qc=qc)
     f = result

@@ -78,6 +78,7 @@ def dataset_summary(manifest: dict) -> dict:
         "skipped": sum(skipped_counts(manifest).values()), "skipped_by_reason": skipped_counts(manifest),
         "vocal": dict(sorted(Counter(_vocal(c) for c in clips).items())),
         "without_speech_audio": sum(1 for c in clips if not c.get("has_speech_audio")),
+        "source_missing": sum(1 for c in clips if c.get("source_missing")),
         "failure_list": failure_rows(failures),
         "identity": {a: {k: v for k, v in r.items() if k in ("identity_source", "identity_from_neutral",
                                                                "neutral_mean_expression_norm",
@@ -117,4 +118,7 @@ def format_summary(s: dict) -> str:
     for f in s["failure_list"][:20]:
         lines.append(f"  {f['id']} [{f['stage']}, {f['age']}]: {f['reason']}")
     lines.append(format_skipped(s["skipped_by_reason"]))
+    if s["source_missing"]:
+        lines.append(f"source missing: {s['source_missing']} (built clips whose video is gone; kept, "
+                     "`build-dataset --prune` removes them)")
     return "\n".join(lines)

@@ -18,7 +18,9 @@ def clip_entry(clip_id: str, shard: str, attrs: ClipAttrs) -> dict:
     """The manifest entry of a clip from its attributes."""
     return {"id": clip_id, "shard": shard, "frames": attrs.n_frames, "fps": attrs.fps,
             "duration_s": attrs.duration_s, "actor": attrs.actor, "split": attrs.split or "train",
-            "labels": attrs.labels, "has_speech_audio": bool(attrs.has_speech_audio), "qc": dict(attrs.qc)}
+            "labels": attrs.labels, "has_speech_audio": bool(attrs.has_speech_audio), "qc": dict(attrs.qc),
+            "source": {"path": attrs.source_path, "size": int(attrs.source_size),
+                       "mtime_ns": int(attrs.source_mtime_ns), "sha256": attrs.source_sha256}}
 
 
 def shard_entries(path: Path, shard: str) -> tuple[list[dict], list[str]]:

@@ -87,6 +87,8 @@ class ClipAttrs:
     split: str = "train"
     source_path: str = ""
     source_sha256: str = ""
+    source_size: int = 0  # bytes, and the modification time (ns) read when it was hashed
+    source_mtime_ns: int = 0
     landmark_backend: str = ""
     rotation: int = 0
     recon3d_version: str = ""

@@ -18,6 +18,16 @@ class DatasetError(SetupError):
     """A dataset folder that is not a finished recon3d build, or a clip or shard it does not have."""
 
 
+class ShardDamagedError(DatasetError):
+    """A shard whose bytes are not what was written (a checksum mismatch, a truncated copy)."""
+
+
+def _damaged(path: Path, what: str, exc: Exception) -> ShardDamagedError:
+    root = path.parent.parent
+    return ShardDamagedError(f"{path}: {what} cannot be read ({exc}): the shard is damaged. `recon3d verify {root}` "
+                             "lists every problem; delete the shard and rerun the build command to rebuild it")
+
+
 @dataclass
 class ClipData:
     clip_id: str
@@ -40,7 +50,10 @@ class ShardFile:
         self.path = Path(path)
         if not self.path.exists():
             raise DatasetError(f"{self.path}: shard file not found")
-        self._f = h5py.File(self.path, "r")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise _damaged(self.path, "the file", exc) from None
         if not self._f.attrs.get(S.COMPLETE, False):
             self._f.close()
             raise DatasetError(f"{self.path}: shard is not marked complete")
@@ -69,15 +82,23 @@ class ShardFile:
     def attrs(self, clip_id: str) -> ClipAttrs:
         return ClipAttrs.read(self._clip(clip_id).attrs)
 
+    def _read(self, what: str, dataset: h5py.Dataset, rows=()) -> np.ndarray:
+        """``dataset[rows]``; a checksum mismatch or unreadable chunk is a :class:`ShardDamagedError`
+        naming the shard and ``what``."""
+        try:
+            return dataset[rows]
+        except OSError as exc:
+            raise _damaged(self.path, what, exc) from None
+
     def array(self, clip_id: str, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """A clip's dataset (``vertices``, ``audio``, ``flame/jaw_pose``, ``camera/translation``, ...),
         rows ``[start, stop)``."""
-        return self._clip(clip_id)[name][start:stop]
+        return self._read(f"clip {clip_id}'s {name}", self._clip(clip_id)[name], slice(start, stop))
 
     def flame(self, clip_id: str) -> dict[str, np.ndarray]:
         """Every stored FLAME parameter of a clip, whole."""
         group = self._clip(clip_id)[S.FLAME]
-        return {name: group[name][()] for name in group}
+        return {name: self._read(f"clip {clip_id}'s {S.FLAME}/{name}", group[name]) for name in group}
 
     def camera(self, clip_id: str) -> dict[str, float]:
         """The clip's camera intrinsics (``focal``, ``cx``, ``cy``, ``width``, ``height``); empty if none."""
@@ -85,13 +106,19 @@ class ShardFile:
         return {k: float(attrs[k]) for k in S.CAMERA_KEYS if k in attrs}
 
     def template(self, actor: str) -> np.ndarray:
-        return self._f[S.ACTORS][actor][S.TEMPLATE][()]
+        return self._read(f"actor {actor}'s {S.TEMPLATE}", self._f[S.ACTORS][actor][S.TEMPLATE])
 
     def shape(self, actor: str) -> np.ndarray:
-        return self._f[S.ACTORS][actor][S.SHAPE][()]
+        return self._read(f"actor {actor}'s {S.SHAPE}", self._f[S.ACTORS][actor][S.SHAPE])
 
     def faces(self) -> np.ndarray:
-        return self._f[S.MESH][S.FACES][()]
+        return self._read(f"{S.MESH}/{S.FACES}", self._f[S.MESH][S.FACES])
+
+
+def clip_file_attrs(path: str | Path) -> dict[str, ClipAttrs]:
+    """The clip attributes in a build's unfinished clip file (``work/shards/<shard>/clips/<id>.h5``)."""
+    with h5py.File(path, "r") as f:
+        return {clip_id: ClipAttrs.read(group.attrs) for clip_id, group in f[S.CLIPS].items()}
 
 
 class Dataset3D:

@@ -14,6 +14,7 @@ from recon3d.cli.inspect_preview import inspect_dataset, preview
 from recon3d.cli.report import report_cmd
 from recon3d.cli.slurm_script import slurm_script
 from recon3d.cli.synth import synth
+from recon3d.cli.verify import verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +27,7 @@ def cli() -> None:
       recon3d check-model --flame-model ~/flame/generic_model.pkl
       recon3d build-dataset ~/data/RAVDESS --flame-model ~/flame/generic_model.pkl --out ~/data/3d-ravdess
       recon3d inspect ~/data/3d-ravdess
+      recon3d verify ~/data/3d-ravdess --sources
       recon3d report ~/data/3d-ravdess --out report.html
       recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy.mp4
       recon3d train ~/data/3d-ravdess --out runs/emoface
@@ -41,6 +43,7 @@ cli.add_command(build_shard)
 cli.add_command(status)
 cli.add_command(finalize_cmd)
 cli.add_command(inspect_dataset)
+cli.add_command(verify_cmd)
 cli.add_command(preview)
 cli.add_command(report_cmd)
 cli.add_command(slurm_script)

@@ -195,7 +195,7 @@ def slurm_task_results(out: Path) -> list[dict]:
 
 
 def build(tree: Path, out: Path, model: Path, workers: int, executor: str, parallelism: int,
-          code: Path | None = None) -> dict:
+          code: Path | None = None, force: bool = True) -> dict:
     """``recon3d build-dataset`` as a user runs it, timed, with the memory and CPU of every process
     below it; ``code``: run another checkout's recon3d instead of the installed one."""
     import json
@@ -203,7 +203,7 @@ def build(tree: Path, out: Path, model: Path, workers: int, executor: str, paral
     import sys
 
     args = [sys.executable, "-m", "recon3d", "build-dataset", str(tree.resolve()), "--flame-model", str(model.resolve()),
-            "--out", str(out.resolve()), "--no-progress", "--force", "--workers", str(workers)]
+            "--out", str(out.resolve()), "--no-progress", "--workers", str(workers)] + (["--force"] if force else [])
     if executor == "slurm":
         args += ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3", "--time", "60",
                  "--array-parallelism", str(parallelism)]
@@ -256,6 +256,9 @@ def main() -> None:
                              "others are measured too and reported beside it (limit_fps_max_faces_N)")
     parser.add_argument("--pairs", type=int, default=2,
                         help="builds of the audio-video tree and of the distributed tree, alternating (A D A D ...)")
+    parser.add_argument("--compare-code", type=Path, default=None,
+                        help="also build the audio-video tree with this checkout's recon3d in every pair (A D C ...), "
+                             "and print A/C pair by pair: what a change between the two costs")
     args = parser.parse_args()
     model = flame_model_path()
     work = args.work or Path(tempfile.mkdtemp(prefix="recon3d-scale-"))
@@ -267,11 +270,17 @@ def main() -> None:
     # The limit before and after the builds, averaged: this machine's speed drifts by up to 20 %
     # within minutes, and a single measurement on one side of the build made the ratio swing.
     before = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
-    runs: dict[str, list[dict]] = {"av": [], "distributed": []}
+    runs: dict[str, list[dict]] = {"av": [], "distributed": [], "compare": []}
+    series = [("av", tree, args.build_code), ("distributed", distributed_tree, args.build_code)]
+    if args.compare_code:
+        series.append(("compare", tree, args.compare_code))
     for _ in range(max(1, args.pairs)):
-        for key, source in (("av", tree), ("distributed", distributed_tree)):
+        for key, source, code in series:
             runs[key].append(build(source, work / f"out_{key}", model, args.workers, args.executor,
-                                   args.array_parallelism, args.build_code))
+                                   args.array_parallelism, code))
+    # A rerun over the finished audio-video build: planning and the source check over unchanged videos.
+    rerun = build(tree, work / "out_av", model, args.workers, args.executor, args.array_parallelism, args.build_code,
+                  force=False)
     result = runs["av"][0]
     after = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
     rates = {n: [frames / seconds for frames, seconds in (before[n], after[n])] for n in args.limit_max_faces}
@@ -326,6 +335,13 @@ def main() -> None:
     print(f"    projected whole RAVDESS as distributed: speech + song {speech_song:.1f} min, speech only "
           f"{speech:.1f} min ({RAVDESS_SPEECH_FRAMES} frames); limit {PROJECTION_GOAL_MIN:.0f} min "
           f"(audio-video tree: {projected:.1f} / {RAVDESS_SPEECH_FRAMES / wall_fps / 60:.1f} min)")
+    print(f"  rerun over the finished build (unchanged videos: plan, source check, finalize): {rerun['wall']:.1f} s")
+    compare = [a["wall"] / c["wall"] for a, c in zip(runs["av"], runs["compare"])]
+    if compare:
+        walls = ", ".join(f"{c['wall']:.1f}" for c in runs["compare"])
+        print(f"  against {args.compare_code}: wall this / that, pair by pair "
+              f"{', '.join(f'{r:.3f}' for r in compare)} (median {statistics.median(compare):.3f}); "
+              f"that checkout's walls {walls} s")
     print_json({"clips": len(manifest["clips"]), "frames": frames, "wall_s": round(wall, 2),
                 "wall_fps": round(wall_fps, 2), "limit_fps": round(limit_fps, 2),
                 "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),
@@ -341,7 +357,9 @@ def main() -> None:
                 "projected_ravdess_distributed_min": round(speech_song, 2),
                 "projected_speech_distributed_min": round(speech, 2),
                 "projected_speech_min": round(RAVDESS_SPEECH_FRAMES / wall_fps / 60, 2),
-                "projection_goal_min": PROJECTION_GOAL_MIN})
+                "projection_goal_min": PROJECTION_GOAL_MIN, "rerun_s": round(rerun["wall"], 2),
+                **({"compare_ratio": round(statistics.median(compare), 4), "compare_ratios": [round(r, 4) for r in compare]}
+                   if compare else {})})
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

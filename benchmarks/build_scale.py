@@ -342,6 +342,11 @@ def main() -> None:
         print(f"  against {args.compare_code}: wall this / that, pair by pair "
               f"{', '.join(f'{r:.3f}' for r in compare)} (median {statistics.median(compare):.3f}); "
               f"that checkout's walls {walls} s")
+        print("    ms per frame, summed over workers and averaged over the builds (this / that):")
+        for key in STAGES:
+            this, that = (statistics.mean(r["stages"].get(key, 0.0) for r in runs[k]) * 1000 / frames
+                          for k in ("av", "compare"))
+            print(f"      {key:10s} {this:6.3f} / {that:6.3f}")
     print_json({"clips": len(manifest["clips"]), "frames": frames, "wall_s": round(wall, 2),
                 "wall_fps": round(wall_fps, 2), "limit_fps": round(limit_fps, 2),
                 "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),

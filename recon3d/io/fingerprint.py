@@ -1,8 +1,6 @@
-"""What a result was built from: a file's size, modification time and sha256.
-
-The size and time are read first and cheaply; the hash is what decides whether a file changed,
-computed only where size or time differ from what was recorded (a touched but identical file is
-unchanged)."""
+"""What a result was built from: a file's size, modification time and sha256 (the hash decides
+whether a file changed; size and time say cheaply when it need not be computed again:
+:func:`recon3d.pipeline.retry.changed_sources`)."""
 
 from __future__ import annotations
 
@@ -29,11 +27,3 @@ def fingerprint(path: str | Path) -> dict:
     """``{"size", "mtime_ns", "sha256"}`` of a file, its size and time read before its bytes."""
     size, mtime_ns = stat_of(path)
     return {"size": size, "mtime_ns": mtime_ns, "sha256": sha256_of(path)}
-
-
-def current_sha256(path: str | Path, known: dict | None) -> str:
-    """The file's sha256: ``known["sha256"]`` when ``known`` (a :func:`fingerprint`) has the file's
-    size and time, else hashed anew (OSError where the file cannot be read)."""
-    if known and known.get("sha256") and stat_of(path) == (known.get("size"), known.get("mtime_ns")):
-        return known["sha256"]
-    return sha256_of(path)

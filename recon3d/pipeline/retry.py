@@ -27,7 +27,7 @@ import numpy as np
 
 from recon3d import __version__
 from recon3d.atomic import write_json
-from recon3d.io.fingerprint import current_sha256, sha256_of, stat_of
+from recon3d.io.fingerprint import sha256_of, stat_of
 from recon3d.pipeline.plan import Plan, PlannedClip
 from recon3d.pipeline.workspace import Workspace
 from recon3d.shards.manifest import FAILURES, MANIFEST
@@ -102,9 +102,11 @@ def changed_sources(ws: Workspace, plan: Plan) -> list[Redo]:
         if record is None:
             continue
         known = cache.get(clip.clip_id)
+        known = known if known and known.get("path") == clip.path else record
         try:
-            sha = current_sha256(clip.path, known if known and known.get("path") == clip.path else record)
             size, mtime_ns = stat_of(clip.path)
+            same = known.get("sha256") and (size, mtime_ns) == (known.get("size"), known.get("mtime_ns"))
+            sha = known["sha256"] if same else sha256_of(clip.path)
         except OSError:
             continue  # unreadable now: its landmarks stage says so when it runs again
         seen[clip.clip_id] = {"path": clip.path, "size": size, "mtime_ns": mtime_ns, "sha256": sha}

@@ -39,7 +39,7 @@ from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
 from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
-from recon3d.io.fingerprint import fingerprint, sha256_of
+from recon3d.io.fingerprint import fingerprint
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
 from recon3d.pipeline.config import BuildConfig
@@ -167,9 +167,10 @@ def check_setup(ctx: BuildContext) -> None:
 def failure_fingerprint(path: str | Path) -> dict:
     """``source_size`` and ``source_sha256`` of a clip's file (None where it cannot be read)."""
     try:
-        return {"source_size": Path(path).stat().st_size, "source_sha256": sha256_of(Path(path))}
+        source = fingerprint(path)
     except OSError:
         return {"source_size": None, "source_sha256": None}
+    return {"source_size": source["size"], "source_sha256": source["sha256"]}
 
 
 def record_failure(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, reason: str,

@@ -1,9 +1,12 @@
 """What the shards' checksums cost training's data loading: the same random windows read as
 training reads them (`emoface_model.data.ClipData.window`: vertices, the frame before, audio),
 from a built dataset's shards as written (every dataset with HDF5's Fletcher-32 checksum) and from
-a copy of them without the checksum filter, alternating A B A B in one process.
+a copy of them without the checksum filter, alternating A B A B in one process; then training
+steps (`recon3d train --max-steps`, the default configuration) on each, alternating, the seconds
+per step from metrics.csv (the first two steps left out).
 
     python benchmarks/shard_read.py [--dataset OUT_DIR] [--rounds 9] [--windows 200] [--window-frames 60]
+                                    [--train-steps 30] [--train-runs 3]
 
 Without --dataset the README's clips are built first (stand-in model, about a minute).
 """
@@ -61,12 +64,26 @@ def read_windows(root: Path, plan: list[tuple[str, int]], length: int) -> float:
     return seconds
 
 
+def seconds_per_step(root: Path, run: Path, steps: int) -> float:
+    """Training seconds per step on ``root`` (steps 3..N of a fresh run, from its metrics.csv)."""
+    import csv
+
+    shutil.rmtree(run, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "recon3d", "train", str(root), "--out", str(run), "--max-steps", str(steps),
+                    "--no-progress"], check=True, capture_output=True)
+    with open(run / "metrics.csv", newline="") as f:
+        seconds = [float(r["seconds"]) for r in csv.DictReader(f) if r["split"] == "train"]
+    return (seconds[-1] - seconds[1]) / (len(seconds) - 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=None, help="a built dataset (default: build the README clips)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--windows", type=int, default=200, help="random windows per round")
     parser.add_argument("--window-frames", type=int, default=60)
+    parser.add_argument("--train-steps", type=int, default=30, help="steps per training run (0: no training runs)")
+    parser.add_argument("--train-runs", type=int, default=3, help="training runs on each copy, alternating")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="recon3d-shard-read-"))
     dataset = args.dataset
@@ -96,9 +113,22 @@ def main() -> None:
         print(f"  {key:12s} {per[key]:7.3f} ms/window (median; rounds {min(times[key]):.3f}-{max(times[key]):.3f} s)")
     print(f"  checksummed / plain, round by round: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    steps = {"checksummed": [], "plain": []}
+    for _ in range(args.train_runs if args.train_steps > 2 else 0):
+        for key, root in (("checksummed", dataset), ("plain", plain)):
+            steps[key].append(seconds_per_step(root, work / f"run_{key}", args.train_steps))
+    step_ratios = [a / b for a, b in zip(steps["checksummed"], steps["plain"])]
+    if step_ratios:
+        for key in steps:
+            print(f"  training, {key:12s} {', '.join(f'{s:.3f}' for s in steps[key])} s per step")
+        print(f"  training checksummed / plain, run by run: {', '.join(f'{r:.3f}' for r in step_ratios)} "
+              f"(median {statistics.median(step_ratios):.3f})")
     print_json({"windows": args.windows, "rounds": args.rounds, "ms_per_window_checksummed": round(per["checksummed"], 4),
                 "ms_per_window_plain": round(per["plain"], 4), "ratio": round(statistics.median(ratios), 4),
-                "ratio_min": round(min(ratios), 4), "ratio_max": round(max(ratios), 4)})
+                "ratio_min": round(min(ratios), 4), "ratio_max": round(max(ratios), 4),
+                "train_s_per_step_checksummed": [round(s, 4) for s in steps["checksummed"]],
+                "train_s_per_step_plain": [round(s, 4) for s in steps["plain"]],
+                "train_step_ratio": round(statistics.median(step_ratios), 4) if step_ratios else None})
     shutil.rmtree(work, ignore_errors=True)
 
 

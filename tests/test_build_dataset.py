@@ -125,7 +125,8 @@ def test_bad_inputs_fail_alone_with_reasons(tmp_path):
     media.write_truncated(good[0], videos / "01-01-03-01-01-02-07.mp4", 0.4)
     (videos / "01-01-03-01-02-01-07.mp4").write_text("these are notes, not a video\n")
     media.write_no_face_video(videos / "01-01-03-01-02-02-07.mp4")
-    media.write_audio_only_mp4(videos / "03-01-03-01-01-01-07.mp4")
+    media.write_audio_only_mp4(videos / "01-01-03-02-02-01-07.mp4")  # named audio-video, holds no video
+    media.write_audio_only_mp4(videos / "03-01-03-01-01-01-07.mp4")  # named audio-only: skipped, not failed
     (videos / "01-01-03-02-01-01-07.mp4").symlink_to(tmp_path / "gone.mp4")  # unreadable: dangling link
     media.copy(good[0], videos / "interview_take3.mp4")
     media.write_first_frames(good[0], videos / "01-01-03-02-01-02-07.mp4", 3)
@@ -141,7 +142,7 @@ def test_bad_inputs_fail_alone_with_reasons(tmp_path):
         "01-01-03-01-01-02-07": "truncated|corrupt",
         "01-01-03-01-02-01-07": "not a readable video",
         "01-01-03-01-02-02-07": "no face detected",
-        "03-01-03-01-01-01-07": "no video stream",
+        "01-01-03-02-02-01-07": "no video stream",
         "01-01-03-02-01-01-07": "not found|cannot be read",
         "interview_take3": "not a RAVDESS name",
         "01-01-03-02-01-02-07": "fewer than the minimum 5",
@@ -151,6 +152,8 @@ def test_bad_inputs_fail_alone_with_reasons(tmp_path):
     for clip_id, pattern in expected.items():
         assert clip_id in reasons, f"{clip_id} not recorded as failed: {reasons}"
         assert re.search(pattern, reasons[clip_id]), (clip_id, reasons[clip_id])
+    assert "03-01-03-01-01-01-07" not in reasons
+    assert [(s["id"], s["reason"]) for s in manifest["skipped"]] == [("03-01-03-01-01-01-07", "audio-only")]
     assert "FAILED" in proc.stderr
 
 

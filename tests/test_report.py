@@ -62,7 +62,7 @@ def test_report_of_the_readme_dataset_loads_in_chromium(built, tmp_path):
 
 def test_inspect_reports_emotion_separability(built):
     summary = json.loads(run_cli("inspect", str(built), "--json").stdout)
-    assert summary["emotion_eval"] == "take" and summary["emotion_clips"] == 5
+    assert summary["emotion_eval"] == "take" and summary["emotion_clips"] == 4  # the video-only twin is not built
     assert summary["emotion_chance"] == pytest.approx(1 / 3) and 0.0 <= summary["emotion_accuracy"] <= 1.0
     assert "emotion separability" in run_cli("inspect", str(built)).stdout
 

@@ -153,8 +153,11 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     runner = executor_for(executor, workers, options, finalize_job=no_wait)
     runner.check()
     with build_lock(out_dir):
-        _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose, plan_only,
-               qc_mode == "strict", executor, no_wait, progress)
+        try:
+            _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose, plan_only,
+                   qc_mode == "strict", executor, no_wait, progress)
+        finally:
+            runner.close()  # the worker processes of a build stopped before its shards ran
 
 
 def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, force: bool, retry_failed: bool,

@@ -49,6 +49,9 @@ class Executor(ABC):
     def start(self) -> None:
         """Get ready to run while the build is being prepared (local: start the worker processes)."""
 
+    def close(self) -> None:
+        """Release what :meth:`start` took if :meth:`wait` did not (a build stopped before its shards ran)."""
+
     def check_setup(self, ctx: BuildContext) -> None:
         """Build the model, fitter and detector once and run the detector on a blank frame
         (:func:`~recon3d.pipeline.stages.check_setup`): raises :class:`~recon3d.errors.SetupError`
@@ -86,6 +89,11 @@ class LocalExecutor(Executor):
 
         if self.workers > 1 and self._pool is None:
             self._pool = worker_pool(self.workers)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def check_setup(self, ctx: BuildContext) -> None:
         """In the worker processes once they are started, which need the model, fitter and detector

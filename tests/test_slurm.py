@@ -18,6 +18,7 @@ import pytest
 
 from recon3d.pipeline.slurm import slurm_available
 from recon3d.shards import open_dataset
+from tests import media
 from tests.conftest import RAVDESS_EXTRA, RAVDESS_VIDEO, STAND_IN, need
 
 _problem = slurm_available()
@@ -39,9 +40,9 @@ def recon3d(*args: str, check: int | None = 0, timeout: int = 900) -> subprocess
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
     """Actor 05's ten shared takes (video/ and extra/), each also under the song channel's name
-    (``MM-02-...``): twenty clips, so that a task has more work left after its first clip than the
-    4-5 s SLURM lets a cancelled task's step run on here (KillWait, srun's wait): a cancel lands
-    mid-run."""
+    (``MM-02-...``): eighteen clips built (the video-only twin is skipped in both channels), so that
+    a task has more work left after its first clip than the 4-5 s SLURM lets a cancelled task's
+    step run on here (KillWait, srun's wait): a cancel lands mid-run."""
     folder = tmp_path_factory.mktemp("videos")
     for clip in sorted(need(RAVDESS_VIDEO).glob("*.mp4")) + sorted(need(RAVDESS_EXTRA).glob("*.mp4")):
         for channel in ("01", "02"):
@@ -58,7 +59,7 @@ def build_args(out: Path, config: Path, videos: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def split_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "split.yaml"
-    path.write_text("shards:\n  max_clips_per_shard: 16\n")  # twenty clips -> shards of 16 and 4 -> two array tasks
+    path.write_text("shards:\n  max_clips_per_shard: 16\n")  # eighteen clips -> shards of 16 and 2 -> two array tasks
     return path
 
 
@@ -190,3 +191,25 @@ def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
     steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]
              if line.split(",")[2] == "train"]
     assert steps[-(total - at_cancel):] == list(range(at_cancel + 1, total + 1))  # continued, not restarted
+
+
+def test_a_replaced_video_is_rebuilt_by_the_array_job(tmp_path):
+    """The source check is the submitting command's: a rerun after a video changed resubmits its
+    shard, and the task rebuilds the clip from the new video."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for clip_id in ("01-01-01-01-02-01-05", "01-01-04-01-01-01-05"):
+        media.copy(need(RAVDESS_VIDEO / f"{clip_id}.mp4"), videos / f"{clip_id}.mp4")
+    out = tmp_path / "out"
+    args = ["build-dataset", str(videos), "--flame-model", str(need(STAND_IN)), "--out", str(out), "--no-progress",
+            *SLURM_ARGS]
+    recon3d(*args)
+    assert recon3d(*args).stderr.count("redo") == 0 and len(_array_tasks(out)) == 2  # nothing to submit
+    assert not _array_tasks(out)[-1]["tasks"]
+    media.write_first_frames(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"), videos / "01-01-04-01-01-01-05.mp4", 40)
+    proc = recon3d(*args)
+    assert "redo 01-01-04-01-01-01-05: source changed" in proc.stderr
+    assert list(_array_tasks(out)[-1]["tasks"]) == ["actor_05"]
+    entries = {e["id"]: e for e in json.loads((out / "manifest.json").read_text())["clips"]}
+    assert entries["01-01-04-01-01-01-05"]["frames"] == 40
+    assert open_dataset(out).load_clip("01-01-04-01-01-01-05").vertices.shape[0] == 40

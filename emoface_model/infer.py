@@ -67,10 +67,10 @@ def split_data(dataset_dir: str | Path, split: str, actors: list[str], clips: di
     """The clips of ``split`` to evaluate a model trained on ``actors`` on: from ``clips`` (a run's
     ``clips.json`` lists), else chosen as training chooses (:func:`select_clips`, no song takes);
     a clear error when there are none."""
-    dataset = open_dataset(dataset_dir)
-    clips = clips or select_clips(dataset.clips(), include_song=False)
     if split not in SPLITS:
         raise SetupError(f"--split '{split}': choose one of {', '.join(SPLITS)}")
+    dataset = open_dataset(dataset_dir)
+    clips = clips or select_clips(dataset.clips(), include_song=False)
     data = ClipData(dataset, clips[split], actors)
     if not len(data):
         have = [s for s in SPLITS if clips[s]]

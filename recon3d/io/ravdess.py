@@ -13,6 +13,7 @@ audio track zeroed. :func:`choose_recordings` keeps one file per recording.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,19 +67,14 @@ class ClipLabels:
     @property
     def recording(self) -> str:
         """The name without its modality (``VV-EE-II-SS-RR-AA``): the same for a file and its twins."""
-        return recording_key(self.vocal_channel, self.emotion_id, self.intensity, self.statement, self.repetition,
-                             self.actor)
+        fields = (self.vocal_channel, self.emotion_id, self.intensity, self.statement, self.repetition, self.actor)
+        return "-".join(f"{x:02d}" for x in fields)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["emotion"] = self.emotion
         d["vocal"] = self.vocal
         return d
-
-
-def recording_key(*fields: int) -> str:
-    """``VV-EE-II-SS-RR-AA`` of the six label fields after the modality."""
-    return "-".join(f"{int(x):02d}" for x in fields)
 
 
 def parse_ravdess_name(name: str) -> ClipLabels:
@@ -139,3 +135,11 @@ def choose_recordings(labelled: list[tuple[str, ClipLabels]], modality: str = "a
         else:
             keep.add(clip_id)
     return keep, skipped
+
+
+def skip_counts(skipped: list[dict], audio_only: int) -> dict[str, int]:
+    """How many files were not built, by reason: the ``skipped`` entries and the audio-only files."""
+    counts = Counter(entry["reason"] for entry in skipped)
+    if audio_only:
+        counts[SKIP_AUDIO_ONLY] += audio_only
+    return dict(sorted(counts.items()))

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recon3d.config_io import ConfigError
-from recon3d.io.ravdess import SKIP_AUDIO_ONLY, LabelError, choose_recordings, discover_media, parse_ravdess_name
+from recon3d.io.ravdess import LabelError, choose_recordings, discover_media, parse_ravdess_name, skip_counts
 from recon3d.pipeline.config import BuildConfig, SplitConfig
 
 
@@ -36,12 +36,7 @@ class Plan:
 
     def skipped_by_reason(self) -> dict[str, int]:
         """How many files were skipped for each reason (audio-only files included)."""
-        counts: dict[str, int] = {}
-        for s in self.skipped:
-            counts[s["reason"]] = counts.get(s["reason"], 0) + 1
-        if self.audio_only:
-            counts[SKIP_AUDIO_ONLY] = counts.get(SKIP_AUDIO_ONLY, 0) + self.audio_only
-        return counts
+        return skip_counts(self.skipped, self.audio_only)
 
     @property
     def shards(self) -> dict[str, list[PlannedClip]]:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from recon3d.io.ravdess import SKIP_AUDIO_ONLY, VOCAL_CHANNELS
+from recon3d.io.ravdess import VOCAL_CHANNELS, skip_counts
 
 
 def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
@@ -39,10 +39,7 @@ def format_failures(rows: list[dict], limit: int = 20) -> str:
 
 def skipped_counts(manifest: dict) -> dict[str, int]:
     """Files not built, by reason (video-only twins, by modality, audio-only files)."""
-    counts = Counter(s["reason"] for s in manifest.get("skipped", []))
-    if manifest.get("audio_only_files"):
-        counts[SKIP_AUDIO_ONLY] += int(manifest["audio_only_files"])
-    return dict(sorted(counts.items()))
+    return skip_counts(manifest.get("skipped", []), int(manifest.get("audio_only_files", 0)))
 
 
 def format_skipped(counts: dict[str, int]) -> str:
@@ -67,6 +64,7 @@ def dataset_summary(manifest: dict) -> dict:
                        "max": float(values.max())}
     flags = Counter(f for c in clips for f in str(c["qc"].get("flags", "")).split(",") if f)
     failures = manifest.get("failures", [])
+    skipped = skipped_counts(manifest)
     return {
         "clips": len(clips), "frames": frames, "hours": seconds / 3600.0,
         "splits": dict(Counter(c.get("split", "train") for c in clips)),
@@ -75,7 +73,7 @@ def dataset_summary(manifest: dict) -> dict:
         "actors": dict(sorted(Counter(str(c["actor"]) for c in clips).items())),
         "qc": qc, "qc_flagged": sum(1 for c in clips if not c["qc"].get("pass", True)), "qc_flags": dict(flags),
         "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
-        "skipped": sum(skipped_counts(manifest).values()), "skipped_by_reason": skipped_counts(manifest),
+        "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
         "vocal": dict(sorted(Counter(_vocal(c) for c in clips).items())),
         "without_speech_audio": sum(1 for c in clips if not c.get("has_speech_audio")),
         "source_missing": sum(1 for c in clips if c.get("source_missing")),

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon3d.io.ravdess import VOCAL_CHANNELS
 from recon3d.shards import schema as S
+from recon3d.shards.manifest import vocal_of
 from recon3d.shards.reader import Dataset3D
 from recon3d.shards.schema import audio_span
 
@@ -49,11 +49,10 @@ def select_clips(entries: list[dict], include_song: bool) -> dict:
     lists: dict = {split: [] for split in SPLITS}
     excluded = {}
     for entry in sorted(entries, key=lambda e: e["id"]):
-        vocal = VOCAL_CHANNELS.get((entry.get("labels") or {}).get("vocal_channel"))
         split = entry.get("split", "train")
         if not entry.get("has_speech_audio"):
             excluded[entry["id"]] = NO_SPEECH
-        elif vocal == "song" and not include_song:
+        elif vocal_of(entry) == "song" and not include_song:
             excluded[entry["id"]] = SONG
         elif split not in lists:
             excluded[entry["id"]] = f"split '{split}' is none of {', '.join(SPLITS)}"

@@ -7,7 +7,8 @@ from collections import Counter
 
 import numpy as np
 
-from recon3d.io.ravdess import VOCAL_CHANNELS, skip_counts
+from recon3d.io.ravdess import skip_counts
+from recon3d.shards.manifest import vocal_of
 
 
 def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
@@ -74,7 +75,7 @@ def dataset_summary(manifest: dict) -> dict:
         "qc": qc, "qc_flagged": sum(1 for c in clips if not c["qc"].get("pass", True)), "qc_flags": dict(flags),
         "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
         "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
-        "vocal": dict(sorted(Counter(_vocal(c) for c in clips).items())),
+        "vocal": dict(sorted(Counter(vocal_of(c) for c in clips).items())),
         "without_speech_audio": sum(1 for c in clips if not c.get("has_speech_audio")),
         "source_missing": sum(1 for c in clips if c.get("source_missing")),
         "failure_list": failure_rows(failures),
@@ -83,11 +84,6 @@ def dataset_summary(manifest: dict) -> dict:
                                                                "neutral_expression_rms_norm")}
                      for a, r in manifest.get("actors", {}).items()},
     }
-
-
-def _vocal(entry: dict) -> str:
-    """``speech``, ``song`` or ``unlabeled``."""
-    return VOCAL_CHANNELS.get((entry.get("labels") or {}).get("vocal_channel"), "unlabeled")
 
 
 def format_summary(s: dict) -> str:

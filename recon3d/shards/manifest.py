@@ -7,6 +7,7 @@ from pathlib import Path
 
 from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
+from recon3d.io.ravdess import VOCAL_CHANNELS
 from recon3d.shards.reader import ShardFile
 from recon3d.shards.schema import ClipAttrs, FORMAT_VERSION
 
@@ -21,6 +22,11 @@ def clip_entry(clip_id: str, shard: str, attrs: ClipAttrs) -> dict:
             "labels": attrs.labels, "has_speech_audio": bool(attrs.has_speech_audio), "qc": dict(attrs.qc),
             "source": {"path": attrs.source_path, "size": int(attrs.source_size),
                        "mtime_ns": int(attrs.source_mtime_ns), "sha256": attrs.source_sha256}}
+
+
+def vocal_of(entry: dict) -> str:
+    """A manifest entry's vocal channel: ``speech``, ``song`` or ``unlabeled``."""
+    return VOCAL_CHANNELS.get((entry.get("labels") or {}).get("vocal_channel"), "unlabeled")
 
 
 def shard_entries(path: Path, shard: str) -> tuple[list[dict], list[str]]:

@@ -17,6 +17,7 @@ from recon3d.io.fingerprint import sha256_of
 from recon3d.shards import schema as S
 from recon3d.shards.manifest import MANIFEST
 from recon3d.shards.reader import DatasetError
+from recon3d.shards.schema import ClipAttrs
 
 
 def _read_all(path: Path, f: h5py.File) -> list[str]:
@@ -58,7 +59,7 @@ def _shard_problems(path: Path, entries: dict[str, dict], seen: dict[str, str]) 
             for actor in {str(e["actor"]) for e in entries.values() if e["shard"] == path.stem}:
                 if actor not in f[S.ACTORS]:
                     problems.append(f"{path}: no /actors/{actor} (its clips' template and shape)")
-        except (KeyError, RuntimeError, OSError) as exc:  # the file's structure itself is damaged
+        except (KeyError, TypeError, RuntimeError, OSError) as exc:  # the file's structure itself is damaged
             problems.append(f"{path}: its structure cannot be read ({exc}): damaged")
     return problems
 
@@ -68,16 +69,15 @@ def _clip_problems(path: Path, clip_id: str, group: h5py.Group, entry: dict | No
     if entry is None:
         return [f"{where}: not in {MANIFEST}"]
     problems = []
+    attrs = ClipAttrs.read(group.attrs)
     frames = group[S.VERTICES].shape[0]
     if entry["shard"] != path.stem:
         problems.append(f"{where}: {MANIFEST} puts it in shard {entry['shard']}")
-    if int(entry["frames"]) != frames or int(group.attrs.get("n_frames", -1)) != frames:
+    if int(entry["frames"]) != frames or attrs.n_frames != frames:
         problems.append(f"{where}: {frames} frames of vertices, {MANIFEST} says {entry['frames']}, "
-                        f"the clip's n_frames {group.attrs.get('n_frames')}")
-    actor = group.attrs.get("actor", "")
-    actor = actor.decode() if isinstance(actor, bytes) else str(actor)
-    if str(entry["actor"]) != actor:
-        problems.append(f"{where}: actor {actor}, {MANIFEST} says {entry['actor']}")
+                        f"the clip's n_frames {attrs.n_frames}")
+    if str(entry["actor"]) != attrs.actor:
+        problems.append(f"{where}: actor {attrs.actor}, {MANIFEST} says {entry['actor']}")
     return problems
 
 

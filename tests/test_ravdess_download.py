@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -101,12 +102,18 @@ def twinless(tmp_path_factory) -> dict:
             "--out", str(out), "--no-progress", "--workers", "2"]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     holder = _lock_holder(out, first)
-    second = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    slurm = None
-    if slurm_available() is None:
-        slurm = subprocess.run(args + ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3"],
-                               capture_output=True, text=True, timeout=300)
-    assert first.poll() is None, "the first build ended before the second was refused: the test proves nothing"
+    # Held still while the others try (the build is faster than a second command starts): the lock
+    # is held by a live process, so the refusals cannot race the first build's end.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        slurm = None
+        if slurm_available() is None:
+            slurm = subprocess.run(args + ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3"],
+                                   capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first build ended before the second was refused: the test proves nothing"
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     _, stderr = first.communicate(timeout=900)
     assert first.returncode == 0, stderr[-3000:]
     return {"tree": tree, "out": out, "holder": holder, "second": second, "slurm": slurm, "stderr": stderr}

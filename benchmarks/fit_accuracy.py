@@ -2,9 +2,12 @@
 
 For each seed: a 120-frame talking-head sequence drawn from all of the model's identity and
 expression components (recon3d.synth.motion), projected through a pinhole camera into a 1280x720
-image at RAVDESS's face size, with Gaussian landmark noise of 0, 1 and 2 px. MediaPipe's
-face-outline points get the head's silhouette (DECA's yaw-dependent contour, resampled), which the
-fit uses only with --set contour_weight=W. The identity is fitted as build-dataset does
+image at RAVDESS's face size, with Gaussian landmark noise of 0, 1 and 2 px. Each landmark source
+of --sources is simulated: MediaPipe's points alone, or with dlib's 68 (their own noise draw);
+the face outline (MediaPipe's face oval, or dlib's jaw line when fused) gets the head's silhouette
+(DECA's yaw-dependent contour, resampled). Each source choice is fitted with the jaw line against
+that outline and without it (--jaw-line: contour_weight values), side by side on the same
+sequences, and the jaw-opening error of each is reported. The identity is fitted as build-dataset does
 (--protocol actor: from a neutral-emotion sequence of the same person), from the clip itself
 (--protocol clip), from a perfectly still neutral sequence (--protocol still: the same head motion
 with no expression and the jaw at rest, the best any neutral recording could give), or not at all
@@ -15,6 +18,7 @@ average the seeds, a second table gives their spread (standard deviation over th
 JSON also holds every seed's figures (``per_seed``).
 
     python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|still|truth]
+        [--sources mediapipe mediapipe+dlib] [--jaw-line 1.0 0]
 
 The seeds differ from those the fitting defaults were tuned on (11-14).
 """
@@ -43,6 +47,10 @@ def main() -> None:
     parser.add_argument("--iod-px", type=float, default=250.0, help="face size: outer-eye-corner distance in pixels")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override fitting options (recon3d.fitting.FitConfig), e.g. --set expr_dims=0 n_expr=50")
+    parser.add_argument("--sources", nargs="+", choices=["mediapipe", "mediapipe+dlib"],
+                        default=["mediapipe", "mediapipe+dlib"], help="landmark sources simulated and fitted")
+    parser.add_argument("--jaw-line", type=float, nargs="+", default=[1.0, 0.0], metavar="WEIGHT",
+                        help="contour_weight values: the jaw line against the face outline (0: without)")
     add_model_option(parser)
     args = parser.parse_args()
     one_core()
@@ -50,7 +58,9 @@ def main() -> None:
     import torch
 
     from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence, PinholeCamera
-    from recon3d.flame import FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+    from recon3d.flame import (FlameLayer, load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding,
+                               load_mediapipe_embedding)
+    from recon3d.landmarks.schemes import MEDIAPIPE, MEDIAPIPE_DLIB
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.synth.accuracy import accuracy_row
     from recon3d.synth.motion import (canonical_vertices, identity_template, place_in_front_of,
@@ -58,21 +68,25 @@ def main() -> None:
 
     model = load_flame_model(flame_model_path(args.flame_model))
     layer = FlameLayer(model, dtype=torch.float64)
-    embedding = load_mediapipe_embedding(model)
+    embedding = load_mediapipe_embedding(model)  # the synthetic heads are placed by MediaPipe's points
     outline = load_fan68_embedding(model)  # the face's silhouette in the synthetic detections
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
-    config = FitConfig.from_dict(parse_overrides(args.set))
-    fitter = FlameFitter(model, embedding, config)
-    camera = PinholeCamera.from_fov(1280, 720, config.fov_deg)
+    overrides = parse_overrides(args.set)
+    sources = {"mediapipe": (embedding, MEDIAPIPE), "mediapipe+dlib": (load_mediapipe_dlib_embedding(model), MEDIAPIPE_DLIB)}
+    choices = [(s, w) for s in args.sources for w in args.jaw_line]
+    fitters = {(s, w): FlameFitter(model, sources[s][0], FitConfig.from_dict({**overrides, "contour_weight": w}),
+                                   sources[s][1]) for s, w in choices}
+    camera = PinholeCamera.from_fov(1280, 720, FitConfig().fov_deg)
     fps = 29.97
 
-    def landmarks(motion, noise: float, seed: int) -> LandmarkSequence:
-        clean = project_landmarks(layer, embedding, motion, camera, outline)
+    def landmarks(motion, noise: float, seed: int, source: str) -> LandmarkSequence:
+        emb, scheme = sources[source]
+        clean = project_landmarks(layer, emb, motion, camera, outline, scheme)
         noisy = clean + np.random.default_rng(seed).normal(0.0, noise, clean.shape)
-        return LandmarkSequence(noisy, np.ones(motion.n_frames, bool), 1280, 720, fps)
+        return LandmarkSequence(noisy, np.ones(motion.n_frames, bool), 1280, 720, fps, scheme=scheme)
 
-    per_noise: dict[float, list[dict]] = {n: [] for n in NOISE_PX}
-    jaw_errors: dict[float, list[float]] = {n: [] for n in NOISE_PX}
+    per_noise: dict[tuple, list[dict]] = {(c, n): [] for c in choices for n in NOISE_PX}
+    jaw_errors: dict[tuple, list[float]] = {(c, n): [] for c in choices for n in NOISE_PX}
     started = time.perf_counter()
     for seed in args.seeds:
         motion = place_in_front_of(layer, embedding, sample_motion(layer, embedding, args.frames, fps, seed), camera, args.iod_px)
@@ -83,34 +97,43 @@ def main() -> None:
         if args.protocol == "still":
             neutral = without_expression(neutral)
         neutral = place_in_front_of(layer, embedding, neutral, camera, args.iod_px)
-        for noise in NOISE_PX:
-            seq = landmarks(motion, noise, seed)
-            shape = np.asarray(motion.shape, np.float64) if args.protocol == "truth" else None
-            if args.protocol in ("actor", "still"):
-                shape = fitter.fit_identity([landmarks(neutral, noise, seed + 1000)], neutral=True)
-            result = fitter.fit(seq, shape=shape)
-            row = accuracy_row(result.vertices.astype(np.float64), identity_template(layer, result.shape),
-                               truth, truth_template, masks)
-            per_noise[noise].append(row)
-            jaw_errors[noise].append(float(np.abs(result.jaw_pose[:, 0] - motion.jaw_pose[:, 0]).mean()))
-    rows = [{"noise_px": noise, **column_means(per_noise[noise], KEYS)} for noise in NOISE_PX]
+        for (source, weight), fitter in fitters.items():
+            for noise in NOISE_PX:
+                seq = landmarks(motion, noise, seed, source)
+                shape = np.asarray(motion.shape, np.float64) if args.protocol == "truth" else None
+                if args.protocol in ("actor", "still"):
+                    shape = fitter.fit_identity([landmarks(neutral, noise, seed + 1000, source)], neutral=True)
+                result = fitter.fit(seq, shape=shape)
+                row = accuracy_row(result.vertices.astype(np.float64), identity_template(layer, result.shape),
+                                   truth, truth_template, masks)
+                per_noise[(source, weight), noise].append(row)
+                jaw_errors[(source, weight), noise].append(float(np.abs(result.jaw_pose[:, 0] - motion.jaw_pose[:, 0]).mean()))
+    def head(choice: tuple, noise: float) -> dict:
+        return {"sources": choice[0], "jaw_line": choice[1], "noise_px": noise}
+
+    keys = KEYS + ["jaw_error_rad"]
+    for (choice, noise), rows_ in per_noise.items():
+        for row, jaw in zip(rows_, jaw_errors[choice, noise]):
+            row["jaw_error_rad"] = jaw
+    rows = [{**head(c, n), **column_means(per_noise[c, n], keys)} for c in choices for n in NOISE_PX]
     print(f"fit accuracy: {len(args.seeds)} seeds x {args.frames} frames, identity protocol '{args.protocol}', "
           f"IOD {args.iod_px:.0f} px, model {model_id(model.path)} ({time.perf_counter() - started:.0f} s)")
-    print("errors in mm; *_motion: sequence minus its own identity template; jitter: fitted/true lip 2nd difference")
-    print_table(rows, ["noise_px"] + KEYS)
-    print("jaw opening error (rad, mean |fit - true| of jaw x-rotation): "
-          + ", ".join(f"{n:g} px: {np.mean(jaw_errors[n]):.4f}" for n in NOISE_PX))
+    print("errors in mm; *_motion: sequence minus its own identity template; jitter: fitted/true lip 2nd difference; "
+          "jaw_error_rad: mean |fit - true| jaw opening; jaw_line: contour_weight (0: without the jaw line)")
+    columns = ["sources", "jaw_line", "noise_px"] + keys
+    print_table(rows, columns)
     spread = {}
     if len(args.seeds) > 1:
-        spread = {"sd_rows": [{"noise_px": noise, **column_sds(per_noise[noise], KEYS)} for noise in NOISE_PX],
-                  "jaw_error_rad_sd": {f"{n:g}": round(float(np.std(jaw_errors[n], ddof=1)), 5) for n in NOISE_PX}}
+        spread = {"sd_rows": [{**head(c, n), **column_sds(per_noise[c, n], keys)} for c in choices for n in NOISE_PX]}
         print("spread over the seeds (standard deviation of the per-seed figures):")
-        print_table(spread["sd_rows"], ["noise_px"] + KEYS)
-        print("jaw opening error sd: " + ", ".join(f"{n} px: {v:.4f}" for n, v in spread["jaw_error_rad_sd"].items()))
-    per_seed = {f"{n:g}": [{"seed": seed, **row, "jaw_error_rad": jaw} for seed, row, jaw in
-                          zip(args.seeds, per_noise[n], jaw_errors[n])] for n in NOISE_PX}
-    print_json({"model": model_id(model.path), "protocol": args.protocol, "rows": rows,
-                "jaw_error_rad": {f"{n:g}": round(float(np.mean(jaw_errors[n])), 5) for n in NOISE_PX},
+        print_table(spread["sd_rows"], columns)
+    per_seed = [{**head(c, n), "seed": seed, **row} for c in choices for n in NOISE_PX
+                for seed, row in zip(args.seeds, per_noise[c, n])]
+    jaw = {f"{c[0]} jaw_line {c[1]:g}": {f"{n:g}": round(float(np.mean(jaw_errors[c, n])), 5) for n in NOISE_PX}
+           for c in choices}
+    print("jaw opening error (rad): " + "; ".join(f"{k}: " + ", ".join(f"{n} px {v:.4f}" for n, v in d.items())
+                                                for k, d in jaw.items()))
+    print_json({"model": model_id(model.path), "protocol": args.protocol, "rows": rows, "jaw_error_rad": jaw,
                 **spread, "per_seed": per_seed})
 
 

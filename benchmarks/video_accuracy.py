@@ -1,18 +1,20 @@
 """End-to-end accuracy on video with known truth: synth -> build-dataset -> compare with the truth.
 
 Renders talking heads with `recon3d synth` (seeds 1-3 by default; the landmark-bias calibration
-uses other seeds), at RAVDESS's face size (inter-ocular ~250 px) and a small one (~110 px), builds
-them with build-dataset exactly as real videos (MediaPipe, identity from the neutral clips,
-fitting), and compares the shards' canonical `vertices` with the truth per region: absolute error
-after a per-frame rigid alignment on the face, motion error (each sequence minus its own identity
-template), lip jitter ratio, the reprojection error and the jaw-opening error (mean |fitted -
-true| jaw x-rotation, radians). Each face size is built with and without the MediaPipe
-landmark-bias correction (fitting.landmark_offsets), and so are the real RAVDESS clips in
-../shared/assets (their reprojection error before and after). Rows average all clips; a second
-table gives the spread over the seeds (standard deviation of the per-seed means), and the JSON
-also holds every seed's means (``per_seed``).
+uses other seeds) at RAVDESS's face size (inter-ocular ~250 px, or --iod-px), over a plain
+background and over a photograph (--backgrounds), builds them with build-dataset exactly as real
+videos (identity from the neutral clips, fitting) once per landmark-source choice (--sources:
+MediaPipe alone, and MediaPipe with dlib's 68 points fused), and compares the shards' canonical
+`vertices` with the truth per region: absolute error after a per-frame rigid alignment on the
+face, motion error (each sequence minus its own identity template), lip jitter ratio, the lips'
+per-axis motion gains (`lip_gain_x/y/z`: fitted / true motion, sideways, vertical, depth), the
+reprojection error and the jaw-opening error (mean |fitted - true| jaw x-rotation, radians). The
+real RAVDESS clips in ../shared/assets are built the same ways (their reprojection error). Rows
+average all clips; a second table gives the spread over the seeds (standard deviation of the
+per-seed means), and the JSON also holds every seed's means (``per_seed``).
 
-    python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250 110] [--clips 3] [--work DIR]
+    python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250] [--backgrounds plain photo]
+        [--sources mediapipe mediapipe+dlib] [--offsets default] [--clips 3] [--work DIR]
 """
 
 from __future__ import annotations
@@ -26,17 +28,22 @@ from _common import add_model_option, column_means, column_sds, config_dir, mode
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
+#: --backgrounds: the renders' background (plain grey, or a photograph behind the head).
+BACKGROUNDS = {"plain": None, "photo": REPO.parent / "shared" / "assets" / "images" / "astronaut.png"}
+#: --sources: landmarks.dlib of each landmark-source choice.
+SOURCES = {"mediapipe": "off", "mediapipe+dlib": "on"}
 KEYS = ["lip_mm", "face_mm", "lip_motion_mm", "face_motion_mm", "eye_motion_mm", "forehead_motion_mm",
-        "lip_jitter_ratio", "reprojection_iod", "jaw_error_rad"]
+        "lip_jitter_ratio", "lip_gain_x", "lip_gain_y", "lip_gain_z", "reprojection_iod", "jaw_error_rad"]
 
 
-def build(videos: Path, prefix: Path, model: Path, offsets: str, overrides: dict) -> Path:
+def build(videos: Path, prefix: Path, model: Path, offsets: str, sources: str, overrides: dict) -> Path:
     """Build ``videos`` into :func:`config_dir` of ``prefix`` (kept and reused by --work)."""
     from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.config import BuildConfig
     from recon3d.pipeline.executors import LocalExecutor
 
-    config = BuildConfig.from_dict({"fitting": {**overrides, "landmark_offsets": offsets}})
+    config = BuildConfig.from_dict({"landmarks": {"dlib": SOURCES[sources]},
+                                    "fitting": {**overrides, "landmark_offsets": offsets}})
     out = config_dir(prefix, config)
     ctx, plan, _ = prepare(videos, out, str(model), config, force=False)
     executor = LocalExecutor(workers=2)
@@ -74,7 +81,12 @@ def clip_rows(dataset_dir: Path, videos: Path, layer, masks) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--iod-px", type=float, nargs="+", default=[250.0, 110.0])
+    parser.add_argument("--iod-px", type=float, nargs="+", default=[250.0])
+    parser.add_argument("--backgrounds", nargs="+", choices=list(BACKGROUNDS), default=list(BACKGROUNDS))
+    parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
+                        help="landmark sources to build with, side by side")
+    parser.add_argument("--offsets", nargs="+", default=["default"],
+                        help="fitting.landmark_offsets values to build with (default, none, or a path)")
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
@@ -86,9 +98,9 @@ def main() -> None:
 
     import torch
 
-    from recon3d.fitting.landmark_bias import DEFAULT_OFFSETS
     from recon3d.flame import FlameLayer, load_flame_model
     from recon3d.flame.masks import find_masks, load_flame_masks
+    from recon3d.shards import open_dataset
     from recon3d.synth.video import synthesize
 
     model_path = flame_model_path(args.flame_model)
@@ -97,42 +109,45 @@ def main() -> None:
     work = args.work / model_id(model_path)  # renders and builds depend on the model
     layer = FlameLayer(model, dtype=torch.float64)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
-    corrections = ["none"] + (["default"] if DEFAULT_OFFSETS.exists() else [])
+    choices = [(offsets, sources) for offsets in args.offsets for sources in args.sources]
     rows, sd_rows, per_seed = [], [], []
     for iod in args.iod_px:
-        per_correction: dict[str, list[dict]] = {c: [] for c in corrections}
-        seed_means: dict[str, list[dict]] = {c: [] for c in corrections}
-        for seed in args.seeds:
-            videos = work / f"seed{seed}_iod{int(iod)}" / "videos"
-            if len(list(videos.glob("*.mp4"))) < args.clips:
-                synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod, progress=False)
-            for correction in corrections:
-                out = build(videos, work / f"seed{seed}_iod{int(iod)}" / f"built_{correction}", model_path,
-                            correction, overrides)
-                clips = clip_rows(out, videos, layer, masks)
-                per_correction[correction] += clips
-                seed_means[correction].append(column_means(clips, KEYS))
-        for correction, clip_results in per_correction.items():
-            head = {"iod_px": iod, "landmark_offsets": correction}
-            rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS)})
-            per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[correction])]
-            if len(args.seeds) > 1:
-                sd_rows.append({**head, "seeds": len(args.seeds), **column_sds(seed_means[correction], KEYS)})
+        for background in args.backgrounds:
+            per_choice: dict[tuple, list[dict]] = {c: [] for c in choices}
+            seed_means: dict[tuple, list[dict]] = {c: [] for c in choices}
+            for seed in args.seeds:
+                folder = work / (f"seed{seed}_iod{int(iod)}" + ("" if background == "plain" else f"_{background}"))
+                videos = folder / "videos"
+                if len(list(videos.glob("*.mp4"))) < args.clips:
+                    synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod,
+                               background=BACKGROUNDS[background], progress=False)
+                for offsets, sources in choices:  # side by side on the same renders
+                    out = build(videos, folder / f"built_{Path(offsets).stem}_{sources}", model_path, offsets,
+                                sources, overrides)
+                    clips = clip_rows(out, videos, layer, masks)
+                    per_choice[offsets, sources] += clips
+                    seed_means[offsets, sources].append(column_means(clips, KEYS))
+            for (offsets, sources), clip_results in per_choice.items():
+                head = {"iod_px": iod, "background": background, "landmark_offsets": offsets, "sources": sources}
+                rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS)})
+                per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[offsets, sources])]
+                if len(args.seeds) > 1:
+                    sd_rows.append({**head, "seeds": len(args.seeds), **column_sds(seed_means[offsets, sources], KEYS)})
     ravdess = {}
-    for correction in corrections:  # real clips: no truth, but the reprojection error tells
-        out = build(RAVDESS, work / f"ravdess_{correction}", model_path, correction, overrides)
-        from recon3d.shards import open_dataset
-
+    for offsets, sources in choices:  # real clips: no truth, but the reprojection error tells
+        out = build(RAVDESS, work / f"ravdess_{Path(offsets).stem}_{sources}", model_path, offsets, sources, overrides)
         ds = open_dataset(out)
-        ravdess[correction] = float(np.mean([ds.info(c)["qc"]["reprojection_iod_mean"] for c in ds.clip_ids()]))
+        ravdess[f"{offsets} {sources}"] = float(np.mean([ds.info(c)["qc"]["reprojection_iod_mean"] for c in ds.clip_ids()]))
     print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model_id(model.path)}")
-    print("errors in mm; *_motion: sequence minus its own identity template; reprojection: mean / inter-ocular distance")
-    print_table(rows, ["iod_px", "landmark_offsets", "clips"] + KEYS)
+    print("errors in mm; *_motion: sequence minus its own identity template; lip_gain_*: fitted / true lip motion "
+          "(x sideways, y vertical, z depth); reprojection: mean / inter-ocular distance")
+    head = ["iod_px", "background", "landmark_offsets", "sources"]
+    print_table(rows, head + ["clips"] + KEYS)
     if sd_rows:
         print("spread over the seeds (standard deviation of the per-seed means):")
-        print_table(sd_rows, ["iod_px", "landmark_offsets", "seeds"] + KEYS)
-    print("real RAVDESS clips (../shared/assets/ravdess/video), reprojection error / IOD: "
-          + ", ".join(f"{k} {v:.4f}" for k, v in ravdess.items()))
+        print_table(sd_rows, head + ["seeds"] + KEYS)
+    print("real RAVDESS clips (../shared/assets/ravdess/video), reprojection error / IOD (each fit against the "
+          "points it saw): " + ", ".join(f"{k} {v:.4f}" for k, v in ravdess.items()))
     print_json({"model": model_id(model.path), "rows": rows, "ravdess_reprojection_iod": ravdess,
                 **({"sd_rows": sd_rows} if sd_rows else {}), "per_seed": per_seed})
 

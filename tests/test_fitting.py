@@ -287,13 +287,19 @@ def test_calibrated_landmark_noise_weighs_each_point_by_its_own_noise(flame_mode
     old = tmp_path / "old.npz"
     np.savez(old, landmark_indices=ids, offsets=np.zeros((len(ids), 3)))
     assert np.isnan(noise_for(mp_embedding, None, str(old))).all()  # written before the noise was kept
-    np.testing.assert_array_equal(noise_for(mp_embedding, None, str(calib)), noise)
+    np.testing.assert_array_equal(noise_for(mp_embedding, None, str(calib)), noise[:, None].repeat(2, 1))
 
     uniform = FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(calib)))
     weighted = FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(calib), landmark_noise="calibrated"))
     ratio = (weighted.point_w / uniform.point_w).numpy()
-    np.testing.assert_allclose(ratio[:2], [0.25, NOISE_WEIGHT_RANGE[1]])
+    np.testing.assert_allclose(ratio[:2], [[0.25, 0.25], [NOISE_WEIGHT_RANGE[1]] * 2])
     np.testing.assert_allclose(ratio[2:], 1.0)  # the rest, and the contact pairs
+    xy = tmp_path / "xy.npz"  # noise per image axis: each axis weighted by its own
+    noise_xy = np.stack([noise, noise], 1)
+    noise_xy[0] = 0.005, 0.02
+    np.savez(xy, landmark_indices=ids, offsets=np.zeros((len(ids), 3)), residual_iod=noise, residual_iod_xy=noise_xy)
+    per_axis = FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(xy), landmark_noise="calibrated"))
+    np.testing.assert_allclose((per_axis.point_w / uniform.point_w).numpy()[0], [4.0, 0.25])
     with pytest.raises(ConfigError, match="landmark_noise"):
         FlameFitter(flame_model, mp_embedding, FitConfig(landmark_offsets=str(old), landmark_noise="calibrated"))
     with pytest.raises(ConfigError, match="not one of uniform, calibrated"):

@@ -12,6 +12,7 @@ import click
 
 from recon3d.cli.common import flame_model_option, friendly_errors
 from recon3d.io.ravdess import MODALITY_CHOICES
+from recon3d.landmarks.schemes import DLIB_CHOICES
 
 
 def _parse_pairs(pairs: tuple[str, ...]) -> dict:
@@ -70,6 +71,11 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
               help="flag: keep clips beyond the QC thresholds, marked; strict: reject them as failures.")
 @click.option("--landmarks", "landmark_backend", type=click.Choice(["mediapipe", "fan"]), default=None,
               help="Landmark backend (default mediapipe; fan needs face-alignment and its weights on disk).")
+@click.option("--dlib", "dlib", type=click.Choice(DLIB_CHOICES), default=None,
+              help="dlib's 68-point lips and jaw line fused into the fit beside MediaPipe's points (default auto, "
+                   "or the config's landmarks.dlib): auto where the [dlib] extra is installed (else MediaPipe alone, "
+                   "said in one line), on (required), off. dlib's model was trained on iBUG 300-W: non-commercial "
+                   "use only.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where fitting builds its normal equations (default cpu; cuda where a GPU exists).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
@@ -99,7 +105,7 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 @friendly_errors
 def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int | None, force: bool,
                   config_path: Path | None, labels: str | None, modality: str | None, qc_mode: str, landmark_backend: str | None,
-                  device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
+                  dlib: str | None, device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
                   array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
                   retry_failed: bool, prune: bool, progress: bool, verbose: bool) -> None:
     """Fit FLAME to every video in VIDEO_DIR and write a 3D dataset to --out.
@@ -109,7 +115,7 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     them), or a flat folder of MM-VV-EE-II-SS-RR-AA.mp4. Each recording is built once: a
     video-only twin (02-...) of an audio-video file (01-...) is skipped, not failed (--modality).
     For each clip: PyAV decodes the frames and the audio (16 kHz mono), MediaPipe tracks 478
-    landmarks, FLAME is fitted with one identity per actor (fitted on the actor's neutral clips),
+    landmarks (and dlib's 68-point predictor its lips and jaw line, where installed: --dlib), FLAME is fitted with one identity per actor (fitted on the actor's neutral clips),
     and the per-frame parameters, canonical meshes, landmarks, audio and labels are written to
     one HDF5 shard per actor. Format: docs/dataset-format.md.
 
@@ -147,6 +153,8 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
         config.modality = modality
     if landmark_backend:
         config.landmarks.backend = landmark_backend
+    if dlib:
+        config.landmarks.dlib = dlib
     if device:
         config.fitting.device = device
     options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism, _parse_pairs(slurm_additional))
@@ -169,6 +177,14 @@ def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, for
     from recon3d.pipeline.build import finalize, prepare
     from recon3d.pipeline.summary import format_skipped
 
+    from recon3d.landmarks.dlib_backend import LICENCE_NOTE
+    from recon3d.pipeline.config import resolve_landmark_sources
+
+    config, note = resolve_landmark_sources(config)
+    if note:
+        click.echo(note, err=True)
+    elif config.landmarks.dlib == "on":
+        click.echo(f"landmarks: MediaPipe and dlib's 68 points fused ({LICENCE_NOTE})", err=True)
     runner.start()
     ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose,
                               runner.check_setup, prune)

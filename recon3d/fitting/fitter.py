@@ -113,9 +113,10 @@ class FlameFitter:
         self.layout = ParamLayout(self.expr_basis.shape[1])
         # Full identity space for clips (the shape is fixed there); the observable subspace for
         # fitting the identity itself.
-        offsets = offsets_for(embedding, config.landmark_offsets, model) if scheme is MEDIAPIPE else None
+        offsets = offsets_for(embedding, config.landmark_offsets, model) if scheme.outline_calibration else None
         if offsets is not None and self.contour is not None:
-            offsets = np.concatenate([offsets, contour_offsets_for(self.contour, config.landmark_offsets, model)])
+            offsets = np.concatenate([offsets, contour_offsets_for(self.contour, config.landmark_offsets, model,
+                                                                   scheme.outline_calibration)])
         self.basis = landmark_basis(model, points, np.eye(config.n_shape), self.expr_basis, self.dtype,
                                     offsets).to(self.device)
         self.identity_basis = landmark_basis(model, points, self.shape_basis, self.expr_basis, self.dtype,
@@ -127,9 +128,9 @@ class FlameFitter:
                                    if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
         weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
         weights += [config.contour_weight] * (len(self.contour) if self.contour is not None else 0)
-        weights = list(np.asarray(weights) * self._noise_weights(model, config, len(weights)))
-        weights += [config.contact_weight] * len(self.pairs)
-        self.point_w = self._t(weights)
+        weights = np.asarray(weights)[:, None] * self._noise_weights(model, config, len(weights))
+        weights = np.concatenate([weights, np.full((len(self.pairs), 2), config.contact_weight)])
+        self.point_w = self._t(weights)  # (M, 2): per point and image axis
         self.leak_dir = self._jaw_leak_direction()
         self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
                                             config.jaw_leak_prior, self.layout)
@@ -150,16 +151,18 @@ class FlameFitter:
                                   "set fitting.contour_weight: 0 to fit without it.") from exc
 
     def _noise_weights(self, model: FlameModelData, config: FitConfig, n_points: int) -> np.ndarray:
-        """Per point (landmarks, then the jaw line): 1, or with ``landmark_noise: calibrated`` the
-        inverse square of its calibrated noise relative to the landmarks' median, within
-        :data:`NOISE_WEIGHT_RANGE` (1 for points the file has no noise for). The noise comes from
-        the ``landmark_offsets`` file, or the model's own calibration when that is ``none``."""
+        """Per point (landmarks, then the jaw line) and image axis ``(n_points, 2)``: 1, or with
+        ``landmark_noise: calibrated`` the inverse square of its calibrated noise along that axis
+        relative to the landmarks' median, within :data:`NOISE_WEIGHT_RANGE` (1 for points the file
+        has no noise for). The noise comes from the ``landmark_offsets`` file, or the model's own
+        calibration when that is ``none``; a file without per-axis noise gives both axes its one."""
         if config.landmark_noise == "uniform":
-            return np.ones(n_points)
+            return np.ones((n_points, 2))
         if config.landmark_noise != "calibrated":
             raise ConfigError(f"fitting.landmark_noise: {config.landmark_noise!r} is not one of uniform, calibrated")
         source = "default" if resolve_offsets_path(config.landmark_offsets, model) is None else config.landmark_offsets
-        noise = noise_for(self.embedding, self.contour, source, model) if self.scheme is MEDIAPIPE else None
+        outline = self.scheme.outline_calibration
+        noise = noise_for(self.embedding, self.contour, source, model, outline) if outline else None
         if noise is None or not np.isfinite(noise).any():
             raise ConfigError("fitting.landmark_noise: calibrated needs the points' noise from a calibration file "
                               "written by scripts/calibrate_landmark_bias.py (MediaPipe landmarks only); "

@@ -75,21 +75,31 @@ def offsets_for(embedding: LandmarkEmbedding, setting: str | None,
     return _per_point(setting, model, "landmark_indices", "offsets", embedding.source_ids, np.zeros(3))
 
 
-def contour_offsets_for(contour: LandmarkEmbedding, setting: str | None,
-                        model: FlameModelData | None = None) -> np.ndarray | None:
-    """Per jaw-line point ``(K, 3)`` displacement in metres from the same calibration file (zeros
-    for points it has none for, e.g. a file written before the jaw line was calibrated), or None."""
-    return _per_point(setting, model, "contour_points", "contour_offsets", contour.source_ids, np.zeros(3))
+def contour_offsets_for(contour: LandmarkEmbedding, setting: str | None, model: FlameModelData | None = None,
+                        outline: str = "contour") -> np.ndarray | None:
+    """Per jaw-line point ``(K, 3)`` displacement in metres from the same calibration file, for the
+    jaw line fitted to the ``outline`` named (``contour``: MediaPipe's face oval, ``dlib_contour``:
+    dlib's jaw line); zeros for points it has none for, or None without a file."""
+    return _per_point(setting, model, "contour_points", f"{outline}_offsets", contour.source_ids, np.zeros(3))
 
 
 def noise_for(embedding: LandmarkEmbedding, contour: LandmarkEmbedding | None, setting: str | None,
-              model: FlameModelData | None = None) -> np.ndarray | None:
-    """Each point's residual left after the offsets on the calibration renders (rms per axis over
-    the IOD; landmarks, then the jaw line if given; NaN where the file has none), or None."""
-    noise = _per_point(setting, model, "landmark_indices", "residual_iod", embedding.source_ids, np.array(np.nan))
-    if noise is not None and contour is not None:
-        noise = np.concatenate([noise, _per_point(setting, model, "contour_points", "contour_residual_iod",
-                                                  contour.source_ids, np.array(np.nan))])
+              model: FlameModelData | None = None, outline: str = "contour") -> np.ndarray | None:
+    """Each point's residual left after the offsets on the calibration renders, per image axis
+    ``(N [+ K], 2)`` (rms over the IOD; landmarks, then the jaw line against ``outline`` if given;
+    a file without per-axis values gives both axes the point's one; NaN where the file has
+    none), or None."""
+    nan = np.full(2, np.nan)
+    noise = _per_point(setting, model, "landmark_indices", "residual_iod_xy", embedding.source_ids, nan)
+    if noise is None:
+        return None
+    if np.isnan(noise).all():  # written before the per-axis noise was kept
+        noise = _per_point(setting, model, "landmark_indices", "residual_iod", embedding.source_ids,
+                           np.array(np.nan))[:, None].repeat(2, 1)
+    if contour is not None:  # the jaw line's residual lies along the outline's normal: one value
+        jaw = _per_point(setting, model, "contour_points", f"{outline}_residual_iod", contour.source_ids,
+                         np.array(np.nan))
+        noise = np.concatenate([noise, jaw[:, None].repeat(2, 1)])
     return noise
 
 

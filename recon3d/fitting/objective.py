@@ -119,14 +119,20 @@ def huber_rho(err: torch.Tensor, delta: float) -> torch.Tensor:
 
 def robust_weights(r: torch.Tensor, frame_w: torch.Tensor, point_w: torch.Tensor, sigma_mm: float,
                    huber_mm: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-point weights ``(T, M)`` for the normal equations and the robust data cost (a scalar).
+    """Per-point, per-axis weights ``(T, M, 2)`` for the normal equations and the robust data cost
+    (a scalar).
 
-    ``r (T, M, 2)``; ``frame_w (T,)`` (0 for frames without a face); ``point_w (M,)``; the noise
-    ``sigma_mm`` scales everything by ``1 / sigma^2``.
+    ``r (T, M, 2)``; ``frame_w (T,)`` (0 for frames without a face); ``point_w (M, 2)``: each
+    point's weight along the image's x and y (a detector may err more in one than in the other);
+    the noise ``sigma_mm`` scales everything by ``1 / sigma^2``. The Huber threshold applies to the
+    unweighted distance; the cost weighs it by the point's weights averaged as its residual lies
+    (exactly the weighted squares where the loss is quadratic).
     """
     err = r.norm(dim=-1)
-    base = frame_w[:, None] * point_w[None] / sigma_mm ** 2
-    return base * huber_weights(err, huber_mm), (base * huber_rho(err, huber_mm)).sum()
+    base = frame_w[:, None, None] * point_w[None] / sigma_mm ** 2
+    r2 = r * r
+    effective = (r2 * base).sum(-1) / r2.sum(-1).clamp_min(1e-30)
+    return base * huber_weights(err, huber_mm)[..., None], (effective * huber_rho(err, huber_mm)).sum()
 
 
 def prior_hessian(prior_diag: torch.Tensor, leak_dir: torch.Tensor, leak_prior: float,
@@ -163,7 +169,7 @@ def smooth_weights(config: FitConfig, layout: ParamLayout, fps: float, like: tor
 
 def weighted_system(r: torch.Tensor, j: torch.Tensor, w: torch.Tensor):
     """``J^T W J (T, q, q)`` and ``J^T W r (T, q)`` for residuals ``r (T, M, 2)``, Jacobian
-    ``j (T, M, 2, q)`` and weights ``w (T, M)``.
+    ``j (T, M, 2, q)`` and weights per axis ``w (T, M, 2)``.
 
     Also returns the flattened residuals ``(T, 2M)``, ``W J (T, 2M, q)`` and the weights per row
     ``(T, 2M)`` for reuse. The Hessian only steers the steps (the gradient, in the fit's own
@@ -172,7 +178,7 @@ def weighted_system(r: torch.Tensor, j: torch.Tensor, w: torch.Tensor):
     """
     n_frames = r.shape[0]
     jf = j.reshape(n_frames, -1, j.shape[-1])
-    w2 = w.repeat_interleave(2, dim=1)
+    w2 = w.reshape(n_frames, -1)
     jw = jf * w2[..., None]
     rf = r.reshape(n_frames, -1)
     hess = (jw.float().transpose(1, 2) @ jf.float()).to(jf.dtype)

@@ -8,6 +8,7 @@ from recon3d.flame.embeddings import (
     Fan68Embedding,
     LandmarkEmbedding,
     load_fan68_embedding,
+    load_mediapipe_dlib_embedding,
     load_mediapipe_embedding,
 )
 from recon3d.flame.model_file import (
@@ -23,7 +24,8 @@ _TORCH_EXPORTS = {"FlameLayer": "recon3d.flame.layer", "FlameOutput": "recon3d.f
 
 __all__ = [
     "FLAME_ENV_VAR", "Fan68Embedding", "FlameLayer", "FlameModelData", "FlameModelError", "FlameOutput",
-    "LandmarkEmbedding", "load_fan68_embedding", "load_flame_model", "load_mediapipe_embedding",
+    "LandmarkEmbedding", "load_fan68_embedding", "load_flame_model", "load_mediapipe_dlib_embedding",
+    "load_mediapipe_embedding",
     "resolve_flame_model_path",
 ]
 

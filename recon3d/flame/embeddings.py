@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.flame.model_file import FlameModelData, FlameModelError
+from recon3d.landmarks.schemes import DLIB_OFFSET, FAN68
 from recon3d.flame.safe_pickle import UnsafePickleError, load_object_npy, to_numpy
 
 MEDIAPIPE_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
@@ -36,6 +37,9 @@ N_MEDIAPIPE_POINTS = 478
 #: Points of the 68-point contour fitted against a detector's face outline: the chin (8) and the
 #: lower jaw line on either side, which a frontal camera sees edge-on.
 JAW_LINE_POINTS = range(6, 11)
+#: dlib's points fitted beside MediaPipe's (68-point ids): the 20 lip points. Its jaw line (0-16)
+#: is fitted as the face outline (``MEDIAPIPE_DLIB.face_contour``).
+DLIB_FITTED = FAN68.lip_ids
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class LandmarkEmbedding:
         return LandmarkEmbedding(np.concatenate([self.face_idx, other.face_idx]),
                                  np.concatenate([self.bary, other.bary]),
                                  np.concatenate([self.source_ids, other.source_ids]))
+
+    def subset(self, source_ids, shift: int = 0) -> "LandmarkEmbedding":
+        """The points of ``source_ids`` (in that order), their ids shifted by ``shift``."""
+        pos = {int(i): k for k, i in enumerate(self.source_ids)}
+        rows = np.array([pos[int(i)] for i in source_ids], dtype=np.int64)
+        return LandmarkEmbedding(self.face_idx[rows], self.bary[rows], self.source_ids[rows] + shift)
 
     def vertex_ids(self, faces: np.ndarray) -> np.ndarray:
         """``(N, 3)`` mesh vertex ids of each landmark's triangle."""
@@ -200,6 +210,13 @@ class Fan68Embedding:
             np.concatenate([self.contour_bary[row], self.static.bary]),
             np.arange(68),
         )
+
+
+def load_mediapipe_dlib_embedding(model: FlameModelData, dlib_ids=DLIB_FITTED) -> LandmarkEmbedding:
+    """MediaPipe's embedded points, then ``dlib_ids`` of DECA's 68-point embedding (static points)
+    under their fused ids (``DLIB_OFFSET`` + 68-point id; :data:`recon3d.landmarks.schemes.MEDIAPIPE_DLIB`)."""
+    dlib = load_fan68_embedding(model).static.subset(dlib_ids, DLIB_OFFSET)
+    return load_mediapipe_embedding(model).joined(dlib)
 
 
 def load_fan68_embedding(model: FlameModelData, path: str | os.PathLike | None = None) -> Fan68Embedding:

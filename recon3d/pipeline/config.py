@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recon3d.config_io import config_from_dict, load_config
@@ -19,6 +19,10 @@ class LandmarkConfig:
     # faces tracked per frame (one speaker: 1, so the face detector idles while tracking); with
     # more, the one continuing the track is kept
     max_faces: int = MAX_FACES
+    # dlib's 68-point lips and jaw line fused into the fit beside MediaPipe's points: auto (where
+    # the [dlib] extra is installed), on (required), off. A build resolves auto to on or off, and
+    # that is what its configuration hash records.
+    dlib: str = "auto"
 
 
 @dataclass
@@ -64,12 +68,14 @@ class SplitConfig:
 
 
 def video_fitting() -> FitConfig:
-    """Fitting defaults for MediaPipe landmarks from video: its systematic offsets corrected,
-    noise of 3 mm at the face instead of the library's 0.4 mm (~1 px): MediaPipe errs by 1-2 % of
-    the inter-ocular distance after the correction, correlated over time; 3 mm was the most
-    accurate on synthetic renders for both test models (benchmarks/video_accuracy.py, calibration
-    seeds; docs/fitting.md), and each point weighted by its own noise on those renders."""
-    return FitConfig(landmark_offsets="default", landmark_sigma_mm=3.0, landmark_noise="calibrated")
+    """Fitting defaults for landmarks from video: the sources' systematic offsets corrected, noise
+    of 3 mm at the face instead of the library's 0.4 mm (~1 px): MediaPipe errs by 1-2 % of the
+    inter-ocular distance after the correction, correlated over time; 3 mm was the most accurate on
+    synthetic renders for both test models (benchmarks/video_accuracy.py, calibration seeds;
+    docs/fitting.md); each point weighted by its own noise on those renders, and FLAME's jaw line
+    fitted to the face outline (dlib's jaw line when fused: closer faces and jaws on both models)."""
+    return FitConfig(landmark_offsets="default", landmark_sigma_mm=3.0, landmark_noise="calibrated",
+                     contour_weight=1.0)
 
 
 @dataclass
@@ -100,6 +106,16 @@ class BuildConfig:
     def digest(self) -> str:
         """Hash of everything that changes the results (:func:`result_options`)."""
         return hashlib.sha256(json.dumps(result_options(self.to_dict()), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_landmark_sources(config: BuildConfig) -> tuple[BuildConfig, str | None]:
+    """``config`` with ``landmarks.dlib`` resolved to on or off for this machine, and the one-line
+    note when ``auto`` leaves dlib out (:func:`recon3d.landmarks.registry.landmark_sources`)."""
+    from recon3d.landmarks.registry import landmark_sources
+
+    sources, note = landmark_sources(config.landmarks.backend, config.landmarks.dlib)
+    landmarks = replace(config.landmarks, dlib="on" if "dlib" in sources else "off")
+    return replace(config, landmarks=landmarks), note
 
 
 def result_options(config: dict) -> dict:

@@ -38,11 +38,11 @@ import numpy as np
 from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
-from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
 from recon3d.io.fingerprint import fingerprint
 from recon3d.landmarks import create_detector, track_video
-from recon3d.landmarks.schemes import FAN68, MEDIAPIPE
-from recon3d.pipeline.config import BuildConfig
+from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
+from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.plan import PlannedClip
 from recon3d.pipeline.qc import clip_qc
 from recon3d.pipeline.workspace import ShardWork, Workspace
@@ -95,6 +95,8 @@ class Resources:
 
 
 _RESOURCES: list[Resources] = []
+#: The scheme of landmarks cached by each detector (its ``name``).
+SCHEMES_BY_DETECTOR = {"mediapipe": MEDIAPIPE, "fan": FAN68, "mediapipe+dlib": MEDIAPIPE_DLIB}
 #: glibc's ``mallopt`` parameters (malloc.h) and the values a build process runs with.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BELOW_BYTES = 1 << 30
@@ -139,11 +141,19 @@ def resources(ctx: BuildContext) -> Resources:
         model = load_flame_model(ctx.flame_model, n_shape=max(fit.n_shape, 1), n_expr=fit.n_expr)
         if config.landmarks.backend == "fan":  # the 51 inner points; the jaw contour moves with yaw
             embedding, scheme = load_fan68_embedding(model).static, FAN68
+        elif with_dlib(config):
+            embedding, scheme = load_mediapipe_dlib_embedding(model), MEDIAPIPE_DLIB
         else:
             embedding, scheme = load_mediapipe_embedding(model), MEDIAPIPE
         fitter = FlameFitter(model, embedding, fit, scheme)
         _RESOURCES[:] = [Resources(key, config, model, embedding, scheme, fitter, FlameLayer(model))]
     return _RESOURCES[0]
+
+
+def with_dlib(config: BuildConfig) -> bool:
+    """Whether the build fuses dlib's points (``landmarks.dlib`` as :func:`prepare` resolved it; an
+    unresolved ``auto`` is resolved here, on this machine)."""
+    return resolve_landmark_sources(config)[0].landmarks.dlib == "on"
 
 
 def detector(ctx: BuildContext):
@@ -152,7 +162,7 @@ def detector(ctx: BuildContext):
     if res.detector is None:
         lm = res.config.landmarks
         options = {"max_faces": lm.max_faces} if lm.backend == "mediapipe" else {}
-        res.detector = create_detector(lm.backend, native_log=ctx.native_log, **options)
+        res.detector = create_detector(lm.backend, native_log=ctx.native_log, dlib=with_dlib(res.config), **options)
     return res.detector
 
 
@@ -224,7 +234,7 @@ def load_landmarks(work: ShardWork, clip_id: str) -> dict:
 def sequence_of(cached: dict) -> LandmarkSequence:
     from recon3d.fitting import LandmarkSequence
 
-    scheme = FAN68 if str(cached["backend"]) == "fan" else MEDIAPIPE
+    scheme = SCHEMES_BY_DETECTOR[str(cached["backend"])]
     return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
                             float(cached["fps"]), cached["score"], scheme)
 

@@ -76,6 +76,7 @@ def dataset_summary(manifest: dict) -> dict:
         "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
         "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
         "vocal": dict(sorted(Counter(vocal_of(c) for c in clips).items())),
+        "landmark_sources": dict(sorted(Counter(c.get("landmark_sources") or "(not recorded)" for c in clips).items())),
         "without_speech_audio": sum(1 for c in clips if not c.get("has_speech_audio")),
         "source_missing": sum(1 for c in clips if c.get("source_missing")),
         "failure_list": failure_rows(failures),
@@ -95,6 +96,7 @@ def format_summary(s: dict) -> str:
     lines.append("actors:   " + ", ".join(f"{k} {v}" for k, v in s["actors"].items()))
     lines.append("vocal:    " + ", ".join(f"{k} {v}" for k, v in s["vocal"].items())
                  + f"; without speech audio: {s['without_speech_audio']}")
+    lines.append("landmark sources: " + ", ".join(f"{k} {v}" for k, v in s["landmark_sources"].items()))
     if s["qc"]:
         lines.append(f"{'QC':24s} {'median':>9s} {'p95':>9s} {'max':>9s}")
         for key, v in s["qc"].items():

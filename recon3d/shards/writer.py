@@ -48,7 +48,7 @@ class ClipRecord:
     times: np.ndarray  # (T,) s
     vertices: np.ndarray  # (T, V, 3) m, canonical head space
     audio: np.ndarray  # (N,) float32, 16 kHz
-    landmarks: np.ndarray  # (T, 478, 2) px
+    landmarks: np.ndarray  # (T, 478, 2) px; (T, 546, 2) with dlib's 68 after MediaPipe's
     landmarks_valid: np.ndarray  # (T,) bool
     flame: dict[str, np.ndarray]  # expression, jaw_pose, eye_pose, global_pose, neck_pose, translation
     camera: dict[str, float]  # focal, cx, cy, width, height

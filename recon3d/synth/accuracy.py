@@ -31,6 +31,15 @@ def lip_jitter_ratio(fit: np.ndarray, truth: np.ndarray, lips: np.ndarray) -> fl
     return jitter(fit) / max(jitter(truth), 1e-12)
 
 
+def axis_gains(fit_motion: np.ndarray, truth_motion: np.ndarray) -> np.ndarray:
+    """How much of the true motion the fit carries, per axis ``(3,)``: the least-squares slope of
+    the fitted on the true vertex motion ``(T, V, 3)``, each vertex's mean over the clip removed
+    (so a constant offset does not count)."""
+    f = fit_motion - fit_motion.mean(0, keepdims=True)
+    t = truth_motion - truth_motion.mean(0, keepdims=True)
+    return (f * t).sum((0, 1)) / np.maximum((t * t).sum((0, 1)), 1e-30)
+
+
 def accuracy_row(fit: np.ndarray, fit_template: np.ndarray, truth: np.ndarray, truth_template: np.ndarray,
                  masks: dict[str, np.ndarray]) -> dict[str, float]:
     """Per-region errors in mm of canonical meshes ``(T, V, 3)`` against the truth.
@@ -38,6 +47,7 @@ def accuracy_row(fit: np.ndarray, fit_template: np.ndarray, truth: np.ndarray, t
     ``*_mm``: absolute, after a per-frame rigid alignment on the face region.
     ``*_motion_mm``: each sequence minus its own identity template ``(V, 3)``, compared directly
     (what the animator learns). ``lip_jitter_ratio``: fitted over true lip jitter.
+    ``lip_gain_x/y/z``: :func:`axis_gains` of the lip vertices (sideways, vertical, depth).
     """
     aligned = rigid_align(fit, truth, masks["face"])
     fit_motion = fit - fit_template[None]
@@ -46,4 +56,7 @@ def accuracy_row(fit: np.ndarray, fit_template: np.ndarray, truth: np.ndarray, t
     row.update({f"{key}_motion_mm": mean_distance_mm(fit_motion[:, masks[r]], truth_motion[:, masks[r]])
                 for key, r in REGIONS.items()})
     row["lip_jitter_ratio"] = lip_jitter_ratio(fit, truth, masks["lips"])
+    lips = masks["lips"]
+    gains = axis_gains(fit_motion[:, lips], truth_motion[:, lips])
+    row.update({f"lip_gain_{axis}": float(g) for axis, g in zip("xyz", gains)})
     return row

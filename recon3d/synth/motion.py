@@ -16,10 +16,10 @@ from scipy.ndimage import gaussian_filter1d
 
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.fitting.objective import smooth_outline
-from recon3d.flame.embeddings import N_MEDIAPIPE_POINTS, Fan68Embedding, LandmarkEmbedding
+from recon3d.flame.embeddings import Fan68Embedding, LandmarkEmbedding
 from recon3d.flame.layer import FlameLayer
 from recon3d.flame.lbs import axis_angle_to_matrix
-from recon3d.landmarks.schemes import MEDIAPIPE
+from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 
 @dataclass
@@ -213,21 +213,23 @@ def _resample_polyline(points: np.ndarray, n: int) -> np.ndarray:
 
 
 def project_landmarks(layer: FlameLayer, embedding: LandmarkEmbedding, motion: Motion, camera: PinholeCamera,
-                      outline: Fan68Embedding | None = None) -> np.ndarray:
-    """MediaPipe-ordered pixels ``(T, 478, 2)`` of the embedded points (NaN for points not embedded).
+                      outline: Fan68Embedding | None = None, scheme: LandmarkScheme = MEDIAPIPE) -> np.ndarray:
+    """Pixels ``(T, scheme.n_points, 2)`` of the embedded points in the scheme's order (MediaPipe's
+    by default; NaN for points not embedded).
 
-    With ``outline``, MediaPipe's face-outline ids (``MEDIAPIPE.face_contour``) get the face's
-    silhouette as DECA's yaw-dependent contour traces it (a smooth curve through its points),
-    resampled evenly along its length (so they are not the fitter's own jaw-line points).
+    With ``outline``, the scheme's face-outline ids (``scheme.face_contour``: MediaPipe's face oval,
+    or dlib's jaw line when fused) get the face's silhouette as DECA's yaw-dependent contour traces
+    it (a smooth curve through its points), resampled evenly along its length (so they are not the
+    fitter's own jaw-line points).
     """
     vertices = posed_vertices(layer, motion).double()
     pts = torch.as_tensor(embedding.points(vertices.cpu().numpy(), layer.model.faces))
     pixels = camera.project(pts).numpy()
-    out = np.full((motion.n_frames, N_MEDIAPIPE_POINTS, 2), np.nan)
+    out = np.full((motion.n_frames, scheme.n_points, 2), np.nan)
     out[:, embedding.source_ids] = pixels
     if outline is not None:
         faces, v = layer.model.faces, vertices.cpu().numpy()
-        ids = list(MEDIAPIPE.face_contour)
+        ids = list(scheme.face_contour)
         for t, row in enumerate(outline.contour_row(head_yaw(motion))):
             corners = v[t][faces[outline.contour_face_idx[row]]]  # (17, 3, 3)
             silhouette = camera.project(torch.as_tensor(np.einsum("nkc,nk->nc", corners, outline.contour_bary[row])))

@@ -20,9 +20,11 @@ def check_model(flame_model: str, as_json: bool) -> None:
 
     Loads the model through the safe loader (no code in the pickle is run), then the MediaPipe
     landmark embedding (mediapipe_landmark_embedding.npz), DECA's 68-point embedding
-    (landmark_embedding.npy, optional: needed by the fan landmark backend and by
-    fitting.contour_weight > 0) and FLAME_masks.pkl from the model's folder, and reports
-    sizes. Exit status 2 with a message naming the file when something is missing or wrong.
+    (landmark_embedding.npy, optional: needed by the fan landmark backend, by dlib's fused
+    points and by fitting.contour_weight > 0) and FLAME_masks.pkl from the model's folder, and
+    reports sizes, and the landmark sources a default build would fuse here (MediaPipe, and
+    dlib where the [dlib] extra is installed). Exit status 2 with a message naming the file when
+    something is missing or wrong.
     """
     model = load_flame_model(flame_model)
     report = {
@@ -38,6 +40,13 @@ def check_model(flame_model: str, as_json: bool) -> None:
         report["fan68_embedding"] = f"absent ({exc})"
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     report["mask_regions"] = sorted(masks)
+    from recon3d.landmarks.dlib_backend import LICENCE_NOTE
+    from recon3d.landmarks.registry import landmark_sources
+
+    sources, note = landmark_sources("mediapipe", "auto")
+    if "dlib" in sources and report["fan68_embedding"] is not True:
+        note = "dlib is installed, but its points are placed on FLAME by landmark_embedding.npy, which is absent"
+    report["landmark_sources"] = "+".join(sources) + (f" ({note})" if note else f" ({LICENCE_NOTE})")
     if as_json:
         click.echo(json.dumps(report))
         return

@@ -54,8 +54,11 @@ def inspect_dataset(out_dir: Path, as_json: bool, max_clips: int) -> None:
 @click.option("--scale", type=float, default=0.5, show_default=True, help="Render at this fraction of the video size.")
 @click.option("--video", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The source video, if it moved since the build (default: the path recorded in the shard).")
+@click.option("--landmarks", is_flag=True,
+              help="Draw the detected points over the frames, each source in its colour (MediaPipe cyan, "
+                   "dlib orange): what the fit saw.")
 @friendly_errors
-def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Path | None) -> None:
+def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Path | None, landmarks: bool) -> None:
     """Render a clip's fitted mesh over its video frames and beside them, with its audio.
 
     Headless (a numpy rasteriser: no display, no GL). About 0.1-0.2 s per frame at --scale 0.5.
@@ -63,8 +66,9 @@ def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Pa
     \b
     Example:
       recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy.mp4
+      recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy-points.mp4 --landmarks
     """
     from recon3d.render.preview import render_clip_preview
 
-    n = render_clip_preview(out_dir, clip_id, out_path, scale=scale, video=video)
+    n = render_clip_preview(out_dir, clip_id, out_path, scale=scale, video=video, landmarks=landmarks)
     click.echo(f"wrote {out_path} ({n} frames)")

@@ -215,8 +215,12 @@ class Fan68Embedding:
 def load_mediapipe_dlib_embedding(model: FlameModelData, dlib_ids=DLIB_FITTED) -> LandmarkEmbedding:
     """MediaPipe's embedded points, then ``dlib_ids`` of DECA's 68-point embedding (static points)
     under their fused ids (``DLIB_OFFSET`` + 68-point id; :data:`recon3d.landmarks.schemes.MEDIAPIPE_DLIB`)."""
-    dlib = load_fan68_embedding(model).static.subset(dlib_ids, DLIB_OFFSET)
-    return load_mediapipe_embedding(model).joined(dlib)
+    try:
+        fan = load_fan68_embedding(model)
+    except FlameModelError as exc:
+        raise FlameModelError(f"{exc} It places dlib's points on FLAME (landmarks.dlib); set landmarks.dlib: off "
+                              "to build with MediaPipe alone.") from exc
+    return load_mediapipe_embedding(model).joined(fan.static.subset(dlib_ids, DLIB_OFFSET))
 
 
 def load_fan68_embedding(model: FlameModelData, path: str | os.PathLike | None = None) -> Fan68Embedding:

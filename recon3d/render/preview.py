@@ -37,12 +37,36 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(img, (max(2, int(round(w * scale))), max(2, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
 
 
+#: Colours (RGB, [0, 1]) of each landmark source's points drawn by ``preview --landmarks``.
+SOURCE_COLOURS = {"MediaPipe": (0.2, 0.9, 1.0), "dlib": (1.0, 0.55, 0.1)}
+
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray, scale: float) -> np.ndarray:
+    """``image (H, W, 3)`` float with the detected ``points (P, 2)`` (source pixels) drawn at
+    ``scale``: MediaPipe's (ids < 478) and dlib's (ids 478-545) in their :data:`SOURCE_COLOURS`,
+    with a legend."""
+    import cv2
+
+    from recon3d.landmarks.schemes import DLIB_OFFSET
+
+    out = np.ascontiguousarray(image)
+    sources = {"MediaPipe": points[:DLIB_OFFSET], "dlib": points[DLIB_OFFSET:]}
+    for row, (name, pts) in enumerate((k, v) for k, v in sources.items() if len(v)):
+        colour = SOURCE_COLOURS[name]
+        radius = max(1, int(round((2 if name == "MediaPipe" else 4) * scale)))  # dlib's few points larger, on top
+        for x, y in pts[np.isfinite(pts).all(1)] * scale:
+            cv2.circle(out, (int(round(x)), int(round(y))), radius, colour, -1, lineType=cv2.LINE_AA)
+        cv2.putText(out, name, (8, 20 + 20 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.55, colour, 1, cv2.LINE_AA)
+    return out
+
+
 def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarray, camera: dict,
-                   scale: float = 0.5, alpha: float = 0.65) -> Iterator[np.ndarray]:
+                   scale: float = 0.5, alpha: float = 0.65, landmarks: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Side-by-side frames: source with the mesh blended over it | the mesh alone.
 
     Rendering happens at ``scale`` of the source resolution. Without the source video (moved or
-    deleted) the left side is left dark.
+    deleted) the left side is left dark. With ``landmarks (T, P, 2)`` (the detected points) they
+    are drawn over the left side, each source in its colour (:func:`draw_landmarks`).
     """
     width, height = int(camera["width"]), int(camera["height"])
     w, h = max(2, int(round(width * scale))), max(2, int(round(height * scale)))
@@ -59,6 +83,8 @@ def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarr
         shaded, mask = render_mesh(cam_vertices[t], faces, f, cx, cy, h, w)
         overlay = background.copy()
         overlay[mask] = alpha * shaded[mask] + (1 - alpha) * background[mask]
+        if landmarks is not None:
+            overlay = draw_landmarks(overlay, landmarks[t], w / width)
         alone = np.where(mask[..., None], shaded, 0.12)
         yield (np.concatenate([overlay, alone], axis=1) * 255).clip(0, 255).astype(np.uint8)
 
@@ -81,8 +107,10 @@ def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov
         yield (np.where(mask[..., None], shaded, 0.12) * 255).clip(0, 255).astype(np.uint8)
 
 
-def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: float = 0.5, video: Path | None = None) -> int:
-    """Write ``out`` (mp4 with video and audio) for a clip of a built dataset; returns frames written."""
+def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: float = 0.5, video: Path | None = None,
+                        landmarks: bool = False) -> int:
+    """Write ``out`` (mp4 with video and audio) for a clip of a built dataset, with ``landmarks``
+    the detected points drawn over the frames; returns frames written."""
     from recon3d.shards import schema as S
     from recon3d.shards.reader import open_dataset
 
@@ -96,6 +124,7 @@ def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: floa
         camera = shard.camera(clip_id)
         faces = shard.faces()
         audio = shard.array(clip_id, S.AUDIO)
+        points = shard.array(clip_id, S.LANDMARKS) if landmarks else None
     finally:
         ds.close()
     if not camera:
@@ -103,4 +132,5 @@ def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: floa
     if video is not None:
         probe(video)  # a given source must be a readable video
     source = video or Path(attrs.source_path)
-    return write_video(out, preview_frames(source, cam, faces, camera, scale), attrs.fps, audio, AUDIO_RATE)
+    frames = preview_frames(source, cam, faces, camera, scale, landmarks=points)
+    return write_video(out, frames, attrs.fps, audio, AUDIO_RATE)

@@ -1,5 +1,5 @@
 """Build rate at scale: a RAVDESS-shaped tree of 24 actors built with every core, beside the
-machine's limit (decode + MediaPipe landmarks alone on every core at once) measured in the same run.
+machine's limit (decode + every landmark source alone on every core at once) measured in the same run.
 
 The tree: the real audio-visual clips in ../shared/assets/ravdess (``video/`` and ``extra/``, all
 of actor 05), hard-linked under RAVDESS names for actors 01-24 (``--clips-per-actor`` each, the
@@ -13,9 +13,10 @@ time (``--pairs`` alternating builds of each; the ratio's goal: at most 1.10). T
 one array task per shard on the cluster, ``--array-parallelism`` at once; ``--build-code DIR``:
 another checkout's, to compare versions). The limit runs ``--workers`` processes that only decode
 and track landmarks on the same clips (no fitting, no writing), before and after the build
-(averaged: the machine's speed drifts), with the build's MediaPipe setting (``--limit-max-faces``:
-the build default, 1; give an older checkout's build its own, and further values to measure
-them beside it). Reports the wall rate, the limit, their ratio, time per
+(averaged: the machine's speed drifts), with the build's landmark sources (``--limit-sources``:
+MediaPipe, with dlib's 68 points where the build fuses them) and MediaPipe setting
+(``--limit-max-faces``: the build default, 1; give an older checkout's build its own, and further
+values to measure them beside it). Reports the wall rate, the limit, their ratio, time per
 stage summed over workers, idle core time, peak memory per worker and the projection to RAVDESS's
 270,000 audio-video frames (also with the idle start-up and tail counted once), for speech and
 song and for speech only, from the audio-video tree and from the distributed one.
@@ -23,6 +24,7 @@ song and for speech only, from the audio-video tree and from the distributed one
     python benchmarks/build_scale.py [--actors 24] [--clips-per-actor 9] [--workers N] [--pairs 2]
                                      [--executor local|slurm] [--array-parallelism 2] [--work DIR]
                                      [--build-code OLD_CHECKOUT] [--limit-max-faces 1 [2]]
+                                     [--limit-sources mediapipe|mediapipe+dlib]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import time
 from pathlib import Path
 
 from _common import REPO, flame_model_path, print_json
-from recon3d.pipeline.config import BuildConfig
+from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess"
 RAVDESS_AV_FRAMES = 270_000  # the audio-visual set, speech and song (2,452 clips)
@@ -98,7 +100,7 @@ def _write_wav(path: Path, seconds: float = 3.0, rate: int = 48000) -> None:
         w.writeframes(bytes(2 * int(rate * seconds)))
 
 
-def _limit_worker(videos: list[str], max_faces: int, start: mp.Barrier, result: mp.Queue) -> None:
+def _limit_worker(videos: list[str], max_faces: int, dlib: bool, start: mp.Barrier, result: mp.Queue) -> None:
     import torch
 
     from recon3d.landmarks import create_detector, track_video
@@ -106,7 +108,7 @@ def _limit_worker(videos: list[str], max_faces: int, start: mp.Barrier, result: 
     torch.set_num_threads(1)
     quiet = os.open(os.devnull, os.O_WRONLY)  # MediaPipe's native start-up lines
     os.dup2(quiet, 2)
-    detector = create_detector(max_faces=max_faces)
+    detector = create_detector(max_faces=max_faces, dlib=dlib)
     track_video(Path(videos[0]), detector, threads=1)  # warm-up: models loaded before the clock starts
     start.wait()
     t0 = time.perf_counter()
@@ -116,13 +118,14 @@ def _limit_worker(videos: list[str], max_faces: int, start: mp.Barrier, result: 
     result.put((frames, time.perf_counter() - t0))
 
 
-def machine_limit(videos: list[Path], workers: int, max_faces: int) -> tuple[int, float]:
+def machine_limit(videos: list[Path], workers: int, max_faces: int, dlib: bool) -> tuple[int, float]:
     """(frames, seconds) of decode + landmarks alone in ``workers`` processes at once, MediaPipe
-    tracking up to ``max_faces`` faces."""
+    tracking up to ``max_faces`` faces (and, with ``dlib``, dlib's 68 points: every source the
+    build runs)."""
     ctx = mp.get_context("spawn")
     start, result = ctx.Barrier(workers + 1), ctx.Queue()
     parts = [[str(v) for v in videos[i::workers]] for i in range(workers)]
-    procs = [ctx.Process(target=_limit_worker, args=(p, max_faces, start, result)) for p in parts]
+    procs = [ctx.Process(target=_limit_worker, args=(p, max_faces, dlib, start, result)) for p in parts]
     for p in procs:
         p.start()
     start.wait()
@@ -254,6 +257,9 @@ def main() -> None:
                         help="MediaPipe's max_faces in the limit's runs; the first is the build's own setting "
                              "(default: the build default, %(default)s; an older checkout's build: its own), "
                              "others are measured too and reported beside it (limit_fps_max_faces_N)")
+    parser.add_argument("--limit-sources", choices=["mediapipe", "mediapipe+dlib"], default=None,
+                        help="landmark sources in the limit's runs (default: those the build runs here, "
+                             "landmarks.dlib resolved on this machine)")
     parser.add_argument("--pairs", type=int, default=2,
                         help="builds of the audio-video tree and of the distributed tree, alternating (A D A D ...)")
     parser.add_argument("--compare-code", type=Path, default=None,
@@ -266,10 +272,13 @@ def main() -> None:
     videos = layout_tree(tree, args.actors, args.clips_per_actor)
     layout_tree(distributed_tree, args.actors, args.clips_per_actor, distributed=True)
     cores = args.workers if args.executor == "local" else args.array_parallelism
+    default_sources = "mediapipe+dlib" if resolve_landmark_sources(BuildConfig())[0].landmarks.dlib == "on" else "mediapipe"
+    limit_sources = args.limit_sources or default_sources
+    with_dlib = limit_sources == "mediapipe+dlib"
 
     # The limit before and after the builds, averaged: this machine's speed drifts by up to 20 %
     # within minutes, and a single measurement on one side of the build made the ratio swing.
-    before = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
+    before = {n: machine_limit(videos, cores, n, with_dlib) for n in args.limit_max_faces}
     runs: dict[str, list[dict]] = {"av": [], "distributed": [], "compare": []}
     series = [("av", tree, args.build_code), ("distributed", distributed_tree, args.build_code)]
     if args.compare_code:
@@ -282,7 +291,9 @@ def main() -> None:
     rerun = build(tree, work / "out_av", model, args.workers, args.executor, args.array_parallelism, args.build_code,
                   force=False)
     result = runs["av"][0]
-    after = {n: machine_limit(videos, cores, n) for n in args.limit_max_faces}
+    after = {n: machine_limit(videos, cores, n, with_dlib) for n in args.limit_max_faces}
+    # What dlib's points add: the same limit with MediaPipe alone, right after (per-frame cost on one core).
+    mediapipe_alone = machine_limit(videos, cores, args.limit_max_faces[0], False) if with_dlib else None
     rates = {n: [frames / seconds for frames, seconds in (before[n], after[n])] for n in args.limit_max_faces}
     own = args.limit_max_faces[0]
     limits = rates[own]
@@ -296,12 +307,18 @@ def main() -> None:
     identities = {a for a in manifest["actors"]}
     print(f"build scale: {len(manifest['clips'])} clips ({frames} frames) of {len(identities)} actors, "
           f"{args.executor} executor, {cores} core(s); {len(manifest['failures'])} failed")
-    print(f"  machine limit (decode + landmarks, {cores} processes at once, max_faces {own})  {limit_fps:7.1f} frames/s "
+    print(f"  machine limit (decode + landmarks: {limit_sources}, {cores} processes at once, max_faces {own})  {limit_fps:7.1f} frames/s "
           f"(before the build {limits[0]:.1f}, after {limits[1]:.1f})")
     others = {n: sum(r) / 2 for n, r in rates.items() if n != own}
     for n, fps in others.items():
         print(f"  the limit with max_faces {n} (for comparison)              {fps:7.1f} frames/s "
               f"(before {rates[n][0]:.1f}, after {rates[n][1]:.1f}); the build is {100 * wall_fps / fps:.0f} % of it")
+    added_ms = None
+    if mediapipe_alone:
+        alone_fps = mediapipe_alone[0] / mediapipe_alone[1]
+        added_ms = 1000 * cores * (1 / limit_fps - 1 / alone_fps)
+        print(f"  the limit with MediaPipe alone (after the build)           {alone_fps:7.1f} frames/s: dlib's points add "
+              f"{added_ms:.2f} ms/frame on a core")
     print(f"  build, wall                                                {wall_fps:7.1f} frames/s "
           f"({wall:.1f} s; {100 * wall_fps / limit_fps:.0f} % of the limit)")
     print("  time per stage, summed over workers (s):")
@@ -351,7 +368,8 @@ def main() -> None:
                 "wall_fps": round(wall_fps, 2), "limit_fps": round(limit_fps, 2),
                 "ratio": round(wall_fps / limit_fps, 3), "projected_ravdess_min": round(projected, 2),
                 "peak_rss_mb": round(peak_mb, 1), "limit_work_share": round(work_share, 3),
-                "limit_fps_before": round(limits[0], 2), "limit_fps_after": round(limits[1], 2),
+                "limit_sources": limit_sources, "limit_fps_before": round(limits[0], 2),
+                **({"dlib_added_ms_per_frame": round(added_ms, 3)} if added_ms is not None else {}), "limit_fps_after": round(limits[1], 2),
                 "projected_ravdess_min_amortised": round(amortised, 2), "limit_max_faces": own,
                 **{f"limit_fps_max_faces_{n}": round(fps, 2) for n, fps in others.items()},
                 "distributed_clips": len(d_manifest["clips"]), "distributed_twins_skipped": len(d_manifest["skipped"]),

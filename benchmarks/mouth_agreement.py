@@ -22,11 +22,12 @@ then judged by both detectors, including the one it did not see:
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, add_model_option, flame_model_path, model_id, print_json, print_table
+from _common import REPO, add_model_option, flame_model_path, model_id, parse_overrides, print_json, print_table
 
 SHARED = REPO.parent / "shared" / "assets"
 DEFAULT_VIDEOS = [SHARED / "ravdess" / "video", SHARED / "ravdess" / "extra", SHARED / "video" / "mead"]
@@ -80,12 +81,14 @@ def main() -> None:
                         help="folders of .mp4 clips (searched at any depth)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-mouth-agreement"),
                         help="tracked landmarks are kept here and reused")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override fitting options of the build's defaults, e.g. --set dlib_weight=0.5")
     add_model_option(parser)
     args = parser.parse_args()
 
     import torch
 
-    from recon3d.fitting import FlameFitter, LandmarkSequence
+    from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence
     from recon3d.fitting.landmark_bias import contour_offsets_for, offsets_for
     from recon3d.fitting.objective import outline_residuals, smooth_outline
     from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
@@ -96,13 +99,13 @@ def main() -> None:
     torch.set_num_threads(1)
     model_path = flame_model_path(args.flame_model)
     model = load_flame_model(model_path)
-    config = BuildConfig().fitting
+    config = FitConfig.from_dict({**BuildConfig().fitting.to_dict(), **parse_overrides(args.set)})
     fan = load_fan68_embedding(model)
     mp_emb = load_mediapipe_embedding(model)
     dlib_inner = fan.static.subset(range(17, 68), DLIB_OFFSET)  # every static point of the 68
     fused = mp_emb.joined(fan.static.subset(range(48, 68), DLIB_OFFSET))
     fitters = {"mediapipe": FlameFitter(model, mp_emb, config, MEDIAPIPE),
-               "dlib": FlameFitter(model, dlib_inner, config, MEDIAPIPE_DLIB),
+               "dlib": FlameFitter(model, dlib_inner, replace(config, dlib_weight=1.0), MEDIAPIPE_DLIB),  # the only source
                "both": FlameFitter(model, fused, config, MEDIAPIPE_DLIB)}
     judged = {"mediapipe": mp_emb, "dlib": dlib_inner}
     offsets = {d: offsets_for(e, config.landmark_offsets, model) for d, e in judged.items()}

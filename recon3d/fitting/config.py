@@ -42,6 +42,8 @@ class FitConfig:
     huber_mm: float = 4.0
     iris_weight: float = 0.5
     contact_weight: float = 0.5
+    # Weight of dlib's points (fused beside MediaPipe's: landmarks.dlib) on top of their noise weights.
+    dlib_weight: float = 1.0
     # FLAME's chin and lower jaw line against the detector's face outline (point to curve), with
     # DECA's contour embedding (landmark_embedding.npy beside the model); 0 fits without it.
     contour_weight: float = 0.0

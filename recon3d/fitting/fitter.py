@@ -40,7 +40,7 @@ from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
 from recon3d.flame.layer import FlameLayer
 from recon3d.flame.lbs import axis_angle_to_matrix
 from recon3d.flame.model_file import FlameModelData, FlameModelError
-from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
+from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE, LandmarkScheme
 
 IRIS_IDS = set(range(468, 478))
 #: Bounds of the calibrated per-point weights (``landmark_noise: calibrated``): no point counts more
@@ -126,7 +126,8 @@ class FlameFitter:
         pos = {int(i): k for k, i in enumerate(ids)}
         self.pairs = torch.tensor([(pos[a], pos[b]) for a, b in scheme.lip_pairs + scheme.eyelid_pairs
                                    if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
-        weights = [config.iris_weight if int(i) in IRIS_IDS else 1.0 for i in ids]
+        weights = [config.iris_weight if int(i) in IRIS_IDS else config.dlib_weight if int(i) >= DLIB_OFFSET else 1.0
+                   for i in ids]
         weights += [config.contour_weight] * (len(self.contour) if self.contour is not None else 0)
         weights = np.asarray(weights)[:, None] * self._noise_weights(model, config, len(weights))
         weights = np.concatenate([weights, np.full((len(self.pairs), 2), config.contact_weight)])

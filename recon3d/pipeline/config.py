@@ -73,9 +73,11 @@ def video_fitting() -> FitConfig:
     inter-ocular distance after the correction, correlated over time; 3 mm was the most accurate on
     synthetic renders for both test models (benchmarks/video_accuracy.py, calibration seeds;
     docs/fitting.md); each point weighted by its own noise on those renders, and FLAME's jaw line
-    fitted to the face outline (dlib's jaw line when fused: closer faces and jaws on both models)."""
+    fitted to the face outline (dlib's jaw line when fused: closer faces and jaws on both models);
+    dlib's points at half weight beside MediaPipe's (at full weight the fitted mouth opening falls
+    below 0.85 of the true one on the stand-in, as dlib under-reports opening)."""
     return FitConfig(landmark_offsets="default", landmark_sigma_mm=3.0, landmark_noise="calibrated",
-                     contour_weight=1.0)
+                     contour_weight=1.0, dlib_weight=0.5)
 
 
 @dataclass

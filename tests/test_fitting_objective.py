@@ -21,20 +21,30 @@ def test_huber_weights_are_one_inside_and_fall_as_one_over_the_error_beyond():
 def test_robust_weights_scale_with_frame_point_weights_and_noise():
     r = torch.tensor([[[3.0, 0.0], [0.0, 8.0]]], dtype=torch.float64)  # one frame, two points: inlier, outlier
     w, cost = obj.robust_weights(r, torch.tensor([0.5], dtype=torch.float64),
-                                 torch.tensor([1.0, 2.0], dtype=torch.float64), sigma_mm=2.0, huber_mm=4.0)
-    assert torch.allclose(w, torch.tensor([[0.5 / 4, 0.5 * 2 / 4 * 0.5]], dtype=torch.float64))
+                                 torch.tensor([[1.0, 1.0], [2.0, 2.0]], dtype=torch.float64), sigma_mm=2.0, huber_mm=4.0)
+    assert torch.allclose(w, torch.tensor([[[0.5 / 4] * 2, [0.5 * 2 / 4 * 0.5] * 2]], dtype=torch.float64))
     assert torch.isclose(cost, torch.tensor(0.5 / 4 * 4.5 + 0.5 * 2 / 4 * 4 * 6, dtype=torch.float64))
+
+
+def test_robust_weights_per_axis_weigh_each_coordinate():
+    """A point weighted 4 along x and 1 along y: the normal equations weigh its x residual 4 times
+    its y residual, and inside the Huber threshold the cost is exactly the weighted squares."""
+    r = torch.tensor([[[1.0, 2.0]]], dtype=torch.float64)
+    w, cost = obj.robust_weights(r, torch.ones(1, dtype=torch.float64), torch.tensor([[4.0, 1.0]], dtype=torch.float64),
+                                 sigma_mm=1.0, huber_mm=10.0)
+    assert torch.allclose(w, torch.tensor([[[4.0, 1.0]]], dtype=torch.float64))
+    assert torch.isclose(cost, torch.tensor(0.5 * (4.0 * 1.0 + 1.0 * 4.0), dtype=torch.float64))
 
 
 def test_weighted_system_equals_the_dense_normal_equations():
     gen = torch.Generator().manual_seed(0)
     r = torch.randn(3, 5, 2, generator=gen, dtype=torch.float64)
     j = torch.randn(3, 5, 2, 4, generator=gen, dtype=torch.float64)
-    w = torch.rand(3, 5, generator=gen, dtype=torch.float64)
+    w = torch.rand(3, 5, 2, generator=gen, dtype=torch.float64)  # per point and axis
     hess, grad, _ = obj.weighted_system(r, j, w)
     for t in range(3):
         jt = j[t].reshape(10, 4)
-        wt = torch.diag(w[t].repeat_interleave(2))
+        wt = torch.diag(w[t].reshape(10))
         assert torch.allclose(hess[t], jt.T @ wt @ jt, atol=1e-5)  # accumulated in float32
         assert torch.allclose(grad[t], jt.T @ wt @ r[t].reshape(10))
 

@@ -181,13 +181,13 @@ def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, for
     from recon3d.pipeline.config import resolve_landmark_sources
 
     config, note = resolve_landmark_sources(config)
-    if note:
-        click.echo(note, err=True)
-    elif config.landmarks.dlib == "on":
-        click.echo(f"landmarks: MediaPipe and dlib's 68 points fused ({LICENCE_NOTE})", err=True)
     runner.start()
     ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose,
                               runner.check_setup, prune)
+    if note:  # after the setup check: a bad setup stays one line
+        click.echo(note, err=True)
+    elif config.landmarks.dlib == "on":
+        click.echo(f"landmarks: MediaPipe and dlib's 68 points fused ({LICENCE_NOTE})", err=True)
     click.echo(f"{len(plan.clips)} clips in {len(plan.shards)} shard(s) from {video_dir}, split by {plan.split_method}"
                + (f"; {len(plan.rejected)} file(s) rejected by name" if plan.rejected else "")
                + f"; {format_skipped(plan.skipped_by_reason())}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.flame.model_file import FlameModelData, FlameModelError
-from recon3d.landmarks.schemes import DLIB_OFFSET, FAN68
+from recon3d.landmarks.schemes import DLIB_OFFSET, FAN68, MEDIAPIPE
 from recon3d.flame.safe_pickle import UnsafePickleError, load_object_npy, to_numpy
 
 MEDIAPIPE_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
@@ -33,7 +33,7 @@ IRIS_RADIUS_M = 0.00585
 #: MediaPipe iris ids per FLAME eye joint: centre, then the contour at +x, +y, -x, -y in FLAME's
 #: rest frame (subject's left = +x, up = +y). 468-472 is the subject's right eye (joint 4).
 IRIS_IDS = {3: (473, 474, 475, 476, 477), 4: (468, 469, 470, 471, 472)}
-N_MEDIAPIPE_POINTS = 478
+N_MEDIAPIPE_POINTS = MEDIAPIPE.n_points
 #: Points of the 68-point contour fitted against a detector's face outline: the chin (8) and the
 #: lower jaw line on either side, which a frontal camera sees edge-on.
 JAW_LINE_POINTS = range(6, 11)

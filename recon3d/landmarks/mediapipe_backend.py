@@ -48,7 +48,7 @@ class MediaPipeDetector:
     """MediaPipe's face mesh in tracking mode (video), up to ``max_faces`` faces per frame."""
 
     name = "mediapipe"
-    n_points = 478
+    n_points = MEDIAPIPE.n_points
     scheme = MEDIAPIPE
 
     def __init__(self, max_faces: int = MAX_FACES, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,

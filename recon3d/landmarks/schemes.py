@@ -52,7 +52,7 @@ FAN68 = LandmarkScheme(
 )
 
 #: MediaPipe's 478 points followed by dlib's 68 (the 68-point convention, ids shifted by this).
-DLIB_OFFSET = 478
+DLIB_OFFSET = MEDIAPIPE.n_points
 
 
 def _dlib(ids) -> tuple[int, ...]:

@@ -124,11 +124,8 @@ class MediaPipeDlibDetector:
         self._predictor = predictor or DlibPredictor()
 
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        faces = self._mediapipe.detect(rgb)
-        if not faces:
-            return []
         return [(np.concatenate([points, self._predictor.points(rgb, box_from_mediapipe(points))]), score)
-                for points, score in faces]
+                for points, score in self._mediapipe.detect(rgb)]
 
     def reset(self) -> None:
         self._mediapipe.reset()

@@ -3,15 +3,14 @@
 Each clip (default: the shared RAVDESS and MEAD clips; video-only twins left out) is tracked once
 with MediaPipe and dlib's 68-point predictor and fitted three ways, each with its identity from the
 clip itself: ``mediapipe`` (MediaPipe's points alone), ``dlib`` (dlib's 51 inner points and its jaw
-line) and ``both`` (the build's fusion: MediaPipe's points, dlib's lips and jaw line). Every fit is
+line) and ``both`` (the build's fusion: MediaPipe's points, dlib's 51 inner points and jaw line). Every fit is
 then judged by both detectors, including the one it did not see:
 
 * ``nme``: the mean distance from the detector's points to the fit's reprojection of the same
   points (the embedded point plus its calibrated offset), over the inter-ocular distance, per
   region: ``lips``, ``jaw`` (FLAME's chin and lower jaw line against the detector's face outline,
   along the outline's normal, as the fit measures it) and ``rest`` (the detector's other points).
-  The offsets are the calibrated ones of ``landmark_offsets: default`` (dlib's points beyond its
-  lips have none: they are not fused, so were not calibrated).
+  The offsets are the calibrated ones of ``landmark_offsets: default``.
 * ``motion_gain``: how much of the detector's mouth-width (mouth corners) and mouth-opening
   (inner-lip gap) motion the fit's reprojection of the same points carries: the least-squares
   slope of the fit's on the detector's, each clip's mean removed.
@@ -91,7 +90,7 @@ def main() -> None:
     from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence
     from recon3d.fitting.landmark_bias import contour_offsets_for, offsets_for
     from recon3d.fitting.objective import outline_residuals, smooth_outline
-    from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_embedding
+    from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
     from recon3d.landmarks import create_detector
     from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE, MEDIAPIPE_DLIB
     from recon3d.pipeline.config import BuildConfig
@@ -103,7 +102,7 @@ def main() -> None:
     fan = load_fan68_embedding(model)
     mp_emb = load_mediapipe_embedding(model)
     dlib_inner = fan.static.subset(range(17, 68), DLIB_OFFSET)  # every static point of the 68
-    fused = mp_emb.joined(fan.static.subset(range(48, 68), DLIB_OFFSET))
+    fused = load_mediapipe_dlib_embedding(model)  # as the build fuses them
     fitters = {"mediapipe": FlameFitter(model, mp_emb, config, MEDIAPIPE),
                "dlib": FlameFitter(model, dlib_inner, replace(config, dlib_weight=1.0), MEDIAPIPE_DLIB),  # the only source
                "both": FlameFitter(model, fused, config, MEDIAPIPE_DLIB)}

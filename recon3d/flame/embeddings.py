@@ -37,9 +37,10 @@ N_MEDIAPIPE_POINTS = MEDIAPIPE.n_points
 #: Points of the 68-point contour fitted against a detector's face outline: the chin (8) and the
 #: lower jaw line on either side, which a frontal camera sees edge-on.
 JAW_LINE_POINTS = range(6, 11)
-#: dlib's points fitted beside MediaPipe's (68-point ids): the 20 lip points. Its jaw line (0-16)
-#: is fitted as the face outline (``MEDIAPIPE_DLIB.face_contour``).
-DLIB_FITTED = FAN68.lip_ids
+#: dlib's points fitted beside MediaPipe's (68-point ids): all 51 inner points (brows, nose, eyes,
+#: lips; on the calibration seeds they fit closer than the 20 lip points alone: docs/fitting.md).
+#: Its jaw line (0-16) is fitted as the face outline (``MEDIAPIPE_DLIB.face_contour``).
+DLIB_FITTED = tuple(range(17, 68))
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,22 @@ def model_id(path: Path) -> str:
     return f"{Path(path).name}@{h.hexdigest()[:8]}"
 
 
-def config_dir(prefix: Path, config=None) -> Path:
-    """``<prefix>_<build configuration hash>`` (``config``: a BuildConfig, default the build's
-    defaults): where a benchmark keeps a build under --work, so that a changed default or
-    override builds anew beside the old build instead of reusing or refusing it."""
+def config_dir(prefix: Path, config=None, model: Path | None = None) -> Path:
+    """``<prefix>_<hash>``: where a benchmark keeps a build under --work, so that a changed default
+    or override builds anew beside the old build instead of reusing or refusing it. The hash is
+    the build configuration's (``config``: a BuildConfig, default the build's defaults) and, with
+    ``model``, everything else a folder's stamp checks (the model, its landmark-offsets
+    calibration and embedding files: a recalibrated file builds anew too)."""
+    import hashlib
+    import json
+
+    from recon3d.pipeline.build import build_identity
     from recon3d.pipeline.config import BuildConfig
 
-    return prefix.with_name(f"{prefix.name}_{(config or BuildConfig()).digest()}")
+    config = config or BuildConfig()
+    key = config.digest() if model is None else hashlib.sha256(
+        json.dumps(build_identity(config, Path(model)), sort_keys=True).encode()).hexdigest()[:16]
+    return prefix.with_name(f"{prefix.name}_{key}")
 
 
 def column_means(rows: list[dict], keys: list[str]) -> dict[str, float]:

@@ -44,7 +44,7 @@ def build(videos: Path, prefix: Path, model: Path, offsets: str, sources: str, o
 
     config = BuildConfig.from_dict({"landmarks": {"dlib": SOURCES[sources]},
                                     "fitting": {**overrides, "landmark_offsets": offsets}})
-    out = config_dir(prefix, config)
+    out = config_dir(prefix, config, model)
     ctx, plan, _ = prepare(videos, out, str(model), config, force=False)
     executor = LocalExecutor(workers=2)
     executor.submit(ctx, plan, strict_qc=False)

@@ -72,7 +72,7 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 @click.option("--landmarks", "landmark_backend", type=click.Choice(["mediapipe", "fan"]), default=None,
               help="Landmark backend (default mediapipe; fan needs face-alignment and its weights on disk).")
 @click.option("--dlib", "dlib", type=click.Choice(DLIB_CHOICES), default=None,
-              help="dlib's 68-point lips and jaw line fused into the fit beside MediaPipe's points (default auto, "
+              help="dlib's 68 points (51 inner points and the jaw line) fused into the fit beside MediaPipe's points (default auto, "
                    "or the config's landmarks.dlib): auto where the [dlib] extra is installed (else MediaPipe alone, "
                    "said in one line), on (required), off. dlib's model was trained on iBUG 300-W: non-commercial "
                    "use only.")
@@ -115,7 +115,7 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     them), or a flat folder of MM-VV-EE-II-SS-RR-AA.mp4. Each recording is built once: a
     video-only twin (02-...) of an audio-video file (01-...) is skipped, not failed (--modality).
     For each clip: PyAV decodes the frames and the audio (16 kHz mono), MediaPipe tracks 478
-    landmarks (and dlib's 68-point predictor its lips and jaw line, where installed: --dlib), FLAME is fitted with one identity per actor (fitted on the actor's neutral clips),
+    landmarks (and dlib's 68-point predictor its 68, where installed: --dlib), FLAME is fitted with one identity per actor (fitted on the actor's neutral clips),
     and the per-frame parameters, canonical meshes, landmarks, audio and labels are written to
     one HDF5 shard per actor. Format: docs/dataset-format.md.
 

@@ -53,4 +53,4 @@ def landmark_sources(backend: str, dlib: str | bool) -> tuple[tuple[str, ...], s
         return ("mediapipe", "dlib"), None
     if setting == "on":
         raise LandmarkBackendError(f"landmarks.dlib: on, but {missing}; or set landmarks.dlib: off")
-    return ("mediapipe",), f"landmarks: MediaPipe alone ({missing} to fuse dlib's lips and jaw line)"
+    return ("mediapipe",), f"landmarks: MediaPipe alone ({missing} to fuse dlib's 68 points)"

@@ -19,7 +19,7 @@ class LandmarkConfig:
     # faces tracked per frame (one speaker: 1, so the face detector idles while tracking); with
     # more, the one continuing the track is kept
     max_faces: int = MAX_FACES
-    # dlib's 68-point lips and jaw line fused into the fit beside MediaPipe's points: auto (where
+    # dlib's 68 points (51 inner points and the jaw line) fused into the fit beside MediaPipe's points: auto (where
     # the [dlib] extra is installed), on (required), off. A build resolves auto to on or off, and
     # that is what its configuration hash records.
     dlib: str = "auto"

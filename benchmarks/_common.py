@@ -82,6 +82,12 @@ def one_core() -> None:
     threadpool_limits(1)
 
 
+def add_overrides_option(parser, what: str, example: str) -> None:
+    """``--set KEY=VALUE ...``: fitting options overriding ``what`` (read with :func:`parse_overrides`)."""
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"override fitting options ({what}), e.g. --set {example}")
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
     import yaml

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from _common import add_model_option, column_means, column_sds, model_id, flame_model_path, one_core, parse_overrides, print_json, print_table
+from _common import add_model_option, add_overrides_option, column_means, column_sds, flame_model_path, model_id, one_core, parse_overrides, print_json, print_table
 
 NOISE_PX = (0.0, 1.0, 2.0)
 KEYS = ["lip_mm", "eye_mm", "forehead_mm", "face_mm", "lip_motion_mm", "eye_motion_mm", "forehead_motion_mm",
@@ -45,8 +45,7 @@ def main() -> None:
                              "still neutral sequence (no expression), or the true one")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--iod-px", type=float, default=250.0, help="face size: outer-eye-corner distance in pixels")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override fitting options (recon3d.fitting.FitConfig), e.g. --set expr_dims=0 n_expr=50")
+    add_overrides_option(parser, "recon3d.fitting.FitConfig", "expr_dims=0 n_expr=50")
     parser.add_argument("--sources", nargs="+", choices=["mediapipe", "mediapipe+dlib"],
                         default=["mediapipe", "mediapipe+dlib"], help="landmark sources simulated and fitted")
     parser.add_argument("--jaw-line", type=float, nargs="+", default=[1.0, 0.0], metavar="WEIGHT",

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from _common import add_model_option, model_id, flame_model_path, one_core, parse_overrides, print_json
+from _common import add_model_option, add_overrides_option, flame_model_path, model_id, one_core, parse_overrides, print_json
 
 
 def main() -> None:
@@ -23,8 +23,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--identity", choices=("clip", "given"), default="clip",
                         help="clip: fitted from the clip in every run; given: fitted once, as build-dataset does")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override fitting options (recon3d.fitting.FitConfig), e.g. --set expr_dims=0 n_expr=50")
+    add_overrides_option(parser, "recon3d.fitting.FitConfig", "expr_dims=0 n_expr=50")
     add_model_option(parser)
     args = parser.parse_args()
     one_core()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, add_model_option, flame_model_path, model_id, parse_overrides, print_json, print_table
+from _common import add_model_option, add_overrides_option, flame_model_path, model_id, parse_overrides, print_json, print_table, REPO
 
 SHARED = REPO.parent / "shared" / "assets"
 DEFAULT_VIDEOS = [SHARED / "ravdess" / "video", SHARED / "ravdess" / "extra", SHARED / "video" / "mead"]
@@ -80,8 +80,7 @@ def main() -> None:
                         help="folders of .mp4 clips (searched at any depth)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-mouth-agreement"),
                         help="tracked landmarks are kept here and reused")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override fitting options of the build's defaults, e.g. --set dlib_weight=0.5")
+    add_overrides_option(parser, "of the build's defaults", "dlib_weight=0.5")
     add_model_option(parser)
     args = parser.parse_args()
 
@@ -91,6 +90,7 @@ def main() -> None:
     from recon3d.fitting.landmark_bias import contour_offsets_for, offsets_for
     from recon3d.fitting.objective import outline_residuals, smooth_outline
     from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
+    from recon3d.flame.embeddings import DLIB_FITTED
     from recon3d.landmarks import create_detector
     from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE, MEDIAPIPE_DLIB
     from recon3d.pipeline.config import BuildConfig
@@ -101,7 +101,7 @@ def main() -> None:
     config = FitConfig.from_dict({**BuildConfig().fitting.to_dict(), **parse_overrides(args.set)})
     fan = load_fan68_embedding(model)
     mp_emb = load_mediapipe_embedding(model)
-    dlib_inner = fan.static.subset(range(17, 68), DLIB_OFFSET)  # every static point of the 68
+    dlib_inner = fan.static.subset(DLIB_FITTED, DLIB_OFFSET)  # the points the build fuses
     fused = load_mediapipe_dlib_embedding(model)  # as the build fuses them
     fitters = {"mediapipe": FlameFitter(model, mp_emb, config, MEDIAPIPE),
                "dlib": FlameFitter(model, dlib_inner, replace(config, dlib_weight=1.0), MEDIAPIPE_DLIB),  # the only source

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import add_model_option, column_means, column_sds, config_dir, model_id, parse_overrides, REPO, flame_model_path, print_json, print_table
+from _common import add_model_option, add_overrides_option, column_means, column_sds, config_dir, flame_model_path, model_id, parse_overrides, print_json, print_table, REPO
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
@@ -91,8 +91,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
                         help="renders and builds are kept here and reused")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override fitting options of the build config, e.g. --set expr_prior=3")
+    add_overrides_option(parser, "of the build config", "expr_prior=3")
     add_model_option(parser)
     args = parser.parse_args()
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.flame.model_file import FlameModelData, FlameModelError
-from recon3d.landmarks.schemes import DLIB_OFFSET, FAN68, MEDIAPIPE
 from recon3d.flame.safe_pickle import UnsafePickleError, load_object_npy, to_numpy
+from recon3d.landmarks.schemes import DLIB_OFFSET, FAN68, MEDIAPIPE
 
 MEDIAPIPE_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"
 FAN_EMBEDDING_FILE = "landmark_embedding.npy"

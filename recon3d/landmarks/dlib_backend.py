@@ -5,7 +5,8 @@ package) needs a face box; dlib's own face detector costs 15-65 ms a frame, so t
 from MediaPipe's landmarks of the same frame instead (:func:`box_from_mediapipe`, matched to where
 dlib's detector puts its box on the shared RAVDESS and MEAD clips). The predictor's points are
 whole pixels; it runs on the face cropped and enlarged :data:`UPSCALE` times, which gives
-sub-pixel points (about 2.5 ms a frame instead of 1).
+sub-pixel points (the predictor itself ~1.8 ms a frame on one core; with both cores building,
+the source adds 3.1-3.4 ms a frame: docs/benchmarks.md).
 
 Licence: the 68-point model was trained on iBUG 300-W, whose terms exclude commercial use.
 """
@@ -79,7 +80,7 @@ def box_from_mediapipe(points: np.ndarray) -> tuple[float, float, float]:
 class DlibPredictor:
     """The 68 points of a face given its box, from a crop enlarged :data:`UPSCALE` times."""
 
-    def __init__(self, upscale: int = UPSCALE):
+    def __init__(self):
         missing = dlib_missing()
         if missing:
             raise LandmarkBackendError(missing)
@@ -88,7 +89,6 @@ class DlibPredictor:
 
         self._dlib, self._cv2 = dlib, cv2
         self._predictor = dlib.shape_predictor(str(predictor_path()))
-        self.upscale = upscale
 
     def points(self, rgb: np.ndarray, box: tuple[float, float, float]) -> np.ndarray:
         """``(68, 2)`` float pixels of the face in ``box`` (:func:`box_from_mediapipe`) of the RGB
@@ -98,11 +98,9 @@ class DlibPredictor:
         h, w = rgb.shape[:2]
         x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
         x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
-        s = self.upscale
-        cv2 = self._cv2
-        crop = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
-        if s != 1:
-            crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+        s, cv2 = UPSCALE, self._cv2
+        crop = cv2.resize(cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY), None, fx=s, fy=s,
+                          interpolation=cv2.INTER_LINEAR)
         bx, by = (cx - x0) * s, (cy - y0) * s
         r = side * s / 2
         rect = self._dlib.rectangle(int(round(bx - r)), int(round(by - r)), int(round(bx + r)), int(round(by + r)))

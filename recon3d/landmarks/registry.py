@@ -44,12 +44,12 @@ def landmark_sources(backend: str, dlib: str | bool) -> tuple[tuple[str, ...], s
         raise LandmarkBackendError(f"landmarks.dlib: {dlib!r} is not one of {', '.join(DLIB_CHOICES)}")
     if setting == "off" or (setting == "auto" and backend != "mediapipe"):
         return (backend,), None
+    if backend != "mediapipe":
+        raise LandmarkBackendError(f"landmarks.dlib: on works beside the mediapipe backend, not '{backend}'")
     from recon3d.landmarks.dlib_backend import dlib_missing
 
     missing = dlib_missing()
     if missing is None:
-        if backend != "mediapipe":
-            raise LandmarkBackendError(f"landmarks.dlib: on works beside the mediapipe backend, not '{backend}'")
         return ("mediapipe", "dlib"), None
     if setting == "on":
         raise LandmarkBackendError(f"landmarks.dlib: on, but {missing}; or set landmarks.dlib: off")

@@ -162,7 +162,8 @@ def detector(ctx: BuildContext):
     if res.detector is None:
         lm = res.config.landmarks
         options = {"max_faces": lm.max_faces} if lm.backend == "mediapipe" else {}
-        res.detector = create_detector(lm.backend, native_log=ctx.native_log, dlib=with_dlib(res.config), **options)
+        res.detector = create_detector(lm.backend, native_log=ctx.native_log, dlib=res.scheme is MEDIAPIPE_DLIB,
+                                       **options)
     return res.detector
 
 

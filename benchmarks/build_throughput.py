@@ -1,7 +1,8 @@
 """build-dataset throughput on a RAVDESS clip, by stage, in one process.
 
 Runs the build's own stage functions on one clip (warm: models loaded once, then timed):
-decode alone, landmarks alone, decode + landmarks together, then the full clip (decode,
+decode alone, landmarks alone, decode + landmarks together (with every landmark source the build
+runs: MediaPipe, and dlib's 68 points where the build fuses them), then the full clip (decode,
 landmarks, audio, identity fitted on this clip, fitting, QC, writing, shard assembly). Peak memory
 is measured in a fresh child process building a 10-s clip (three RAVDESS clips joined).
 
@@ -90,11 +91,14 @@ def main() -> None:
     one_core()
     from recon3d.io.video import iter_frames
     from recon3d.landmarks import create_detector, track_video
+    from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 
     video = args.video
     frames = [rgb for rgb, _ in iter_frames(video)]
     n = len(frames)
-    detector = create_detector()
+    config = resolve_landmark_sources(BuildConfig())[0]  # the sources the build runs here
+    with_dlib = config.landmarks.dlib == "on"
+    detector = create_detector(max_faces=config.landmarks.max_faces, dlib=with_dlib)
     track_video(video, detector)  # warm-up
 
     def best(func) -> float:
@@ -130,8 +134,9 @@ def main() -> None:
                              check=True, cwd=Path(__file__).parent).stdout
         peak_mb = float(out.strip().splitlines()[-1])
 
+    sources = "mediapipe+dlib" if with_dlib else "mediapipe"
     print(f"build throughput on {video.name}: {n} frames at {frames[0].shape[1]}x{frames[0].shape[0]}, one process, "
-          f"best of {args.repeats}")
+          f"best of {args.repeats}; landmark sources {sources} (as the build)")
     print(f"  decode alone            {n / decode_s:7.1f} frames/s")
     print(f"  landmarks alone         {n / landmarks_s:7.1f} frames/s")
     print(f"  decode + landmarks      {n / track_s:7.1f} frames/s")
@@ -143,7 +148,7 @@ def main() -> None:
     print(f"  on disk                 {bytes_per_frame / 1024:7.1f} KiB/frame")
     print(f"  peak memory, 10-s clip  {peak_mb:7.0f} MB")
     print_json({
-        "end_to_end_fps": round(end_to_end, 2), "decode_landmarks_fps": round(n / track_s, 2),
+        "landmark_sources": sources, "end_to_end_fps": round(end_to_end, 2), "decode_landmarks_fps": round(n / track_s, 2),
         "decode_fps": round(n / decode_s, 2), "landmarks_fps": round(n / landmarks_s, 2),
         "fit_fps": round(n / stages["fit"], 2), "write_fps": round(n / (stages["write"] + stages["assemble"]), 2),
         "bytes_per_frame": round(bytes_per_frame, 1), "peak_rss_mb": round(peak_mb, 1),

@@ -9,12 +9,15 @@ MediaPipe alone, and MediaPipe with dlib's 68 points fused), and compares the sh
 face, motion error (each sequence minus its own identity template), lip jitter ratio, the lips'
 per-axis motion gains (`lip_gain_x/y/z`: fitted / true motion, sideways, vertical, depth), the
 reprojection error and the jaw-opening error (mean |fitted - true| jaw x-rotation, radians). The
-real RAVDESS clips in ../shared/assets are built the same ways (their reprojection error). Rows
+real RAVDESS clips in ../shared/assets are built the same ways (their reprojection error). With
+--yaw-swing the heads turn from one side to the other (yaw +-DEG over each clip; `recon3d synth
+--yaw-swing`), one row per swing: ``--yaw-swing 12 35 55 70`` is issue 36's table. Rows
 average all clips; a second table gives the spread over the seeds (standard deviation of the
 per-seed means), and the JSON also holds every seed's means (``per_seed``).
 
     python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250] [--backgrounds plain photo]
-        [--sources mediapipe mediapipe+dlib] [--offsets default] [--clips 3] [--work DIR]
+        [--sources mediapipe mediapipe+dlib] [--offsets default] [--clips 3] [--yaw-swing 12 35 55 70]
+        [--skip-real] [--work DIR]
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ def main() -> None:
     parser.add_argument("--offsets", nargs="+", default=["default"],
                         help="fitting.landmark_offsets values to build with (default, none, or a path)")
     parser.add_argument("--clips", type=int, default=3)
+    parser.add_argument("--yaw-swing", type=float, nargs="+", default=[None],
+                        help="heads swinging from one side to the other, yaw +-DEG (one row each); default: "
+                             "small head motion within +-15 deg")
+    parser.add_argument("--skip-real", action="store_true", help="do not build the real RAVDESS clips")
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
                         help="renders and builds are kept here and reused")
@@ -110,16 +117,17 @@ def main() -> None:
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
     choices = [(offsets, sources) for offsets in args.offsets for sources in args.sources]
     rows, sd_rows, per_seed = [], [], []
-    for iod in args.iod_px:
+    for iod, swing in ((i, w) for i in args.iod_px for w in args.yaw_swing):
         for background in args.backgrounds:
             per_choice: dict[tuple, list[dict]] = {c: [] for c in choices}
             seed_means: dict[tuple, list[dict]] = {c: [] for c in choices}
             for seed in args.seeds:
-                folder = work / (f"seed{seed}_iod{int(iod)}" + ("" if background == "plain" else f"_{background}"))
+                folder = work / (f"seed{seed}_iod{int(iod)}" + ("" if background == "plain" else f"_{background}")
+                                 + ("" if swing is None else f"_swing{swing:g}"))
                 videos = folder / "videos"
                 if len(list(videos.glob("*.mp4"))) < args.clips:
                     synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod,
-                               background=BACKGROUNDS[background], progress=False)
+                               background=BACKGROUNDS[background], progress=False, swing_deg=swing)
                 for offsets, sources in choices:  # side by side on the same renders
                     out = build(videos, folder / f"built_{Path(offsets).stem}_{sources}", model_path, offsets,
                                 sources, overrides)
@@ -127,20 +135,21 @@ def main() -> None:
                     per_choice[offsets, sources] += clips
                     seed_means[offsets, sources].append(column_means(clips, KEYS))
             for (offsets, sources), clip_results in per_choice.items():
-                head = {"iod_px": iod, "background": background, "landmark_offsets": offsets, "sources": sources}
+                head = {"iod_px": iod, "yaw_swing_deg": swing or "", "background": background,
+                        "landmark_offsets": offsets, "sources": sources}
                 rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS)})
                 per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[offsets, sources])]
                 if len(args.seeds) > 1:
                     sd_rows.append({**head, "seeds": len(args.seeds), **column_sds(seed_means[offsets, sources], KEYS)})
     ravdess = {}
-    for offsets, sources in choices:  # real clips: no truth, but the reprojection error tells
+    for offsets, sources in [] if args.skip_real else choices:  # real clips: no truth, but the reprojection error tells
         out = build(RAVDESS, work / f"ravdess_{Path(offsets).stem}_{sources}", model_path, offsets, sources, overrides)
         ds = open_dataset(out)
         ravdess[f"{offsets} {sources}"] = float(np.mean([ds.info(c)["qc"]["reprojection_iod_mean"] for c in ds.clip_ids()]))
     print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model_id(model.path)}")
     print("errors in mm; *_motion: sequence minus its own identity template; lip_gain_*: fitted / true lip motion "
           "(x sideways, y vertical, z depth); reprojection: mean / inter-ocular distance")
-    head = ["iod_px", "background", "landmark_offsets", "sources"]
+    head = ["iod_px", "yaw_swing_deg", "background", "landmark_offsets", "sources"]
     print_table(rows, head + ["clips"] + KEYS)
     if sd_rows:
         print("spread over the seeds (standard deviation of the per-seed means):")

@@ -22,8 +22,11 @@ from recon3d.cli.common import flame_model_option, friendly_errors
 @click.option("--actor", type=int, default=None, help="Actor number in the clip names (default: from the seed).")
 @click.option("--background", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A photo to blur behind the head (default: plain grey).")
+@click.option("--yaw-swing", "swing_deg", type=click.FloatRange(0, 90), default=None,
+              help="Turn each head from one side to the other, yaw +-DEG over the clip (e.g. 55 for a near "
+                   "profile); default: small head motion within +-15 deg.")
 @friendly_errors
-def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, background) -> None:
+def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, background, swing_deg) -> None:
     """Write talking-head videos whose 3D truth is known, named like RAVDESS clips.
 
     Each clip (1280x720, 29.97 fps, H.264 + AAC) comes with <name>.truth.npz: FLAME shape,
@@ -37,5 +40,6 @@ def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, ba
     """
     from recon3d.synth.video import synthesize
 
-    videos = synthesize(out_dir, flame_model, texture, clips, seconds, seed, iod_px, actor, background)
+    videos = synthesize(out_dir, flame_model, texture, clips, seconds, seed, iod_px, actor, background,
+                        swing_deg=swing_deg)
     click.echo(f"wrote {len(videos)} clips with truth files to {out_dir}")

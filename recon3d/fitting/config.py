@@ -44,6 +44,15 @@ class FitConfig:
     contact_weight: float = 0.5
     # Weight of dlib's points (fused beside MediaPipe's: landmarks.dlib) on top of their noise weights.
     dlib_weight: float = 1.0
+    # Where dlib's points are trusted (recon3d.fitting.source_trust): fully up to *_full_deg of
+    # yaw / pitch as the camera sees the head, not at all from *_zero_deg on, a cosine ramp between
+    # (measured: scripts/source_error_by_yaw.py); and a point (or a frame, by its median point)
+    # farther than dlib_agreement_mm from where MediaPipe's points put it counts half, 1/5 at twice that.
+    dlib_yaw_full_deg: float = 20.0
+    dlib_yaw_zero_deg: float = 30.0
+    dlib_pitch_full_deg: float = 20.0
+    dlib_pitch_zero_deg: float = 30.0
+    dlib_agreement_mm: float = 3.0
     # FLAME's chin and lower jaw line against the detector's face outline (point to curve), with
     # DECA's contour embedding (landmark_embedding.npy beside the model); 0 fits without it.
     contour_weight: float = 0.0

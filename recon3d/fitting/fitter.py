@@ -35,6 +35,7 @@ from recon3d.fitting.normal_equations import (
     solve_smoothed_blocks,
 )
 from recon3d.fitting.sequence import FitResult, LandmarkSequence
+from recon3d.fitting.source_trust import SourceAgreement, agreement_weights, pose_gate, view_angles
 from recon3d.flame.embeddings import LandmarkEmbedding, load_fan68_embedding
 from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
 from recon3d.flame.layer import FlameLayer
@@ -73,7 +74,7 @@ class _Batch:
     model: LandmarkModel
     obs: torch.Tensor  # (T, N, 2) pixels
     curve: torch.Tensor | None  # (T, L, 2) pixels: the detected face outline (NaN where unknown)
-    frame_w: torch.Tensor  # (T,) data weight per frame
+    frame_w: torch.Tensor  # (T, M) data weight per frame and residual point (a second source's trust)
     mm_per_px: torch.Tensor  # (T,)
     sigma_mm: float  # the landmarks' noise at the face
 
@@ -132,6 +133,8 @@ class FlameFitter:
         weights = np.asarray(weights)[:, None] * self._noise_weights(model, config, len(weights))
         weights = np.concatenate([weights, np.full((len(self.pairs), 2), config.contact_weight)])
         self.point_w = self._t(weights)  # (M, 2): per point and image axis
+        self.second_rows = self._second_source_rows(len(weights) - len(self.pairs))
+        self.agreement = SourceAgreement.for_model(model, embedding) if self.second_rows.any() else None
         self.leak_dir = self._jaw_leak_direction()
         self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
                                             config.jaw_leak_prior, self.layout)
@@ -139,6 +142,46 @@ class FlameFitter:
     # ----------------------------------------------------------------------------------- setup
     def _t(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+
+    def _second_source_rows(self, n_points: int) -> np.ndarray:
+        """(M,) rows of the residual (landmarks, jaw line, contact pairs) that come from a second
+        source (ids >= DLIB_OFFSET; the jaw line where the scheme's outline is that source's)."""
+        ids = np.asarray(self.embedding.source_ids)
+        contour_second = bool(self.scheme.face_contour) and min(self.scheme.face_contour) >= DLIB_OFFSET
+        pairs = ids[self.pairs.cpu().numpy()].reshape(-1, 2)
+        return np.concatenate([ids >= DLIB_OFFSET, np.full(n_points - len(ids), contour_second),
+                               (pairs >= DLIB_OFFSET).any(1)])
+
+    def source_weights(self, seq: LandmarkSequence, params: torch.Tensor | None) -> np.ndarray:
+        """``(T, M)`` weight of each residual row per frame: 1 for MediaPipe's, a second source's
+        trust for its own (:mod:`recon3d.fitting.source_trust`): by the head's view angles under
+        ``params`` and by agreement with MediaPipe's points; 0 without ``params`` (the rigid start,
+        which is MediaPipe's alone)."""
+        c = self.config
+        out = np.ones((seq.n_frames, len(self.second_rows)))
+        if self.agreement is None:
+            return out
+        if params is None:
+            out[:, self.second_rows] = 0.0
+            return out
+        lay = self.layout
+        p = params.detach().cpu().double().numpy()
+        yaw, pitch = view_angles(p[:, lay.rot], p[:, lay.trans])
+        gate = pose_gate(yaw, pitch, (c.dlib_yaw_full_deg, c.dlib_yaw_zero_deg),
+                         (c.dlib_pitch_full_deg, c.dlib_pitch_zero_deg))
+        mm_per_px = 1000.0 * -p[:, lay.trans.start + 2] / self.camera_for(seq).focal
+        points = np.where(seq.valid[:, None, None], seq.points, np.nan)
+        rotation = axis_angle_to_matrix(torch.as_tensor(p[:, lay.rot])).numpy()
+        disagreement = self.agreement.disagreement_mm(points, mm_per_px, rotation, reference=gate >= 1.0)
+        point_w, frame_agree = agreement_weights(disagreement, c.dlib_agreement_mm)
+        frame = gate * frame_agree
+        n, n_pairs = len(self.embedding), len(self.pairs)
+        out[:, np.flatnonzero(self.second_rows[:n])] = frame[:, None] * point_w
+        contour = n + np.flatnonzero(self.second_rows[n:len(out[0]) - n_pairs])
+        out[:, contour] = frame[:, None]
+        pairs = self.pairs.cpu().numpy()
+        out[:, len(out[0]) - n_pairs:] = out[:, pairs[:, 0]] * out[:, pairs[:, 1]]
+        return out
 
     @staticmethod
     def _contour(model: FlameModelData, config: FitConfig, scheme: LandmarkScheme) -> LandmarkEmbedding | None:
@@ -217,18 +260,21 @@ class FlameFitter:
         obs = seq.points[:, self.embedding.source_ids]
         return (seq.frame_weights() > 0) & np.isfinite(obs).all(axis=(1, 2))
 
-    def _observations(self, seq: LandmarkSequence, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _observations(self, seq: LandmarkSequence, frames: np.ndarray, source_w: np.ndarray
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Observed embedded landmarks ``(F, N, 2)`` pixels (zeros where unusable), the face outline
-        ``(F, L, 2)`` (NaN where unknown; None without contour points) and frame weights ``(F,)``."""
+        ``(F, L, 2)`` (NaN where unknown; None without contour points) and the weights ``(F, M)`` of
+        each frame's residual rows: the frame's weight times ``source_w (T, M)``
+        (:meth:`source_weights`)."""
         obs = seq.points[frames][:, self.embedding.source_ids]
         curve = None if self.contour is None else obj.smooth_outline(self._t(seq.points[frames][:, list(self.scheme.face_contour)]))
-        frame_w = seq.frame_weights()[frames] * self.usable_frames(seq)[frames]
+        frame_w = (seq.frame_weights() * self.usable_frames(seq))[frames, None] * source_w[frames]
         return self._t(np.nan_to_num(obs)), curve, self._t(frame_w)
 
-    def _batch(self, seq: LandmarkSequence, mm_per_px: float | torch.Tensor, frames: np.ndarray | None = None,
-               basis: LandmarkBasis | None = None) -> _Batch:
+    def _batch(self, seq: LandmarkSequence, mm_per_px: float | torch.Tensor, source_w: np.ndarray,
+               frames: np.ndarray | None = None, basis: LandmarkBasis | None = None) -> _Batch:
         frames = np.arange(seq.n_frames) if frames is None else frames
-        obs, curve, frame_w = self._observations(seq, frames)
+        obs, curve, frame_w = self._observations(seq, frames, source_w)
         scale = torch.as_tensor(mm_per_px, dtype=self.dtype, device=self.device).expand(len(frames)).clone()
         return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, curve, frame_w, scale,
                       self.sigma_mm(seq, float(scale.median())))
@@ -291,11 +337,14 @@ class FlameFitter:
             raise FittingError("no face was detected in any frame")
         lay = self.layout
         cam = self.camera_for(seq)
-        obs = self._observations(seq, np.arange(seq.n_frames))[0]
+        mediapipe_only = self.source_weights(seq, None)
+        obs = self._observations(seq, np.arange(seq.n_frames), mediapipe_only)[0]
         shape = torch.zeros(self.config.n_shape, dtype=self.dtype, device=self.device)
         params = torch.zeros(seq.n_frames, lay.size, dtype=self.dtype, device=self.device)
         mean_face = LandmarkModel(self.basis, cam, lay).canonical_points(shape, params[:1])[0]
-        observed = mean_face[:obs.shape[1]]  # the landmarks, without contour points
+        primary = torch.as_tensor(np.flatnonzero(~self.second_rows[:obs.shape[1]]), device=self.device)
+        observed = mean_face[primary]  # MediaPipe's landmarks, without contour points or a second source
+        obs = obs[:, primary]
         centre3 = observed.mean(0)
         spread3 = (observed[:, :2] - centre3[:2]).norm(dim=-1).mean()
         centre2 = obs.mean(1)
@@ -304,7 +353,7 @@ class FlameFitter:
         params[:, lay.trans.start] = (centre2[:, 0] - cam.cx) * depth / cam.focal - centre3[0]
         params[:, lay.trans.start + 1] = -(centre2[:, 1] - cam.cy) * depth / cam.focal - centre3[1]
         params[:, lay.trans.start + 2] = -depth - centre3[2]
-        batch = self._batch(seq, 1000.0 * depth / cam.focal)
+        batch = self._batch(seq, 1000.0 * depth / cam.focal, mediapipe_only)
         mean_face = mean_face.expand(seq.n_frames, -1, -1)
         pose = params[:, lay.rot.start:lay.trans.stop]
         eye6 = torch.eye(6, dtype=self.dtype, device=self.device)
@@ -345,7 +394,8 @@ class FlameFitter:
         for si, frames in picks.items():
             seq = sequences[si]
             scale = self._mm_per_px(init_params[si], self.camera_for(seq), self.usable_frames(seq))
-            batches.append(self._batch(seq, scale, frames, self.identity_basis))
+            batches.append(self._batch(seq, scale, self.source_weights(seq, init_params[si]), frames,
+                                       self.identity_basis))
             params.append(init_params[si][frames].clone())
         params_all = torch.cat(params)
         sizes = [len(p) for p in params]
@@ -437,7 +487,8 @@ class FlameFitter:
         shape_t = torch.zeros(c.n_shape, dtype=self.dtype, device=self.device)
         n = min(c.n_shape, len(shape))
         shape_t[:n] = self._t(shape[:n])
-        batch = self._batch(seq, self._mm_per_px(params, self.camera_for(seq), self.usable_frames(seq)))
+        source_w = self.source_weights(seq, params)
+        batch = self._batch(seq, self._mm_per_px(params, self.camera_for(seq), self.usable_frames(seq)), source_w)
         smooth = obj.smooth_weights(c, self.layout, seq.fps, params)
 
         def cost_fn() -> torch.Tensor:
@@ -453,13 +504,14 @@ class FlameFitter:
         levenberg_marquardt(c.clip_iters, [params], cost_fn, linearize)
         timings["clip"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = self._result(seq, batch, shape_t, params)
+        result = self._result(seq, batch, shape_t, params, source_w)
         timings["mesh"] = time.perf_counter() - t0
         result.timings = timings
         return result
 
     # ------------------------------------------------------------------------------- output
-    def _result(self, seq: LandmarkSequence, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> FitResult:
+    def _result(self, seq: LandmarkSequence, batch: _Batch, shape: torch.Tensor, params: torch.Tensor,
+                source_w: np.ndarray) -> FitResult:
         lay, b = self.layout, self.basis
         n_frames = params.shape[0]
         z = params[:, lay.expr]
@@ -476,8 +528,19 @@ class FlameFitter:
         with torch.no_grad():
             vertices = self.layer.canonical(full_shape.float(), full_psi.float(), params[:, lay.jaw].float(), eyes)
         pixels = batch.model.evaluate(shape, params, jac=False).pixels[:, :batch.obs.shape[1]]
-        err = (pixels - batch.obs).norm(dim=-1).mean(dim=1).cpu().numpy()
-        err[~self.usable_frames(seq)] = np.nan
+        point_err = (pixels - batch.obs).norm(dim=-1).cpu().numpy()  # (T, N)
+        usable = self.usable_frames(seq)
+        n = point_err.shape[1]
+        w = source_w[:, :n]
+        err = (point_err * w).sum(1) / w.sum(1).clip(1e-12)
+        err[~usable] = np.nan
+        by_source, frames = {}, {}
+        for name, rows in (("mediapipe", ~self.second_rows[:n]), ("dlib", self.second_rows[:n])):
+            if not rows.any():
+                continue
+            used = usable & (np.median(w[:, rows], 1) >= 0.5) if name == "dlib" else usable
+            by_source[name] = np.where(used, point_err[:, rows].mean(1), np.nan)
+            frames[name] = int(used.sum())
 
         def np_(x: torch.Tensor) -> np.ndarray:
             return x.detach().cpu().numpy()
@@ -488,4 +551,5 @@ class FlameFitter:
             neck_pose=np.zeros((n_frames, 3)), translation=np_(transl), head_translation=np_(params[:, lay.trans]),
             camera=batch.model.camera,
             vertices=np_(vertices).astype(np.float32), projected=np_(pixels), reprojection_px=err,
+            reprojection_px_by_source=by_source, source_frames=frames,
         )

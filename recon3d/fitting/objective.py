@@ -122,14 +122,16 @@ def robust_weights(r: torch.Tensor, frame_w: torch.Tensor, point_w: torch.Tensor
     """Per-point, per-axis weights ``(T, M, 2)`` for the normal equations and the robust data cost
     (a scalar).
 
-    ``r (T, M, 2)``; ``frame_w (T,)`` (0 for frames without a face); ``point_w (M, 2)``: each
+    ``r (T, M, 2)``; ``frame_w (T,)`` (0 for frames without a face), or ``(T, M)`` per frame and
+    point (a second source's trust: :mod:`recon3d.fitting.source_trust`); ``point_w (M, 2)``: each
     point's weight along the image's x and y (a detector may err more in one than in the other);
     the noise ``sigma_mm`` scales everything by ``1 / sigma^2``. The Huber threshold applies to the
     unweighted distance; the cost weighs it by the point's weights averaged as its residual lies
     (exactly the weighted squares where the loss is quadratic).
     """
     err = r.norm(dim=-1)
-    base = frame_w[:, None, None] * point_w[None] / sigma_mm ** 2
+    per_point = frame_w[..., None] if frame_w.dim() == 2 else frame_w[:, None, None]
+    base = per_point * point_w[None] / sigma_mm ** 2
     r2 = r * r
     effective = (r2 * base).sum(-1) / r2.sum(-1).clamp_min(1e-30)
     return base * huber_weights(err, huber_mm)[..., None], (effective * huber_rho(err, huber_mm)).sum()

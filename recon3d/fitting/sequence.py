@@ -88,7 +88,12 @@ class FitResult:
     camera: PinholeCamera
     vertices: np.ndarray  # (T, V, 3) float32, canonical head space (no head rotation/translation)
     projected: np.ndarray  # (T, N, 2) fitted landmark pixels, in the embedding's order
-    reprojection_px: np.ndarray  # (T,) mean landmark error in pixels; NaN where no face
+    reprojection_px: np.ndarray  # (T,) mean landmark error in pixels over the points the fit used; NaN where no face
+    # Per landmark source ("mediapipe", "dlib"): (T,) mean error of its points in pixels, NaN where
+    # the fit did not use the source in that frame (recon3d.fitting.source_trust).
+    reprojection_px_by_source: dict = field(default_factory=dict)
+    # Per landmark source: how many frames the fit used it in (its trust at least 1/2).
+    source_frames: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
     @property

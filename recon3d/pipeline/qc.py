@@ -9,29 +9,48 @@ from recon3d.flame.embeddings import LandmarkEmbedding
 from recon3d.pipeline.config import QCConfig
 
 
+def _iod_figures(rel: np.ndarray, suffix: str = "") -> dict:
+    """Mean and 95th percentile of a reprojection error over the IOD (finite frames only)."""
+    rel = rel[np.isfinite(rel)]
+    return {f"reprojection_iod_mean{suffix}": float(rel.mean()) if rel.size else float("nan"),
+            f"reprojection_iod_p95{suffix}": float(np.percentile(rel, 95)) if rel.size else float("nan")}
+
+
 def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbedding, faces: np.ndarray,
             config: QCConfig) -> dict:
     """QC figures of a fitted clip and the names of the thresholds it exceeds (``flags``); shards store
-    them as ``qc_<name>`` attributes."""
+    them as ``qc_<name>`` attributes.
+
+    The reprojection error is given over the points the fit used (``reprojection_iod_*``, a second
+    source weighted by its trust) and per landmark source (``reprojection_iod_*_mediapipe``, and
+    ``*_dlib`` over the frames the fit used dlib in: ``frames_<source>``); the thresholds apply to
+    each source, so a flag names the source that missed (``reprojection_p95_dlib``) and a failing
+    detector neither hides nor fakes a bad fit."""
     iod = seq.inter_ocular_px()
-    rel = result.reprojection_px / iod
-    rel = rel[np.isfinite(rel)]
     lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
     lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
     pts = lip_points.points(result.vertices.astype(np.float64), faces)
     jitter = float(np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean() * 1000) if len(pts) > 2 else 0.0
-    figures = {
-        "reprojection_iod_mean": float(rel.mean()) if rel.size else float("nan"),
-        "reprojection_iod_p95": float(np.percentile(rel, 95)) if rel.size else float("nan"),
+    figures = _iod_figures(result.reprojection_px / iod)
+    by_source = result.reprojection_px_by_source or {"mediapipe": result.reprojection_px}
+    for source, err in by_source.items():
+        figures.update(_iod_figures(err / iod, f"_{source}"))
+    for source, n in result.source_frames.items():
+        figures[f"frames_{source}"] = int(n)
+    figures.update({
         "face_fraction": float(seq.valid.mean()),
         "lip_jitter_mm": jitter,
         "inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
-    }
+    })
     flags = []
-    if not figures["reprojection_iod_mean"] <= config.max_reprojection_iod:
+    for source in by_source:
+        mean, p95 = figures[f"reprojection_iod_mean_{source}"], figures[f"reprojection_iod_p95_{source}"]
+        if np.isfinite(mean) and not mean <= config.max_reprojection_iod:
+            flags.append(f"reprojection_mean_{source}")
+        if np.isfinite(p95) and not p95 <= config.max_reprojection_p95_iod:
+            flags.append(f"reprojection_p95_{source}")
+    if not np.isfinite(figures["reprojection_iod_mean"]):
         flags.append("reprojection_mean")
-    if not figures["reprojection_iod_p95"] <= config.max_reprojection_p95_iod:
-        flags.append("reprojection_p95")
     if figures["face_fraction"] < config.min_face_fraction:
         flags.append("face_fraction")
     if jitter > config.max_lip_jitter_mm:

@@ -55,7 +55,9 @@ def dataset_summary(manifest: dict) -> dict:
     frames = sum(c["frames"] for c in clips)
     seconds = sum(c["duration_s"] for c in clips)
     emotions = Counter((c.get("labels") or {}).get("emotion", "unlabeled") for c in clips)
-    qc_keys = ("reprojection_iod_mean", "reprojection_iod_p95", "face_fraction", "lip_jitter_mm")
+    qc_keys = ("reprojection_iod_mean", "reprojection_iod_p95") + tuple(
+        f"reprojection_iod_{stat}_{source}" for source in ("mediapipe", "dlib") for stat in ("mean", "p95")) + (
+        "face_fraction", "lip_jitter_mm")
     qc = {}
     for key in qc_keys:
         values = np.array([c["qc"].get(key, np.nan) for c in clips], float)
@@ -77,6 +79,7 @@ def dataset_summary(manifest: dict) -> dict:
         "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
         "vocal": dict(sorted(Counter(vocal_of(c) for c in clips).items())),
         "landmark_sources": dict(sorted(Counter(c.get("landmark_sources") or "(not recorded)" for c in clips).items())),
+        "source_frames": dict(sum((Counter(c.get("source_frames") or {}) for c in clips), Counter())),
         "without_speech_audio": sum(1 for c in clips if not c.get("has_speech_audio")),
         "source_missing": sum(1 for c in clips if c.get("source_missing")),
         "failure_list": failure_rows(failures),
@@ -97,6 +100,10 @@ def format_summary(s: dict) -> str:
     lines.append("vocal:    " + ", ".join(f"{k} {v}" for k, v in s["vocal"].items())
                  + f"; without speech audio: {s['without_speech_audio']}")
     lines.append("landmark sources: " + ", ".join(f"{k} {v}" for k, v in s["landmark_sources"].items()))
+    if s.get("source_frames"):
+        lines.append("frames each source was used in: " + ", ".join(
+            f"{k} {v} ({100 * v / max(s['frames'], 1):.0f} %)" for k, v in s["source_frames"].items())
+            + " (a second source only where the head's pose and its agreement with MediaPipe let it be trusted)")
     if s["qc"]:
         lines.append(f"{'QC':24s} {'median':>9s} {'p95':>9s} {'max':>9s}")
         for key, v in s["qc"].items():

@@ -26,6 +26,10 @@ from recon3d.shards import schema as S
 WORST_CLIPS = 12
 CLIPS_PER_EMOTION_MAP = 24
 QC_FIGURES = (("reprojection_iod_mean", "max_reprojection_iod", True, "reprojection error / inter-ocular distance"),
+              ("reprojection_iod_mean_mediapipe", "max_reprojection_iod", True,
+               "MediaPipe's points: reprojection error / inter-ocular distance"),
+              ("reprojection_iod_mean_dlib", "max_reprojection_iod", True,
+               "dlib's points (frames the fit used them in): reprojection error / inter-ocular distance"),
               ("face_fraction", "min_face_fraction", False, "frames with a face"),
               ("lip_jitter_mm", "max_lip_jitter_mm", True, "lip jitter (mm per frame)"))
 
@@ -92,7 +96,12 @@ class Report:
             parts.append(f"<h3>The {len(worst)} clips with the largest reprojection error</h3><div class=grid>")
             for c in worst:
                 q = c["qc"]
-                caption = (f"{c['id']}: reprojection {q['reprojection_iod_mean']:.4f} IOD, face "
+                per_source = "".join(f", {source} {q[f'reprojection_iod_mean_{source}']:.4f}"
+                                     for source in ("mediapipe", "dlib")
+                                     if np.isfinite(q.get(f"reprojection_iod_mean_{source}", np.nan)))
+                frames = c.get("source_frames") or {}
+                used = f", dlib in {frames['dlib']}/{c['frames']} frames" if "dlib" in frames else ""
+                caption = (f"{c['id']}: reprojection {q['reprojection_iod_mean']:.4f} IOD{per_source}{used}, face "
                            f"{q.get('face_fraction', float('nan')):.2f}, lip jitter {q.get('lip_jitter_mm', float('nan')):.2f} mm"
                            + (f", flags {q['flags']}" if q.get("flags") else ""))
                 parts.append(f"<figure>{_img(figures.png_of_image(self._thumbnail(c)), c['id'], 300)}"

@@ -21,6 +21,7 @@ def clip_entry(clip_id: str, shard: str, attrs: ClipAttrs) -> dict:
             "duration_s": attrs.duration_s, "actor": attrs.actor, "split": attrs.split or "train",
             "labels": attrs.labels, "has_speech_audio": bool(attrs.has_speech_audio), "qc": dict(attrs.qc),
             "landmark_sources": attrs.landmark_backend,
+            "source_frames": {k[len("frames_"):]: int(v) for k, v in attrs.qc.items() if k.startswith("frames_")},
             "source": {"path": attrs.source_path, "size": int(attrs.source_size),
                        "mtime_ns": int(attrs.source_mtime_ns), "sha256": attrs.source_sha256}}
 

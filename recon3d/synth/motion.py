@@ -98,8 +98,13 @@ REST_JAW_RAD = 0.02
 
 def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int, fps: float, seed: int,
                   yaw_deg: float = 10.0, pitch_deg: float = 5.0, roll_deg: float = 3.0,
-                  loudness: np.ndarray | None = None, emotion_scale: float = 0.7) -> Motion:
-    """A random talking-head sequence (head at the origin; place it with :func:`place_in_front_of`)."""
+                  loudness: np.ndarray | None = None, emotion_scale: float = 0.7,
+                  swing_deg: float | None = None) -> Motion:
+    """A random talking-head sequence (head at the origin; place it with :func:`place_in_front_of`).
+
+    ``swing_deg``: the head turns from one side to the other (yaw ``+-swing_deg``, one full swing
+    over the clip from a random phase, as a speaker turning to a near profile and back) instead of
+    wandering within ``+-yaw_deg``."""
     rng = np.random.default_rng(seed)
     n_shape, n_expr = layer.n_shape, layer.n_expr
     env = syllable_envelope(rng, n_frames, fps, loudness=loudness)
@@ -132,6 +137,9 @@ def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int
     eyes = np.concatenate([gaze, np.zeros((n_frames, 1)), gaze, np.zeros((n_frames, 1))], axis=1)
     limit = np.radians([pitch_deg, yaw_deg, roll_deg])
     head = np.clip(smooth_noise(rng, n_frames, 3, fps, 0.5) * limit / 2, -limit, limit)  # within +-limit
+    if swing_deg is not None:
+        phase = rng.uniform(0, 2 * np.pi)
+        head[:, 1] = np.radians(swing_deg) * np.sin(phase + 2 * np.pi * np.arange(n_frames) / max(n_frames - 1, 1))
     neck = smooth_noise(rng, n_frames, 3, fps, 0.5) * np.radians(2.0) / 2
     trans = 0.004 * smooth_noise(rng, n_frames, 3, fps, 0.4)
     return Motion(shape=rng.standard_normal(n_shape), expression=expression, jaw_pose=jaw, eye_pose=eyes,

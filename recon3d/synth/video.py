@@ -86,8 +86,12 @@ def save_truth(path: Path, motion: Motion, camera: PinholeCamera, landmarks: np.
 
 def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path, n_clips: int = 4,
                seconds: float | None = 3.0, seed: int = 0, iod_px: float = 250.0, actor: int | None = None,
-               background: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Write ``n_clips`` synthetic clips (and their truth files) to ``out_dir``; returns the videos."""
+               background: str | Path | None = None, progress: bool = True,
+               swing_deg: float | None = None) -> list[Path]:
+    """Write ``n_clips`` synthetic clips (and their truth files) to ``out_dir``; returns the videos.
+
+    ``swing_deg``: each head swings from one side to the other (yaw ``+-swing_deg``) instead of
+    wandering within +-15 deg."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -109,7 +113,7 @@ def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path
         else:
             audio = np.zeros(int((seconds or 3.0) * AUDIO_RATE), np.float32)
         motion = labelled_motion(layer, embedding, head.shape, spec.emotion_id, spec.intensity, audio, FPS,
-                                 spec.seed, yaw_deg=15.0, pitch_deg=8.0)
+                                 spec.seed, yaw_deg=15.0, pitch_deg=8.0, swing_deg=swing_deg)
         offset = tuple(rng.uniform(-0.08, 0.08, 2) * [WIDTH, HEIGHT])
         motion = place_in_front_of(layer, embedding, motion, camera, iod_px, offset_px=offset)
         video = out_dir / f"{spec.name}.mp4"

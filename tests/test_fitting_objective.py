@@ -132,7 +132,7 @@ def test_contour_residuals_are_the_distance_to_the_outline_with_its_gradient():
     def res(q: torch.Tensor):
         pixels = x0 + (jac @ q)[..., 0]
         return obj.residuals(pixels, obs, torch.tensor([0.5], dtype=torch.float64),
-                             torch.zeros(0, 2, dtype=torch.long), jac, curve)
+                             torch.zeros(0, 2, dtype=torch.long), jac, (curve,))
 
     q = torch.zeros(n_q, 1, dtype=torch.float64)
     r, j = res(q)

@@ -159,7 +159,7 @@ def test_a_failing_source_is_named_by_its_flag():
                        global_pose=zeros, neck_pose=zeros, translation=zeros, head_translation=zeros,
                        camera=PinholeCamera(1000, 640, 360, 1280, 720), vertices=np.zeros((t, 3, 3), np.float32),
                        projected=np.zeros((t, 1, 2)), reprojection_px=np.full(t, 1.0),
-                       reprojection_px_by_source={"mediapipe": np.full(t, 1.0), "dlib": np.full(t, 6.0)},
+                       reprojection_px_by_source={"mediapipe": np.full(t, 1.0), "dlib": np.full(t, 9.0)},
                        source_frames={"mediapipe": t, "dlib": t})
     emb = LandmarkEmbedding(np.zeros(1, np.int64), np.full((1, 3), 1 / 3), np.array([0]))
     qc = clip_qc(seq, result, emb, np.array([[0, 1, 2]]), QCConfig())

@@ -73,14 +73,14 @@ class _Batch:
 
     model: LandmarkModel
     obs: torch.Tensor  # (T, N, 2) pixels
-    curve: torch.Tensor | None  # (T, L, 2) pixels: the detected face outline (NaN where unknown)
+    curves: tuple[torch.Tensor, ...]  # per fitted outline (T, L, 2) pixels: the detected face outline (NaN where unknown)
     frame_w: torch.Tensor  # (T, M) data weight per frame and residual point (a second source's trust)
     mm_per_px: torch.Tensor  # (T,)
     sigma_mm: float  # the landmarks' noise at the face
 
     def frames(self, start: int, stop: int) -> "_Batch":
-        curve = None if self.curve is None else self.curve[start:stop]
-        return _Batch(self.model, self.obs[start:stop], curve, self.frame_w[start:stop], self.mm_per_px[start:stop],
+        curves = tuple(c[start:stop] for c in self.curves)
+        return _Batch(self.model, self.obs[start:stop], curves, self.frame_w[start:stop], self.mm_per_px[start:stop],
                       self.sigma_mm)
 
 
@@ -108,19 +108,27 @@ class FlameFitter:
         self.embedding = embedding
         self.scheme = scheme
         self.contour = self._contour(model, config, scheme)
+        # The outlines the jaw line is fitted to: the scheme's; and where that is a second source's
+        # (dlib's jaw line), MediaPipe's face oval too, for the frames that source is not trusted in.
+        self.outlines = [] if self.contour is None else [(scheme.face_contour, scheme.outline_calibration)]
+        if self.outlines and min(scheme.face_contour) >= DLIB_OFFSET:
+            self.outlines.append((MEDIAPIPE.face_contour, MEDIAPIPE.outline_calibration))
         points = embedding.joined(self.contour) if self.contour is not None else embedding
+        fitted = points
+        for _ in self.outlines[1:]:
+            fitted = fitted.joined(self.contour)
         self.shape_basis = self._observable_subspace(model, points, model.shapedirs[:, :, :config.n_shape], config.shape_dims)
         self.expr_basis = self._observable_subspace(model, points, model.exprdirs[:, :, :config.n_expr], config.expr_dims)
         self.layout = ParamLayout(self.expr_basis.shape[1])
         # Full identity space for clips (the shape is fixed there); the observable subspace for
         # fitting the identity itself.
         offsets = offsets_for(embedding, config.landmark_offsets, model) if scheme.outline_calibration else None
-        if offsets is not None and self.contour is not None:
-            offsets = np.concatenate([offsets, contour_offsets_for(self.contour, config.landmark_offsets, model,
-                                                                   scheme.outline_calibration)])
-        self.basis = landmark_basis(model, points, np.eye(config.n_shape), self.expr_basis, self.dtype,
+        if offsets is not None:
+            offsets = np.concatenate([offsets] + [contour_offsets_for(self.contour, config.landmark_offsets, model, key)
+                                                  for _, key in self.outlines])
+        self.basis = landmark_basis(model, fitted, np.eye(config.n_shape), self.expr_basis, self.dtype,
                                     offsets).to(self.device)
-        self.identity_basis = landmark_basis(model, points, self.shape_basis, self.expr_basis, self.dtype,
+        self.identity_basis = landmark_basis(model, fitted, self.shape_basis, self.expr_basis, self.dtype,
                                              offsets).to(self.device)
         self.layer = FlameLayer(model, dtype=torch.float32).to(self.device)
         ids = list(embedding.source_ids)
@@ -129,11 +137,11 @@ class FlameFitter:
                                    if a in pos and b in pos], dtype=torch.long, device=self.device).reshape(-1, 2)
         weights = [config.iris_weight if int(i) in IRIS_IDS else config.dlib_weight if int(i) >= DLIB_OFFSET else 1.0
                    for i in ids]
-        weights += [config.contour_weight] * (len(self.contour) if self.contour is not None else 0)
+        weights += [config.contour_weight] * (len(self.contour) * len(self.outlines) if self.outlines else 0)
         weights = np.asarray(weights)[:, None] * self._noise_weights(model, config, len(weights))
         weights = np.concatenate([weights, np.full((len(self.pairs), 2), config.contact_weight)])
         self.point_w = self._t(weights)  # (M, 2): per point and image axis
-        self.second_rows = self._second_source_rows(len(weights) - len(self.pairs))
+        self.second_rows, self.fallback_rows = self._second_source_rows()
         self.agreement = SourceAgreement.for_model(model, embedding) if self.second_rows.any() else None
         self.leak_dir = self._jaw_leak_direction()
         self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
@@ -143,14 +151,19 @@ class FlameFitter:
     def _t(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
 
-    def _second_source_rows(self, n_points: int) -> np.ndarray:
-        """(M,) rows of the residual (landmarks, jaw line, contact pairs) that come from a second
-        source (ids >= DLIB_OFFSET; the jaw line where the scheme's outline is that source's)."""
+    def _second_source_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(M,) rows of the residual (landmarks, jaw line per outline, contact pairs) that come from
+        a second source (ids >= DLIB_OFFSET; the jaw line against that source's outline), and the
+        rows that stand in for them where it is not trusted (the jaw line against MediaPipe's oval)."""
         ids = np.asarray(self.embedding.source_ids)
-        contour_second = bool(self.scheme.face_contour) and min(self.scheme.face_contour) >= DLIB_OFFSET
         pairs = ids[self.pairs.cpu().numpy()].reshape(-1, 2)
-        return np.concatenate([ids >= DLIB_OFFSET, np.full(n_points - len(ids), contour_second),
-                               (pairs >= DLIB_OFFSET).any(1)])
+        k = len(self.contour) if self.contour is not None else 0
+        outline_second = [min(outline) >= DLIB_OFFSET for outline, _ in self.outlines]
+        second = np.concatenate([ids >= DLIB_OFFSET, np.repeat(outline_second, k), (pairs >= DLIB_OFFSET).any(1)])
+        fallback = np.zeros_like(second)
+        if len(self.outlines) > 1:
+            fallback[len(ids) + k:len(ids) + 2 * k] = True
+        return second, fallback
 
     def source_weights(self, seq: LandmarkSequence, params: torch.Tensor | None) -> np.ndarray:
         """``(T, M)`` weight of each residual row per frame: 1 for MediaPipe's, a second source's
@@ -179,6 +192,7 @@ class FlameFitter:
         out[:, np.flatnonzero(self.second_rows[:n])] = frame[:, None] * point_w
         contour = n + np.flatnonzero(self.second_rows[n:len(out[0]) - n_pairs])
         out[:, contour] = frame[:, None]
+        out[:, self.fallback_rows] = 1.0 - frame[:, None]
         pairs = self.pairs.cpu().numpy()
         out[:, len(out[0]) - n_pairs:] = out[:, pairs[:, 0]] * out[:, pairs[:, 1]]
         return out
@@ -207,6 +221,9 @@ class FlameFitter:
         source = "default" if resolve_offsets_path(config.landmark_offsets, model) is None else config.landmark_offsets
         outline = self.scheme.outline_calibration
         noise = noise_for(self.embedding, self.contour, source, model, outline) if outline else None
+        if noise is not None:
+            for _, key in self.outlines[1:]:
+                noise = np.concatenate([noise, noise_for(self.embedding, self.contour, source, model, key)[len(self.embedding):]])
         if noise is None or not np.isfinite(noise).any():
             raise ConfigError("fitting.landmark_noise: calibrated needs the points' noise from a calibration file "
                               "written by scripts/calibrate_landmark_bias.py (MediaPipe landmarks only); "
@@ -261,22 +278,22 @@ class FlameFitter:
         return (seq.frame_weights() > 0) & np.isfinite(obs).all(axis=(1, 2))
 
     def _observations(self, seq: LandmarkSequence, frames: np.ndarray, source_w: np.ndarray
-                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
         """Observed embedded landmarks ``(F, N, 2)`` pixels (zeros where unusable), the face outline
-        ``(F, L, 2)`` (NaN where unknown; None without contour points) and the weights ``(F, M)`` of
+        per fitted outline ``(F, L, 2)`` (NaN where unknown; none without contour points) and the weights ``(F, M)`` of
         each frame's residual rows: the frame's weight times ``source_w (T, M)``
         (:meth:`source_weights`)."""
         obs = seq.points[frames][:, self.embedding.source_ids]
-        curve = None if self.contour is None else obj.smooth_outline(self._t(seq.points[frames][:, list(self.scheme.face_contour)]))
+        curves = tuple(obj.smooth_outline(self._t(seq.points[frames][:, list(ids)])) for ids, _ in self.outlines)
         frame_w = (seq.frame_weights() * self.usable_frames(seq))[frames, None] * source_w[frames]
-        return self._t(np.nan_to_num(obs)), curve, self._t(frame_w)
+        return self._t(np.nan_to_num(obs)), curves, self._t(frame_w)
 
     def _batch(self, seq: LandmarkSequence, mm_per_px: float | torch.Tensor, source_w: np.ndarray,
                frames: np.ndarray | None = None, basis: LandmarkBasis | None = None) -> _Batch:
         frames = np.arange(seq.n_frames) if frames is None else frames
-        obs, curve, frame_w = self._observations(seq, frames, source_w)
+        obs, curves, frame_w = self._observations(seq, frames, source_w)
         scale = torch.as_tensor(mm_per_px, dtype=self.dtype, device=self.device).expand(len(frames)).clone()
-        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, curve, frame_w, scale,
+        return _Batch(LandmarkModel(basis or self.basis, self.camera_for(seq), self.layout), obs, curves, frame_w, scale,
                       self.sigma_mm(seq, float(scale.median())))
 
     def sigma_mm(self, seq: LandmarkSequence, mm_per_px: float) -> float:
@@ -290,7 +307,7 @@ class FlameFitter:
 
     # ------------------------------------------------------------------------------ objective
     def _residuals(self, batch: _Batch, pixels: torch.Tensor, jac: torch.Tensor | None = None):
-        return obj.residuals(pixels, batch.obs, batch.mm_per_px, self.pairs, jac, batch.curve)
+        return obj.residuals(pixels, batch.obs, batch.mm_per_px, self.pairs, jac, batch.curves)
 
     def _robust(self, batch: _Batch, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config

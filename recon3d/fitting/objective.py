@@ -81,29 +81,31 @@ def outline_residuals(points: torch.Tensor, curve: torch.Tensor) -> tuple[torch.
 
 
 def residuals(pixels: torch.Tensor, obs: torch.Tensor, mm_per_px: torch.Tensor, pairs: torch.Tensor,
-              jac: torch.Tensor | None = None, curve: torch.Tensor | None = None
+              jac: torch.Tensor | None = None, curves: tuple[torch.Tensor, ...] = ()
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Residuals ``(T, M, 2)`` in mm (landmarks, contour points, then contact-pair differences) and
     their Jacobian ``(T, M, 2, q)`` when ``jac (T, N + K, 2, q)`` is given.
 
-    ``pixels (T, N + K, 2)``: the ``N`` landmarks observed in ``obs (T, N, 2)``, then ``K`` contour
-    points fitted to the observed outline ``curve (T, L, 2)`` by their distance to it along its
-    normal (a contour point may slide along the outline; zero where it falls beyond its ends);
-    ``mm_per_px (T,)``; ``pairs (C, 2)`` indices into the landmarks.
+    ``pixels (T, N + K, 2)``: the ``N`` landmarks observed in ``obs (T, N, 2)``, then the contour
+    points, an equal share fitted to each observed outline of ``curves`` (each ``(T, L, 2)``) by
+    their distance to it along its normal (a contour point may slide along the outline; zero where
+    it falls beyond its ends); ``mm_per_px (T,)``; ``pairs (C, 2)`` indices into the landmarks.
     """
     scale = mm_per_px[:, None, None]
     n = obs.shape[1]
     r = (pixels[:, :n] - obs) * scale
-    parts, proj = [r], None
-    if curve is not None:
-        offset, proj, _ = outline_residuals(pixels[:, n:], curve)
+    parts, projs = [r], []
+    k = (pixels.shape[1] - n) // max(len(curves), 1)
+    for i, curve in enumerate(curves):
+        offset, proj, _ = outline_residuals(pixels[:, n + i * k:n + (i + 1) * k], curve)
         parts.append(offset * scale)
+        projs.append(proj)
     a, b = pairs[:, 0], pairs[:, 1]
     r = torch.cat(parts + [r[:, a] - r[:, b]], dim=1)
     if jac is None:
         return r, None
     j = jac * scale[..., None]
-    jparts = [j[:, :n]] + ([proj @ j[:, n:]] if proj is not None else [])
+    jparts = [j[:, :n]] + [proj @ j[:, n + i * k:n + (i + 1) * k] for i, proj in enumerate(projs)]
     return r, torch.cat(jparts + [j[:, a] - j[:, b]], dim=1)
 
 

@@ -38,6 +38,10 @@ class QCConfig:
     min_frames: int = 5  # shorter clips fail
     max_reprojection_iod: float = 0.02  # mean landmark error / inter-ocular distance (RAVDESS: ~0.008)
     max_reprojection_p95_iod: float = 0.04
+    # dlib's points, over the frames the fit used them in: the fit weighs them at dlib_weight beside
+    # MediaPipe's, and the detectors place the face differently by ~1.5 % of the IOD (RAVDESS, wojtek)
+    max_reprojection_iod_dlib: float = 0.04
+    max_reprojection_p95_iod_dlib: float = 0.08
     min_face_fraction: float = 0.90  # frames with a detected face
     max_lip_jitter_mm: float = 1.5  # mean |second difference| of lip vertices per frame
 

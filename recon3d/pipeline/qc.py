@@ -24,7 +24,7 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     The reprojection error is given over the points the fit used (``reprojection_iod_*``, a second
     source weighted by its trust) and per landmark source (``reprojection_iod_*_mediapipe``, and
     ``*_dlib`` over the frames the fit used dlib in: ``frames_<source>``); the thresholds apply to
-    each source, so a flag names the source that missed (``reprojection_p95_dlib``) and a failing
+    each source (dlib's own: ``max_reprojection_*_dlib``), so a flag names the source that missed (``reprojection_p95_dlib``) and a failing
     detector neither hides nor fakes a bad fit."""
     iod = seq.inter_ocular_px()
     lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
@@ -43,11 +43,13 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
         "inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
     })
     flags = []
+    limits = {"dlib": (config.max_reprojection_iod_dlib, config.max_reprojection_p95_iod_dlib)}
     for source in by_source:
         mean, p95 = figures[f"reprojection_iod_mean_{source}"], figures[f"reprojection_iod_p95_{source}"]
-        if np.isfinite(mean) and not mean <= config.max_reprojection_iod:
+        max_mean, max_p95 = limits.get(source, (config.max_reprojection_iod, config.max_reprojection_p95_iod))
+        if np.isfinite(mean) and not mean <= max_mean:
             flags.append(f"reprojection_mean_{source}")
-        if np.isfinite(p95) and not p95 <= config.max_reprojection_p95_iod:
+        if np.isfinite(p95) and not p95 <= max_p95:
             flags.append(f"reprojection_p95_{source}")
     if not np.isfinite(figures["reprojection_iod_mean"]):
         flags.append("reprojection_mean")

@@ -53,6 +53,11 @@ class FitConfig:
     dlib_pitch_full_deg: float = 20.0
     dlib_pitch_zero_deg: float = 30.0
     dlib_agreement_mm: float = 3.0
+    # Every landmark (both sources) weighed by how squarely its surface faces the camera under the
+    # fit's head pose: full from a normal-to-ray cosine of visibility_full_cos on, down to
+    # visibility_floor edge-on and beyond (recon3d.fitting.source_trust.visibility_weights); 0: off.
+    visibility_full_cos: float = 0.0
+    visibility_floor: float = 0.25
     # FLAME's chin and lower jaw line against the detector's face outline (point to curve), with
     # DECA's contour embedding (landmark_embedding.npy beside the model); 0 fits without it.
     contour_weight: float = 0.0

@@ -35,7 +35,8 @@ from recon3d.fitting.normal_equations import (
     solve_smoothed_blocks,
 )
 from recon3d.fitting.sequence import FitResult, LandmarkSequence
-from recon3d.fitting.source_trust import SourceAgreement, agreement_weights, pose_gate, view_angles
+from recon3d.fitting.source_trust import (
+    SourceAgreement, agreement_weights, facing_camera, pose_gate, vertex_normals, view_angles, visibility_weights)
 from recon3d.flame.embeddings import LandmarkEmbedding, load_fan68_embedding
 from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
 from recon3d.flame.layer import FlameLayer
@@ -143,6 +144,11 @@ class FlameFitter:
         self.point_w = self._t(weights)  # (M, 2): per point and image axis
         self.second_rows, self.fallback_rows = self._second_source_rows()
         self.agreement = SourceAgreement.for_model(model, embedding) if self.second_rows.any() else None
+        template = model.v_template.astype(np.float64)
+        normals = embedding.points(vertex_normals(template, model.faces), model.faces)
+        # The landmarks' canonical positions and unit normals on the template, for visibility.
+        self.surface = (embedding.points(template, model.faces),
+                        normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12))
         self.leak_dir = self._jaw_leak_direction()
         self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
                                             config.jaw_leak_prior, self.layout)
@@ -158,7 +164,7 @@ class FlameFitter:
         ids = np.asarray(self.embedding.source_ids)
         pairs = ids[self.pairs.cpu().numpy()].reshape(-1, 2)
         k = len(self.contour) if self.contour is not None else 0
-        outline_second = [min(outline) >= DLIB_OFFSET for outline, _ in self.outlines]
+        outline_second = np.array([min(outline) >= DLIB_OFFSET for outline, _ in self.outlines], bool)
         second = np.concatenate([ids >= DLIB_OFFSET, np.repeat(outline_second, k), (pairs >= DLIB_OFFSET).any(1)])
         fallback = np.zeros_like(second)
         if len(self.outlines) > 1:
@@ -166,34 +172,41 @@ class FlameFitter:
         return second, fallback
 
     def source_weights(self, seq: LandmarkSequence, params: torch.Tensor | None) -> np.ndarray:
-        """``(T, M)`` weight of each residual row per frame: 1 for MediaPipe's, a second source's
-        trust for its own (:mod:`recon3d.fitting.source_trust`): by the head's view angles under
-        ``params`` and by agreement with MediaPipe's points; 0 without ``params`` (the rigid start,
-        which is MediaPipe's alone)."""
+        """``(T, M)`` weight of each residual row per frame (:mod:`recon3d.fitting.source_trust`): 1,
+        or with ``visibility_full_cos`` > 0 each landmark's visibility under ``params``; times, for a
+        second source's rows, its trust: by the head's view angles under ``params`` and by agreement
+        with MediaPipe's points (MediaPipe's face oval stands in for its outline where it is not
+        trusted); a second source's rows are 0 without ``params`` (the rigid start, MediaPipe's alone)."""
         c = self.config
         out = np.ones((seq.n_frames, len(self.second_rows)))
-        if self.agreement is None:
-            return out
         if params is None:
             out[:, self.second_rows] = 0.0
             return out
         lay = self.layout
         p = params.detach().cpu().double().numpy()
+        rotation = axis_angle_to_matrix(torch.as_tensor(p[:, lay.rot])).numpy()
+        n, n_pairs = len(self.embedding), len(self.pairs)
+        pairs = self.pairs.cpu().numpy()
+        if c.visibility_full_cos > 0:
+            points, normals = self.surface
+            cosine = facing_camera(normals, points, rotation, p[:, lay.trans])
+            out[:, :n] = visibility_weights(cosine, c.visibility_full_cos, c.visibility_floor)
+            out[:, len(out[0]) - n_pairs:] = out[:, pairs[:, 0]] * out[:, pairs[:, 1]]
+        if self.agreement is None:
+            return out
         yaw, pitch = view_angles(p[:, lay.rot], p[:, lay.trans])
         gate = pose_gate(yaw, pitch, (c.dlib_yaw_full_deg, c.dlib_yaw_zero_deg),
                          (c.dlib_pitch_full_deg, c.dlib_pitch_zero_deg))
         mm_per_px = 1000.0 * -p[:, lay.trans.start + 2] / self.camera_for(seq).focal
         points = np.where(seq.valid[:, None, None], seq.points, np.nan)
-        rotation = axis_angle_to_matrix(torch.as_tensor(p[:, lay.rot])).numpy()
         disagreement = self.agreement.disagreement_mm(points, mm_per_px, rotation, reference=gate >= 1.0)
         point_w, frame_agree = agreement_weights(disagreement, c.dlib_agreement_mm)
         frame = gate * frame_agree
-        n, n_pairs = len(self.embedding), len(self.pairs)
-        out[:, np.flatnonzero(self.second_rows[:n])] = frame[:, None] * point_w
+        second = np.flatnonzero(self.second_rows[:n])
+        out[:, second] *= frame[:, None] * point_w
         contour = n + np.flatnonzero(self.second_rows[n:len(out[0]) - n_pairs])
         out[:, contour] = frame[:, None]
         out[:, self.fallback_rows] = 1.0 - frame[:, None]
-        pairs = self.pairs.cpu().numpy()
         out[:, len(out[0]) - n_pairs:] = out[:, pairs[:, 0]] * out[:, pairs[:, 1]]
         return out
 

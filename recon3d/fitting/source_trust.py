@@ -70,6 +70,32 @@ def pose_gate(yaw_deg: np.ndarray, pitch_deg: np.ndarray, yaw_range: tuple[float
     return cosine_ramp(yaw_deg, *yaw_range) * cosine_ramp(pitch_deg, *pitch_range)
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit area-weighted vertex normals ``(..., V, 3)`` of a mesh (FLAME's faces wind outward)."""
+    tri = vertices[..., faces, :]
+    face_n = np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
+    out = np.zeros_like(vertices)
+    for corner in range(3):
+        np.add.at(out, (..., faces[:, corner], slice(None)), face_n)
+    return out / np.linalg.norm(out, axis=-1, keepdims=True).clip(1e-12)
+
+
+def facing_camera(normals: np.ndarray, points: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Cosine ``(T, N)`` between each point's surface normal and the ray to the camera: canonical
+    ``normals``/``points (N, 3)`` under head ``rotation (T, 3, 3)`` and ``translation (T, 3)``
+    (camera at the origin). 1: facing the camera; 0: seen edge-on; below 0: turned away."""
+    n = np.einsum("tab,nb->tna", rotation, normals)
+    x = np.einsum("tab,nb->tna", rotation, points) + translation[:, None]
+    return -(n * x).sum(-1) / np.linalg.norm(x, axis=-1).clip(1e-12)
+
+
+def visibility_weights(cosine: np.ndarray, full: float, floor: float) -> np.ndarray:
+    """A point's weight from how squarely it faces the camera: 1 from ``cosine >= full`` on, down
+    to ``floor`` at edge-on and beyond (a cosine ramp between): points on the far side of a turned
+    face are the detectors' guesses."""
+    return floor + (1.0 - floor) * cosine_ramp(-np.asarray(cosine), -full, 0.0)
+
+
 def cauchy(z: np.ndarray) -> np.ndarray:
     """``1 / (1 + z^2)``; NaN (a point not seen) gives 0."""
     return np.nan_to_num(1.0 / (1.0 + np.asarray(z, float) ** 2), nan=0.0)

@@ -14,6 +14,10 @@ then judged by both detectors, including the one it did not see:
 * ``motion_gain``: how much of the detector's mouth-width (mouth corners) and mouth-opening
   (inner-lip gap) motion the fit's reprojection of the same points carries: the least-squares
   slope of the fit's on the detector's, each clip's mean removed.
+* ``by_yaw``: each fit's lips against MediaPipe's (NME per frame, averaged) per bin of the head's
+  |yaw| as the ``mediapipe`` fit sees it (relative to the ray to the camera), and its ratio to the
+  ``mediapipe`` fit's: where a second source helps or hurts as the head turns. The turned-head
+  clips (``--videos ... ../shared/assets/video/turned``) fill the upper bins.
 
     python benchmarks/mouth_agreement.py [--videos DIR ...] [--flame-model PATH] [--work DIR]
 """
@@ -34,6 +38,7 @@ FITS = ("mediapipe", "dlib", "both")
 DETECTORS = ("mediapipe", "dlib")
 REGIONS = ("lips", "jaw", "rest")
 #: Mouth corners and the middle of the inner lips, per detector (fused ids).
+YAW_BINS = (0, 10, 20, 30, 45, 90)
 MOUTH = {"mediapipe": {"width": (61, 291), "opening": (13, 14)},
          "dlib": {"width": (478 + 48, 478 + 54), "opening": (478 + 62, 478 + 66)}}
 
@@ -89,6 +94,7 @@ def main() -> None:
     from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence
     from recon3d.fitting.landmark_bias import contour_offsets_for, offsets_for
     from recon3d.fitting.objective import outline_residuals, smooth_outline
+    from recon3d.fitting.source_trust import view_angles
     from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
     from recon3d.flame.embeddings import DLIB_FITTED
     from recon3d.landmarks import create_detector
@@ -122,6 +128,7 @@ def main() -> None:
     nme = {f: {d: {r: [] for r in REGIONS} for d in DETECTORS} for f in FITS}
     motion = {f: {d: {k: ([], []) for k in ("width", "opening")} for d in DETECTORS} for f in FITS}
     rows = []
+    by_frame = {"yaw": [], **{f: [] for f in FITS}}  # per frame: the mediapipe fit's |yaw|, each fit's lips vs MediaPipe
     for video in videos:
         cached = tracked(video, args.work / "landmarks", detector)
         points, valid = cached["points"].astype(np.float64), cached["valid"]
@@ -134,11 +141,15 @@ def main() -> None:
             seq = LandmarkSequence(seq_points, valid, int(cached["width"]), int(cached["height"]), float(cached["fps"]),
                                    cached["score"], scheme)
             result = fitter.fit(seq)
+            if fit_name == "mediapipe":
+                by_frame["yaw"].append(view_angles(result.global_pose, result.head_translation)[0][ok])
             for det in DETECTORS:
                 projected = camera_points(result, judged[det], offsets[det], model.faces)
                 err = np.linalg.norm(projected - points[:, judged[det].source_ids], axis=-1) / iod[:, None]
                 for region, mask in (("lips", lips[det]), ("rest", rest[det])):
                     nme[fit_name][det][region].append(err[ok][:, mask].mean())
+                if det == "mediapipe":
+                    by_frame[fit_name].append(err[ok][:, lips[det]].mean(1))
                 jaw_px = camera_points(result, jaw, jaw_offsets[det], model.faces)
                 curve = smooth_outline(torch.as_tensor(points[:, list(outlines[det])]))
                 offset, _, inside = outline_residuals(torch.as_tensor(jaw_px), curve)
@@ -169,7 +180,20 @@ def main() -> None:
     print(f"fused against MediaPipe alone: lips vs dlib {both['dlib']['lips']:.4f} vs {alone['dlib']['lips']:.4f} "
           f"(goal: closer); lips vs MediaPipe {both['mediapipe']['lips']:.4f} vs {alone['mediapipe']['lips']:.4f} "
           f"(ratio {both['mediapipe']['lips'] / alone['mediapipe']['lips']:.3f}, goal <= 1.10)")
-    print_json({"clips": len(videos), "nme": out_nme, "motion_gain": out_gain})
+    frames = {k: np.concatenate(v) for k, v in by_frame.items()}
+    by_yaw = []
+    for lo, hi in zip(YAW_BINS[:-1], YAW_BINS[1:]):
+        sel = (frames["yaw"] >= lo) & (frames["yaw"] < hi)
+        if sel.any():
+            cells = {f"{f}_lips_vs_mediapipe": float(frames[f][sel].mean()) for f in FITS}
+            by_yaw.append({"yaw_deg": f"{lo}-{hi}", "frames": int(sel.sum()), **cells,
+                           **{f"{f}_ratio": cells[f"{f}_lips_vs_mediapipe"] / cells["mediapipe_lips_vs_mediapipe"]
+                              for f in FITS if f != "mediapipe"}})
+    print("each fit's lips against MediaPipe's points (NME) by the head's |yaw| (the mediapipe fit's), and its "
+          "ratio to the mediapipe fit's:")
+    print_table(by_yaw, ["yaw_deg", "frames"] + [f"{f}_lips_vs_mediapipe" for f in FITS]
+                + [f"{f}_ratio" for f in FITS if f != "mediapipe"])
+    print_json({"clips": len(videos), "nme": out_nme, "motion_gain": out_gain, "by_yaw": by_yaw})
 
 
 if __name__ == "__main__":

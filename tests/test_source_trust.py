@@ -165,3 +165,24 @@ def test_a_failing_source_is_named_by_its_flag():
     qc = clip_qc(seq, result, emb, np.array([[0, 1, 2]]), QCConfig())
     assert qc["flags"] == "reprojection_mean_dlib,reprojection_p95_dlib" and not qc["pass"]
     assert qc["reprojection_iod_mean_mediapipe"] == pytest.approx(0.01) and qc["frames_dlib"] == t
+
+
+def test_a_second_source_fitted_alone_is_its_own_judge(flame_model, flame_layer):
+    """dlib's points without MediaPipe's (benchmarks/mouth_agreement.py's ``dlib`` fit): nothing to
+    gate them against, so they count fully, with their own jaw line only, and the fit is finite."""
+    from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence, PinholeCamera
+    from recon3d.flame import load_fan68_embedding, load_mediapipe_embedding
+    from recon3d.flame.embeddings import DLIB_FITTED
+    from recon3d.synth.motion import place_in_front_of, project_landmarks, sample_motion
+
+    fan = load_fan68_embedding(flame_model)
+    inner = fan.static.subset(DLIB_FITTED, DLIB_OFFSET)
+    camera = PinholeCamera.from_fov(1280, 720, 40.0)
+    mp_emb = load_mediapipe_embedding(flame_model)
+    motion = place_in_front_of(flame_layer, mp_emb, sample_motion(flame_layer, mp_emb, 20, 29.97, 2), camera, 250.0)
+    points = project_landmarks(flame_layer, inner, motion, camera, fan, MEDIAPIPE_DLIB)
+    fitter = FlameFitter(flame_model, inner, FitConfig(contour_weight=1.0), MEDIAPIPE_DLIB)
+    assert not fitter.second_rows.any() and len(fitter.outlines) == 1 and fitter.agreement is None
+    seq = LandmarkSequence(points, np.ones(20, bool), 1280, 720, 29.97, scheme=MEDIAPIPE_DLIB)
+    result = fitter.fit(seq, shape=np.asarray(motion.shape))
+    assert np.isfinite(result.vertices).all() and np.nanmean(result.reprojection_px) < 2.0

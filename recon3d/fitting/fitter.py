@@ -110,9 +110,11 @@ class FlameFitter:
         self.scheme = scheme
         self.contour = self._contour(model, config, scheme)
         # The outlines the jaw line is fitted to: the scheme's; and where that is a second source's
-        # (dlib's jaw line), MediaPipe's face oval too, for the frames that source is not trusted in.
+        # (dlib's jaw line) beside MediaPipe's points, MediaPipe's face oval too, for the frames that
+        # source is not trusted in. A second source fitted alone (no MediaPipe point) is its own judge.
+        self.has_primary = bool((np.asarray(embedding.source_ids) < DLIB_OFFSET).any())
         self.outlines = [] if self.contour is None else [(scheme.face_contour, scheme.outline_calibration)]
-        if self.outlines and min(scheme.face_contour) >= DLIB_OFFSET:
+        if self.outlines and self.has_primary and min(scheme.face_contour) >= DLIB_OFFSET:
             self.outlines.append((MEDIAPIPE.face_contour, MEDIAPIPE.outline_calibration))
         points = embedding.joined(self.contour) if self.contour is not None else embedding
         fitted = points
@@ -166,6 +168,7 @@ class FlameFitter:
         k = len(self.contour) if self.contour is not None else 0
         outline_second = np.array([min(outline) >= DLIB_OFFSET for outline, _ in self.outlines], bool)
         second = np.concatenate([ids >= DLIB_OFFSET, np.repeat(outline_second, k), (pairs >= DLIB_OFFSET).any(1)])
+        second &= self.has_primary
         fallback = np.zeros_like(second)
         if len(self.outlines) > 1:
             fallback[len(ids) + k:len(ids) + 2 * k] = True

@@ -73,7 +73,7 @@ def main() -> None:
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.report.emotion import dataset_features, evaluate
     from recon3d.shards import open_dataset
-    from recon3d.synth.video import synthesize
+    from recon3d.synth.video import complete_renders, synthesize
 
     model_path = flame_model_path()
     model = load_flame_model(model_path)
@@ -82,7 +82,7 @@ def main() -> None:
     videos = args.work / "synth"
     for seed in range(1, args.actors + 1):
         folder = videos / f"Actor_{seed:02d}"
-        if len(list(folder.glob("*.mp4"))) < args.clips:
+        if len(complete_renders(folder)) < args.clips:
             synthesize(folder, model_path, TEXTURE, args.clips, args.seconds, seed, 250.0, actor=seed, progress=False)
     fitted = evaluate(*dataset_features(open_dataset(build(videos, args.work / "synth_built", model_path)), masks)[:4])
     truth = evaluate(*truth_features(videos, layer, masks))

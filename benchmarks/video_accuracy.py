@@ -107,7 +107,7 @@ def main() -> None:
     from recon3d.flame import FlameLayer, load_flame_model
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.shards import open_dataset
-    from recon3d.synth.video import synthesize
+    from recon3d.synth.video import complete_renders, synthesize
 
     model_path = flame_model_path(args.flame_model)
     model = load_flame_model(model_path)
@@ -125,7 +125,7 @@ def main() -> None:
                 folder = work / (f"seed{seed}_iod{int(iod)}" + ("" if background == "plain" else f"_{background}")
                                  + ("" if swing is None else f"_swing{swing:g}"))
                 videos = folder / "videos"
-                if len(list(videos.glob("*.mp4"))) < args.clips:
+                if len(complete_renders(videos)) < args.clips:
                     synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod,
                                background=BACKGROUNDS[background], progress=False, swing_deg=swing)
                 for offsets, sources in choices:  # side by side on the same renders

@@ -33,7 +33,7 @@ from recon3d.flame import (  # noqa: E402
 from recon3d.landmarks import create_detector, track_video  # noqa: E402
 from recon3d.landmarks.schemes import MEDIAPIPE, MEDIAPIPE_DLIB  # noqa: E402
 from recon3d.synth.motion import head_rotation, posed_vertices  # noqa: E402
-from recon3d.synth.video import load_truth, synthesize  # noqa: E402
+from recon3d.synth.video import complete_renders, load_truth, synthesize  # noqa: E402
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 
@@ -92,7 +92,7 @@ def main() -> None:
     for seed in args.seeds:
         for iod in args.iod_px:
             folder = args.work / f"seed{seed}_iod{int(iod)}"
-            videos = sorted(folder.glob("*.mp4"))
+            videos = complete_renders(folder)
             if len(videos) < args.clips:
                 videos = synthesize(folder, model.path, TEXTURE, args.clips, args.seconds, seed, iod, progress=False)
             for video in videos:

@@ -30,7 +30,7 @@ from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_dlib_embe
 from recon3d.landmarks import create_detector, track_video  # noqa: E402
 from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE_DLIB  # noqa: E402
 from recon3d.synth.motion import head_rotation, posed_vertices  # noqa: E402
-from recon3d.synth.video import load_truth, synthesize  # noqa: E402
+from recon3d.synth.video import complete_renders, load_truth, synthesize  # noqa: E402
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 BINS = (0, 10, 20, 30, 40, 50, 60, 90)
@@ -90,7 +90,7 @@ def main() -> None:
     frames: dict[str, list] = {}
     for seed in args.seeds:
         folder = args.work / model_id(model_path) / f"seed{seed}_swing{int(args.swing)}"
-        videos = sorted(folder.glob("*.mp4"))
+        videos = complete_renders(folder)
         if len(videos) < args.clips:
             videos = synthesize(folder, model_path, TEXTURE, args.clips, args.seconds, seed, 250.0, progress=False,
                                 swing_deg=args.swing)

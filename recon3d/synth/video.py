@@ -125,6 +125,12 @@ def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path
     return written
 
 
+def complete_renders(folder: str | Path) -> list[Path]:
+    """The videos in ``folder`` that :func:`synthesize` finished: its truth file is written after
+    the video, so a render stopped midway (a truncated .mp4) is not among them."""
+    return sorted(v for v in Path(folder).glob("*.mp4") if v.with_name(v.stem + ".truth.npz").exists())
+
+
 def load_truth(path: str | Path) -> tuple[Motion, PinholeCamera, dict]:
     """The motion, camera and the rest (landmarks, iod_px, labels) of a ``*.truth.npz``."""
     with np.load(path) as d:

@@ -105,9 +105,9 @@ def format_summary(s: dict) -> str:
             f"{k} {v} ({100 * v / max(s['frames'], 1):.0f} %)" for k, v in s["source_frames"].items())
             + " (a second source only where the head's pose and its agreement with MediaPipe let it be trusted)")
     if s["qc"]:
-        lines.append(f"{'QC':24s} {'median':>9s} {'p95':>9s} {'max':>9s}")
+        lines.append(f"{'QC':34s} {'median':>9s} {'p95':>9s} {'max':>9s}")
         for key, v in s["qc"].items():
-            lines.append(f"{key:24s} {v['median']:9.4f} {v['p95']:9.4f} {v['max']:9.4f}")
+            lines.append(f"{key:34s} {v['median']:9.4f} {v['p95']:9.4f} {v['max']:9.4f}")
     lines.append(f"QC flagged: {s['qc_flagged']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['qc_flags'].items())})"
                                                      if s["qc_flags"] else ""))
     for actor, r in s["identity"].items():

@@ -56,7 +56,9 @@ def histogram(values: np.ndarray, threshold: float | None, title: str, xlabel: s
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
     values = values[np.isfinite(values)]
-    ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="#4878a8")
+    # Errors (flagged above a threshold) from zero to past the threshold, however few the clips.
+    span = (0.0, 1.1 * max(float(values.max()), threshold)) if upper and threshold and values.size else None
+    ax.hist(values, bins=min(40, max(5, len(values) // 3)) if span is None else 40, range=span, color="#4878a8")
     if threshold is not None:
         ax.axvline(threshold, color="#c03030", linestyle="--", label=f"threshold {threshold:g} "
                    f"({'flag above' if upper else 'flag below'})")

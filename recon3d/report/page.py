@@ -28,7 +28,7 @@ CLIPS_PER_EMOTION_MAP = 24
 QC_FIGURES = (("reprojection_iod_mean", "max_reprojection_iod", True, "reprojection error / inter-ocular distance"),
               ("reprojection_iod_mean_mediapipe", "max_reprojection_iod", True,
                "MediaPipe's points: reprojection error / inter-ocular distance"),
-              ("reprojection_iod_mean_dlib", "max_reprojection_iod", True,
+              ("reprojection_iod_mean_dlib", "max_reprojection_iod_dlib", True,
                "dlib's points (frames the fit used them in): reprojection error / inter-ocular distance"),
               ("face_fraction", "min_face_fraction", False, "frames with a face"),
               ("lip_jitter_mm", "max_lip_jitter_mm", True, "lip jitter (mm per frame)"))

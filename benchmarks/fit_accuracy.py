@@ -18,7 +18,12 @@ average the seeds, a second table gives their spread (standard deviation over th
 JSON also holds every seed's figures (``per_seed``).
 
     python benchmarks/fit_accuracy.py [--seeds 1 2 3] [--protocol actor|clip|still|truth]
-        [--sources mediapipe mediapipe+dlib] [--jaw-line 1.0 0]
+        [--sources mediapipe mediapipe+dlib] [--jaw-line 1.0 0] [--yaw-swing DEG]
+
+With --yaw-swing the heads (the clip and the neutral one) turn from one side to the other, yaw
++-DEG, as in ``video_accuracy.py --yaw-swing``: what the fit gives on turned heads when the points
+are where they truly project (every point, the far side's too), a bound for any weighting of the
+detectors' points.
 
 The seeds differ from those the fitting defaults were tuned on (11-14).
 """
@@ -44,6 +49,7 @@ def main() -> None:
                         help="the identity: fitted on a neutral sequence (as build-dataset), on the clip, on a "
                              "still neutral sequence (no expression), or the true one")
     parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--yaw-swing", type=float, default=None, help="heads swinging +-DEG of yaw")
     parser.add_argument("--iod-px", type=float, default=250.0, help="face size: outer-eye-corner distance in pixels")
     add_overrides_option(parser, "recon3d.fitting.FitConfig", "expr_dims=0 n_expr=50")
     parser.add_argument("--sources", nargs="+", choices=["mediapipe", "mediapipe+dlib"],
@@ -88,10 +94,12 @@ def main() -> None:
     jaw_errors: dict[tuple, list[float]] = {(c, n): [] for c in choices for n in NOISE_PX}
     started = time.perf_counter()
     for seed in args.seeds:
-        motion = place_in_front_of(layer, embedding, sample_motion(layer, embedding, args.frames, fps, seed), camera, args.iod_px)
+        motion = place_in_front_of(layer, embedding, sample_motion(layer, embedding, args.frames, fps, seed,
+                                                                   swing_deg=args.yaw_swing), camera, args.iod_px)
         truth = canonical_vertices(layer, motion)
         truth_template = identity_template(layer, motion.shape)
-        neutral = sample_motion(layer, embedding, args.frames, fps, seed + 1000, emotion_scale=0.0)
+        neutral = sample_motion(layer, embedding, args.frames, fps, seed + 1000, emotion_scale=0.0,
+                                swing_deg=args.yaw_swing)
         neutral.shape = motion.shape.copy()
         if args.protocol == "still":
             neutral = without_expression(neutral)

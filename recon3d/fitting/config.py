@@ -47,12 +47,14 @@ class FitConfig:
     # Where dlib's points are trusted (recon3d.fitting.source_trust): fully up to *_full_deg of
     # yaw / pitch as the camera sees the head, not at all from *_zero_deg on, a cosine ramp between
     # (measured: scripts/source_error_by_yaw.py); and a point (or a frame, by its median point)
-    # farther than dlib_agreement_mm from where MediaPipe's points put it counts half, 1/5 at twice that.
+    # farther from where MediaPipe's points put it than dlib_agreement_free_mm counts less: half at
+    # dlib_agreement_mm beyond that, 1/5 at twice it.
     dlib_yaw_full_deg: float = 20.0
     dlib_yaw_zero_deg: float = 30.0
     dlib_pitch_full_deg: float = 20.0
     dlib_pitch_zero_deg: float = 30.0
     dlib_agreement_mm: float = 3.0
+    dlib_agreement_free_mm: float = 1.5
     # Every landmark (both sources) weighed by how squarely its surface faces the camera under the
     # fit's head pose: full from a normal-to-ray cosine of visibility_full_cos on, down to
     # visibility_floor edge-on and beyond (recon3d.fitting.source_trust.visibility_weights); 0: off.

@@ -203,7 +203,7 @@ class FlameFitter:
         mm_per_px = 1000.0 * -p[:, lay.trans.start + 2] / self.camera_for(seq).focal
         points = np.where(seq.valid[:, None, None], seq.points, np.nan)
         disagreement = self.agreement.disagreement_mm(points, mm_per_px, rotation, reference=gate >= 1.0)
-        point_w, frame_agree = agreement_weights(disagreement, c.dlib_agreement_mm)
+        point_w, frame_agree = agreement_weights(disagreement, c.dlib_agreement_mm, c.dlib_agreement_free_mm)
         frame = gate * frame_agree
         second = np.flatnonzero(self.second_rows[:n])
         out[:, second] *= frame[:, None] * point_w

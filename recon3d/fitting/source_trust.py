@@ -10,9 +10,9 @@ the product of:
   does not jump when a frame crosses the line. The view angles are the head's rotation relative
   to the ray from the camera to the head (:func:`view_angles`), not to the optical axis;
 - **agreement** (:func:`agreement_weights`): each point is predicted from MediaPipe's points around
-  it on the mesh (:class:`SourceAgreement`); a point, and a whole frame (its median point), far
-  from that prediction beyond the scale ``scale_mm`` is down-weighted smoothly (a Cauchy weight:
-  1/2 at the scale, 1/5 at twice it).
+  it on the mesh (:class:`SourceAgreement`); a point, and a whole frame (its median point), farther
+  from that prediction than the sources' ordinary disagreement ``free_mm`` is down-weighted
+  smoothly (a Cauchy weight of the excess: 1/2 at ``scale_mm`` beyond it, 1/5 at twice that).
 
 The same rule serves any later source whose points follow MediaPipe's in the scheme.
 """
@@ -101,15 +101,19 @@ def cauchy(z: np.ndarray) -> np.ndarray:
     return np.nan_to_num(1.0 / (1.0 + np.asarray(z, float) ** 2), nan=0.0)
 
 
-def agreement_weights(disagreement_mm: np.ndarray, scale_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def agreement_weights(disagreement_mm: np.ndarray, scale_mm: float, free_mm: float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-point ``(T, S)`` and per-frame ``(T,)`` weights from each point's distance to its
-    prediction (``(T, S)`` mm at the face, NaN where unseen): the point's own Cauchy weight, and the
-    frame's from its median point (a frame whose points are mostly off is dropped whole)."""
-    point = cauchy(disagreement_mm / scale_mm)
+    prediction (``(T, S)`` mm at the face, NaN where unseen): 1 up to ``free_mm`` (the two sources'
+    ordinary disagreement), a Cauchy weight of the excess beyond it (smooth at ``free_mm``); per
+    point, and per frame from its median point (a frame whose points are mostly off is dropped whole)."""
+    def weight(d: np.ndarray) -> np.ndarray:
+        return cauchy(np.maximum(d - free_mm, 0.0) / scale_mm)
+
     with np.errstate(all="ignore"):
         median = np.nanmedian(np.where(np.isfinite(disagreement_mm), disagreement_mm, np.nan), axis=1) \
             if disagreement_mm.shape[1] else np.zeros(len(disagreement_mm))
-    return point, cauchy(median / scale_mm)
+    return weight(disagreement_mm), weight(median)
 
 
 def motion_poses(model: FlameModelData) -> np.ndarray:

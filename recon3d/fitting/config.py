@@ -81,6 +81,9 @@ class FitConfig:
     # Optimisation schedule.
     rigid_iters: int = 6
     identity_frames: int = 16
+    # Identity frames only where the head is turned at most this far (view yaw and pitch under the
+    # rigid start), or the least turned ones where fewer are: the far side of a turned face is guessed.
+    identity_max_view_deg: float = 20.0
     # Identity frames only where the eyelid gap is in the clip's upper half (no blinks); false: any.
     identity_open_eyes: bool = True
     identity_iters: int = 4

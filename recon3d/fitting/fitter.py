@@ -420,7 +420,7 @@ class FlameFitter:
         """
         c, lay = self.config, self.layout
         init_params = init_params or [self._rigid_init(s) for s in sequences]
-        picks = self._identity_frames(sequences)
+        picks = self._identity_frames(sequences, init_params)
         if not picks:
             raise FittingError("no frame with a face to fit the identity on")
         batches, params = [], []
@@ -480,22 +480,34 @@ class FlameFitter:
         levenberg_marquardt(c.identity_iters, [params_all, shared], cost_fn, linearize)
         return self.shape_basis @ shared[:n_k].cpu().numpy()
 
-    def _identity_frames(self, sequences: list[LandmarkSequence]) -> dict[int, np.ndarray]:
-        """Frames nearest a neutral face, spread evenly in time across clips: the mouth closed
-        (lower half of the lip gap over all clips) and, with ``identity_open_eyes``, the eyes open
-        (upper half of each clip's eyelid gap: no blinks, whose closing lids would otherwise leak
-        into the identity through the expression prior)."""
+    def _identity_frames(self, sequences: list[LandmarkSequence], init_params: list[torch.Tensor]
+                         ) -> dict[int, np.ndarray]:
+        """Frames nearest a neutral face, spread evenly in time across clips: the face toward the
+        camera (view yaw and pitch under the rigid start within ``identity_max_view_deg``; where
+        fewer than ``identity_frames`` are, the least turned ones: on a turned face the detectors
+        guess the far side, and the identity would carry their guess), the mouth closed (lower half
+        of the lip gap over those) and, with ``identity_open_eyes``, the eyes open (upper half of
+        each clip's eyelid gap: no blinks, whose closing lids would otherwise leak into the identity
+        through the expression prior)."""
+        lay, c = self.layout, self.config
         candidates = []
         for si, seq in enumerate(sequences):
             gap = seq.mouth_gap()
             usable = self.usable_frames(seq) & np.isfinite(gap)
-            if self.config.identity_open_eyes and usable.any():
+            if c.identity_open_eyes and usable.any():
                 eyes = seq.eye_gap()
                 usable &= eyes >= np.nanmedian(eyes[usable])
+            p = init_params[si].detach().cpu().double().numpy()
+            turned = np.maximum(*view_angles(p[:, lay.rot], p[:, lay.trans]))
             for t in np.flatnonzero(usable):
-                candidates.append((gap[t], si, t))
+                candidates.append((gap[t], si, t, turned[t]))
         if not candidates:
             return {}
+        turned = np.array([a for *_, a in candidates])
+        limit = c.identity_max_view_deg
+        if (turned <= limit).sum() < c.identity_frames:  # too few frontal frames: the least turned
+            limit = np.sort(turned)[min(len(turned), 2 * c.identity_frames) - 1]
+        candidates = [(g, si, t) for g, si, t, a in candidates if a <= limit]
         gaps = np.array([g for g, _, _ in candidates])
         closed = [(si, t) for (g, si, t) in candidates if g <= np.nanquantile(gaps, 0.5)]
         n = min(self.config.identity_frames, len(closed))

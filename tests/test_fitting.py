@@ -379,7 +379,7 @@ def test_the_identity_is_fitted_on_frames_with_the_eyes_open(flame_model, flame_
     eyes = seq.eye_gap() / np.median(seq.eye_gap())
 
     def picked(fitter) -> np.ndarray:
-        return np.concatenate(list(fitter._identity_frames([seq]).values()))
+        return np.concatenate(list(fitter._identity_frames([seq], [fitter._rigid_init(seq)]).values()))
 
     assert eyes[picked(any_eyes)].min() < 0.5  # a blink among the closed-mouth frames
     assert eyes[picked(open_eyes)].min() >= 1.0

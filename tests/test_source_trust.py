@@ -186,3 +186,26 @@ def test_a_second_source_fitted_alone_is_its_own_judge(flame_model, flame_layer)
     seq = LandmarkSequence(points, np.ones(20, bool), 1280, 720, 29.97, scheme=MEDIAPIPE_DLIB)
     result = fitter.fit(seq, shape=np.asarray(motion.shape))
     assert np.isfinite(result.vertices).all() and np.nanmean(result.reprojection_px) < 2.0
+
+
+def test_identity_frames_face_the_camera(flame_model, flame_layer):
+    """On a head swinging +-55 deg the identity is fitted on the least turned of its closed-mouth,
+    open-eyed frames, not on such frames spread over the swing."""
+    from recon3d.fitting import FitConfig, FlameFitter, LandmarkSequence, PinholeCamera
+    from recon3d.flame import load_mediapipe_embedding
+    from recon3d.synth.motion import head_yaw, place_in_front_of, project_landmarks, sample_motion
+
+    emb = load_mediapipe_embedding(flame_model)
+    camera = PinholeCamera.from_fov(1280, 720, 40.0)
+    motion = place_in_front_of(flame_layer, emb, sample_motion(flame_layer, emb, 120, 29.97, 4, emotion_scale=0.0,
+                                                               swing_deg=55.0), camera, 250.0)
+    seq = LandmarkSequence(project_landmarks(flame_layer, emb, motion, camera), np.ones(120, bool), 1280, 720, 29.97)
+    yaw = np.abs(np.degrees(head_yaw(motion)))
+
+    def picked(**config) -> np.ndarray:
+        fitter = FlameFitter(flame_model, emb, FitConfig(**config))
+        return np.concatenate(list(fitter._identity_frames([seq], [fitter._rigid_init(seq)]).values()))
+
+    frontal, anywhere = picked(), picked(identity_max_view_deg=90.0)
+    assert len(frontal) == len(anywhere) == 16 and yaw[frontal].mean() < yaw[anywhere].mean() - 2, \
+        (yaw[frontal].mean(), yaw[anywhere].mean())

@@ -482,36 +482,33 @@ class FlameFitter:
 
     def _identity_frames(self, sequences: list[LandmarkSequence], init_params: list[torch.Tensor]
                          ) -> dict[int, np.ndarray]:
-        """Frames nearest a neutral face, spread evenly in time across clips: the face toward the
-        camera (view yaw and pitch under the rigid start within ``identity_max_view_deg``; where
-        fewer than ``identity_frames`` are, the least turned ones: on a turned face the detectors
-        guess the far side, and the identity would carry their guess), the mouth closed (lower half
-        of the lip gap over those) and, with ``identity_open_eyes``, the eyes open (upper half of
-        each clip's eyelid gap: no blinks, whose closing lids would otherwise leak into the identity
-        through the expression prior)."""
+        """Frames nearest a neutral face, spread evenly in time across clips: the mouth closed
+        (lower half of the lip gap over all clips), with ``identity_open_eyes`` the eyes open (upper
+        half of each clip's eyelid gap: no blinks, whose closing lids would otherwise leak into the
+        identity through the expression prior), and the face toward the camera: view yaw and pitch
+        under the rigid start within ``identity_max_view_deg``, or where fewer than
+        ``identity_frames`` such frames remain, the least turned ones (on a turned face the
+        detectors guess the far side, and the identity would carry their guess)."""
         lay, c = self.layout, self.config
         candidates = []
-        for si, seq in enumerate(sequences):
+        for si, (seq, params) in enumerate(zip(sequences, init_params)):
+            p = params.detach().cpu().double().numpy()
+            turned = np.maximum(*view_angles(p[:, lay.rot], p[:, lay.trans]))
             gap = seq.mouth_gap()
             usable = self.usable_frames(seq) & np.isfinite(gap)
             if c.identity_open_eyes and usable.any():
                 eyes = seq.eye_gap()
                 usable &= eyes >= np.nanmedian(eyes[usable])
-            p = init_params[si].detach().cpu().double().numpy()
-            turned = np.maximum(*view_angles(p[:, lay.rot], p[:, lay.trans]))
-            for t in np.flatnonzero(usable):
-                candidates.append((gap[t], si, t, turned[t]))
+            candidates += [(gap[t], si, t, turned[t]) for t in np.flatnonzero(usable)]
         if not candidates:
             return {}
-        turned = np.array([a for *_, a in candidates])
-        limit = c.identity_max_view_deg
-        if (turned <= limit).sum() < c.identity_frames:  # too few frontal frames: the least turned
-            limit = np.sort(turned)[min(len(turned), 2 * c.identity_frames) - 1]
-        candidates = [(g, si, t) for g, si, t, a in candidates if a <= limit]
-        gaps = np.array([g for g, _, _ in candidates])
-        closed = [(si, t) for (g, si, t) in candidates if g <= np.nanquantile(gaps, 0.5)]
-        n = min(self.config.identity_frames, len(closed))
-        chosen = [closed[i] for i in np.linspace(0, len(closed) - 1, n).round().astype(int)]
+        gaps = np.array([g for g, *_ in candidates])
+        closed = [(si, t, a) for (g, si, t, a) in candidates if g <= np.nanquantile(gaps, 0.5)]
+        frontal = [(si, t) for si, t, a in closed if a <= c.identity_max_view_deg]
+        if len(frontal) < c.identity_frames:
+            frontal = sorted((si, t) for si, t, _ in sorted(closed, key=lambda x: x[2])[:c.identity_frames])
+        n = min(c.identity_frames, len(frontal))
+        chosen = [frontal[i] for i in np.linspace(0, len(frontal) - 1, n).round().astype(int)]
         picks: dict[int, list[int]] = {}
         for si, t in chosen:
             picks.setdefault(si, []).append(t)

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
+from emoface_model.checkpoint import load_checkpoint
 from emoface_model.config import TrainConfig
 from emoface_model.data import select_clips
 from emoface_model.mesh import MeshHierarchy
@@ -66,11 +66,6 @@ def load_regions(run: RunDir) -> Regions:
         return Regions(d["lips"], d["eyes"], d["upper"])
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best") -> tuple[TalkingFace, dict]:
     """The model of a run and the checkpoint's metadata (``state["checkpoint"]``: the file loaded)."""
     run = RunDir(Path(run_dir))
@@ -80,7 +75,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best
         raise TrainError(f"checkpoint '{checkpoint}': choose best or last")
     device = torch_device(str(device))
     path = run.best_checkpoint if checkpoint == "best" and run.best_checkpoint.exists() else run.checkpoint
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_checkpoint(path, device)
     state["checkpoint"] = path.name
     config = TrainConfig.from_dict(state["config"])
     hierarchy = MeshHierarchy.from_dict(state["hierarchy"]) if state.get("hierarchy") else None

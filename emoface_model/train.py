@@ -19,7 +19,8 @@ from emoface_model.losses import sequence_loss
 from emoface_model.mesh import MeshHierarchy, build_hierarchy
 from emoface_model.metrics import MetricSums, Regions
 from emoface_model.models import TalkingFace, build_model
-from emoface_model.run import RunDir, load_regions, prepare_run, save_checkpoint
+from emoface_model.checkpoint import load_checkpoint, save_checkpoint
+from emoface_model.run import RunDir, load_regions, prepare_run
 from emoface_model.schedule import ground_truth_inputs, mixed_inputs, teacher_forced, teacher_ratio
 from recon3d import __version__
 from recon3d.atomic import atomic_path
@@ -89,7 +90,7 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     val = ClipData(dataset, clips["val"], info["actors"])
     faces = dataset.faces()
     n_vertices = int(data.template(data.entries[0]).shape[0])
-    state = torch.load(run.checkpoint, map_location=device, weights_only=False) if resume and run.checkpoint.exists() else None
+    state = load_checkpoint(run.checkpoint, device) if resume and run.checkpoint.exists() else None
     if state is not None:
         hierarchy = MeshHierarchy.from_dict(state["hierarchy"]) if state.get("hierarchy") else None
     elif config.model.model == "emoface":

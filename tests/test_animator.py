@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from emoface_model.checkpoint import load_checkpoint
 from emoface_model.config import ScheduleConfig, TrainConfig
 from emoface_model.data import ClipData, collate
 from emoface_model.infer import predict
@@ -24,6 +26,7 @@ from emoface_model.run import load_model
 from emoface_model.schedule import ground_truth_inputs, teacher_forced
 from emoface_model.train import train
 from recon3d.synth.dataset import write_synthetic_dataset
+from tests import media
 from tests.conftest import STAND_IN, need
 
 
@@ -183,7 +186,7 @@ def test_resume_after_kill_continues_the_same_run(two_clips, tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    at_kill = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"]
+    at_kill = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     total = 6 * 2  # epochs x batches per epoch (two clips, two windows each, batches of two)
     assert 0 < at_kill < total
     out = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, check=True).stdout
@@ -259,8 +262,6 @@ def test_animate_bad_input_is_a_clear_error(overfit_run, tmp_path, make, args, m
     proc = subprocess.run([sys.executable, "-m", "recon3d", "animate", str(run), str(path), "--out",
                            str(tmp_path / "x"), *args], capture_output=True, text=True)
     assert proc.returncode == 2 and "error:" in proc.stderr
-    import re
-
     assert re.search(message, proc.stderr), proc.stderr
 
 
@@ -328,6 +329,57 @@ def test_compare_renders_truth_and_runs_side_by_side(two_clips, overfit_run, tmp
     with av.open(str(out)) as c:
         assert c.streams.audio and c.streams.video[0].width == 3 * 160
         assert sum(1 for _ in c.decode(video=0)) == written["frames"]
+
+
+class _Touch:
+    """Unpickling this creates the file ``path`` (as a crafted checkpoint would run any command)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoints_hold_only_data(overfit_run):
+    run, _ = overfit_run
+    for name in ("last.pt", "best.pt"):
+        path = run / "checkpoints" / name
+        if path.exists():
+            assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+            torch.load(path, weights_only=True)  # no allow-list needed
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_by_every_command(two_clips, overfit_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "shared_run"
+    shutil.copytree(overfit_run[0], run)
+    marker = tmp_path / "pwned"
+    for name in ("last.pt", "best.pt"):
+        state = load_checkpoint(overfit_run[0] / "checkpoints" / "last.pt")
+        state["extra"] = _Touch(marker)
+        torch.save(state, run / "checkpoints" / name)
+    assert not marker.exists()
+    wav = tmp_path / "in.wav"
+    media.write_tone_wav(wav, seconds=1.0)
+    clip_id = json.loads((two_clips / "manifest.json").read_text())["clips"][0]["id"]
+    commands = {
+        "train --resume": ["train", str(two_clips), "--out", str(run), "--resume", "--no-progress"],
+        "evaluate": ["evaluate", str(run), "--split", "train"],
+        "animate": ["animate", str(run), str(wav), "--out", str(tmp_path / "anim")],
+        "animate --checkpoint last": ["animate", str(run), str(wav), "--out", str(tmp_path / "anim"),
+                                      "--checkpoint", "last"],
+        "compare": ["compare", str(two_clips), clip_id, str(run), "--out", str(tmp_path / "side.mp4")],
+    }
+    for what, args in commands.items():
+        proc = subprocess.run([sys.executable, "-m", "recon3d", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, (what, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "refused, not loaded" in lines[0] and ".pt" in lines[0], (what, proc.stderr)
+        assert re.search(r"\b(io|builtins)\.open\b", lines[0]), lines[0]
+        assert not marker.exists(), f"{what} ran the checkpoint's code"
+    assert not (tmp_path / "anim").exists() and not (tmp_path / "side.mp4").exists()
 
 
 @pytest.fixture(scope="module")

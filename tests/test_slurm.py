@@ -161,9 +161,9 @@ def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, vide
 
 def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
     """`recon3d train --executor slurm`: scancel after the first checkpoint, resubmit, same run continues."""
-    import torch
     import yaml
 
+    from emoface_model.checkpoint import load_checkpoint
     from recon3d.synth.dataset import write_synthetic_dataset
     from tests.test_animator import tiny_config
 
@@ -183,7 +183,7 @@ def test_train_job_cancelled_after_a_checkpoint_resumes(tmp_path):
     subprocess.run(["scancel", job_id], check=True)
     _wait(lambda: job_id not in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout,
           120, "the cancelled job to leave the queue")
-    at_cancel = torch.load(checkpoint, weights_only=False)["step"]
+    at_cancel = load_checkpoint(checkpoint)["step"]
     total = 150 * 2
     assert 0 < at_cancel < total, "the job finished before it could be cancelled"  # epoch ends checkpoint too
     summary = json.loads(recon3d(*args).stdout.strip().splitlines()[-1])  # resubmitted, waiting this time

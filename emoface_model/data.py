@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from recon3d.shards import schema as S
-from recon3d.shards.manifest import vocal_of
+from recon3d.shards.manifest import speech_clip
 from recon3d.shards.reader import Dataset3D
 from recon3d.shards.schema import audio_span
 
@@ -50,10 +50,8 @@ def select_clips(entries: list[dict], include_song: bool) -> dict:
     excluded = {}
     for entry in sorted(entries, key=lambda e: e["id"]):
         split = entry.get("split", "train")
-        if not entry.get("has_speech_audio"):
-            excluded[entry["id"]] = NO_SPEECH
-        elif vocal_of(entry) == "song" and not include_song:
-            excluded[entry["id"]] = SONG
+        if not speech_clip(entry, include_song):
+            excluded[entry["id"]] = NO_SPEECH if not entry.get("has_speech_audio") else SONG
         elif split not in lists:
             excluded[entry["id"]] = f"split '{split}' is none of {', '.join(SPLITS)}"
         else:

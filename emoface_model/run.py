@@ -84,6 +84,21 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best
     return model.to(device).eval(), state
 
 
+def no_train_clips(shards_dir: Path, dataset: Dataset3D, clips: dict) -> str:
+    """Why a dataset gives no training clip, and what re-splits it."""
+    from collections import Counter
+
+    excluded = Counter(clips["excluded"].values())
+    why = (f"{shards_dir}: no clip with speech audio in the 'train' split (val {len(clips['val'])}, "
+           f"test {len(clips['test'])}; excluded: {', '.join(f'{n} {r}' for r, n in excluded.items()) or 'none'})")
+    build = dataset.manifest.get("build", {})
+    if dataset.manifest.get("split_method") == "take" and build.get("video_dir"):
+        return (why + f". Rerun `recon3d build-dataset {build['video_dir']} --out {shards_dir}` with this version: "
+                "its split keeps speech takes in train, and the rerun re-plans the splits without refitting a clip")
+    return (why + ". The split holds the speech clips out: rebuild with `split: {method: take}` (within each actor) "
+            "or other split.val / split.test actors in a --config file, or train on another dataset")
+
+
 def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool, masks: str | None) -> TrainConfig:
     """Create RUN_DIR (or check it for --resume); returns the configuration to use."""
     if run.checkpoint.exists() and not resume:
@@ -97,8 +112,7 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
     clips = json.loads(run.clips.read_text()) if resume and run.clips.exists() else \
         select_clips(dataset.clips(), config.data.include_song)
     if not clips["train"]:
-        raise TrainError(f"{shards_dir}: no clips with speech audio in the 'train' split "
-                         f"({len(clips['excluded'])} excluded; see {run.clips})")
+        raise TrainError(no_train_clips(shards_dir, dataset, clips))
     run.root.mkdir(parents=True, exist_ok=True)
     write_json(run.clips, clips)
     actors = sorted({str(dataset.info(c)["actor"]) for c in clips["train"]})

@@ -141,6 +141,21 @@ def test_the_take_split_is_deterministic_and_holds_out_whole_takes():
     assert take_split([{"actor": 5, "statement": 1, "repetition": 1}]) == ["train"]  # one take: nothing to hold out
 
 
+def test_the_take_split_holds_out_only_takes_the_animator_can_use():
+    """Issue 40's one-actor tree: three speech takes, a video-only take without its twin, a song take."""
+    def lab(modality, vocal, statement, repetition, emotion=1):
+        return {"actor": 5, "modality": modality, "vocal_channel": vocal, "emotion_id": emotion,
+                "statement": statement, "repetition": repetition}
+
+    labels = [lab(1, 1, 2, 2, 1), lab(1, 1, 2, 2, 3), lab(1, 1, 2, 1, 5), lab(2, 1, 1, 1), lab(1, 2, 1, 2)]
+    splits = take_split(labels)
+    assert splits == ["test", "test", "train", "train", "train"]
+    usable = [split for lab_, split in zip(labels, splits) if lab_["modality"] == 1 and lab_["vocal_channel"] == 1]
+    assert "train" in usable and "test" in usable
+    full = [lab(1, 1, s, r) for s in (1, 2) for r in (1, 2)] + [lab(2, 1, 2, 2, 4), lab(1, 2, 2, 2)]
+    assert take_split(full) == ["train", "train", "val", "test", "test", "test"]  # RAVDESS's four takes: as before
+
+
 def test_a_build_keeps_mediapipe_native_lines_off_stderr_unless_verbose(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -165,6 +165,58 @@ def test_the_animator_trains_and_evaluates_only_on_clips_with_speech(twinless, t
     assert SONG in with_song["train"] + with_song["val"] + with_song["test"] and list(with_song["excluded"]) == [TWIN]
 
 
+#: Issue 40's one-actor tree: three speech takes (two of them one take), a video-only take without
+#: its twin and a song take; names relabel the shared clips (labels are what is tested).
+ONE_ACTOR = {"01-01-01-01-02-02-05": "01-01-01-01-02-01-05", "01-01-03-01-02-02-05": "01-01-04-01-01-01-05",
+             "01-01-05-01-02-01-05": "01-01-06-01-01-01-05", TWIN: TWIN, "01-02-03-01-01-02-05": "01-01-06-02-01-01-05"}
+OLD_SPLIT = {"01-01-01-01-02-02-05": "test", "01-01-03-01-02-02-05": "test", "01-01-05-01-02-01-05": "val",
+             TWIN: "train", "01-02-03-01-01-02-05": "train"}  # the split before issue 40: nothing to train on
+
+
+def test_a_one_actor_tree_keeps_speech_takes_in_train_and_says_which_split_has_none(tmp_path):
+    import shutil
+
+    tree = tmp_path / "Actor_05"
+    tree.mkdir()
+    for name, source in ONE_ACTOR.items():
+        (tree / f"{name}.mp4").symlink_to(need(RAVDESS_VIDEO / f"{source}.mp4"))
+    out = tmp_path / "out"
+    proc = build(tree, out, "--workers", "2")
+    manifest = json.loads((out / "manifest.json").read_text())
+    splits = {c["id"]: c["split"] for c in manifest["clips"]}
+    assert splits == {"01-01-01-01-02-02-05": "test", "01-01-03-01-02-02-05": "test", "01-01-05-01-02-01-05": "train",
+                      TWIN: "train", "01-02-03-01-01-02-05": "train"}
+    line = "clips with speech audio (what the animator learns from): train 1, val 0, test 2"
+    empty = "no clip with speech audio in the 'val' split"
+    assert line in proc.stderr and empty in proc.stderr
+    inspect = run_cli("inspect", str(out)).stdout
+    assert line in inspect and empty in inspect
+    assert json.loads(run_cli("inspect", str(out), "--json").stdout)["speech_by_split"] == {
+        "train": 1, "val": 0, "test": 2}
+    config = str(tiny_train_config(tmp_path / "tiny.yaml"))
+    run_cli("train", str(out), "--out", str(tmp_path / "run"), "--max-steps", "2", "--no-progress", "--config", config)
+    assert json.loads((tmp_path / "run" / "clips.json").read_text())["train"] == ["01-01-05-01-02-01-05"]
+
+    # A dataset split the old way: train says what to do, and the rerun it names re-splits without a refit.
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    stale = json.loads((old / "manifest.json").read_text())
+    for clip in stale["clips"]:
+        clip["split"] = OLD_SPLIT[clip["id"]]
+    (old / "manifest.json").write_text(json.dumps(stale))
+    proc = run_cli("train", str(old), "--out", str(tmp_path / "run_old"), "--max-steps", "2", "--no-progress",
+                   "--config", config, check_exit=2)
+    message = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(message) == 1 and "no clip with speech audio in the 'train' split (val 1, test 2" in message[0]
+    assert f"Rerun `recon3d build-dataset {tree} --out {old}`" in message[0]
+    assert not (tmp_path / "run_old").exists()
+    rerun = build(tree, old, "--workers", "2")
+    assert "redo" not in rerun.stderr and "rebuilding" not in rerun.stderr
+    assert {c["id"]: c["split"] for c in json.loads((old / "manifest.json").read_text())["clips"]} == splits
+    run_cli("train", str(old), "--out", str(tmp_path / "run_old"), "--max-steps", "2", "--no-progress",
+            "--config", config)
+
+
 def test_a_killed_build_leaves_a_lock_file_that_does_not_stop_the_rerun(tmp_path):
     """``kill -9`` ends the holder: the kernel drops the lock, the file stays, the rerun goes on."""
     out = tmp_path / "out"

@@ -160,8 +160,10 @@ def finalize(out_dir: Path) -> dict:
                 actors[actor] = {"shards": [], **_identity_report(ws, shard, actor, plan)}
             actors[actor]["shards"].append(shard)
     missing = set(plan.missing)
+    planned_split = {c.clip_id: c.split for c in plan.clips}
     for entry in entries:
         entry["source_missing"] = entry["id"] in missing
+        entry["split"] = planned_split.get(entry["id"], entry["split"])  # the latest plan's, without a refit
     stale = sorted({c.clip_id for c in plan.clips} - {e["id"] for e in entries} - failed_ids)
     if stale:
         raise BuildError(f"{len(stale)} planned clip(s) are in no shard ({', '.join(stale[:5])}): "

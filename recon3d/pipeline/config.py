@@ -60,9 +60,9 @@ class SplitConfig:
     """Train / val / test splits (docs/dataset-format.md#splits).
 
     ``method``: ``actor`` (the ``val`` and ``test`` actors are held out; RAVDESS: odd actors male,
-    even female, both in each split), ``take`` (within each actor, by statement and repetition:
-    the actor's last take present is test, the one before it val when the actor has all four
-    takes, the rest train), or ``auto``: by actor when that gives both train and test clips, else
+    even female, both in each split), ``take`` (within each actor, by statement and repetition,
+    over the takes the animator can use: the last is test, the one before it val when there are
+    four or more, the rest train), or ``auto``: by actor when that gives both train and test clips, else
     by take (a dataset of one actor, or without the held-out actors).
     """
 

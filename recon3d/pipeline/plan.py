@@ -73,16 +73,28 @@ def actor_split(labels: list[dict], config: SplitConfig) -> list[str]:
             for lab in labels]
 
 
+def animator_usable(labels: dict) -> bool:
+    """Whether the animator can learn from a clip of these labels: an audio-video speech take (a
+    video-only file's audio is zeroed, and songs are left out of training unless asked)."""
+    return labels.get("modality", 1) == 1 and labels.get("vocal_channel", 1) == 1
+
+
 def take_split(labels: list[dict]) -> list[str]:
-    """Within each actor, by take (statement, repetition): the actor's last take present is test,
-    the one before it val when the actor has all four takes, the others train. Deterministic:
-    every clip of a take (all emotions and intensities) goes to the same split."""
-    takes: dict[int, list[tuple[int, int]]] = {}
+    """Within each actor, by take (statement, repetition), counting the takes the animator can use
+    (:func:`animator_usable`; all of the actor's takes where none is): the last such take is test,
+    the one before it val when there are four or more, the others train. Deterministic; every clip
+    of a take (all emotions and intensities) goes to the same split, and a take with no usable
+    clip is train, so the clips the animator cannot use never take a held-out place."""
+    takes: dict[int, set[tuple[int, int]]] = {}
+    usable: dict[int, set[tuple[int, int]]] = {}
     for lab in labels:
-        takes.setdefault(lab["actor"], []).append((lab["statement"], lab["repetition"]))
+        take = (lab["statement"], lab["repetition"])
+        takes.setdefault(lab["actor"], set()).add(take)
+        if animator_usable(lab):
+            usable.setdefault(lab["actor"], set()).add(take)
     held: dict[tuple[int, tuple[int, int]], str] = {}
     for actor, present in takes.items():
-        order = sorted(set(present))
+        order = sorted(usable.get(actor) or present)
         if len(order) >= 2:
             held[actor, order[-1]] = "test"
         if len(order) >= 4:

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from recon3d.io.ravdess import skip_counts
-from recon3d.shards.manifest import vocal_of
+from recon3d.shards.manifest import speech_clip, vocal_of
 
 
 def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
@@ -49,6 +49,28 @@ def format_skipped(counts: dict[str, int]) -> str:
     return f"skipped: {total}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if total else "")
 
 
+SPLITS = ("train", "val", "test")
+#: What a split without clips the animator can use costs.
+_EMPTY_SPLIT = {"train": "`recon3d train` has nothing to train on",
+                "val": "training keeps no best epoch (checkpoints/best.pt) and logs no validation",
+                "test": "`recon3d evaluate` has nothing to score by default"}
+
+
+def speech_by_split(clips: list[dict]) -> dict[str, int]:
+    """How many clips of each split the animator can learn from (:func:`~recon3d.shards.manifest.speech_clip`)."""
+    counts = Counter(c.get("split", "train") for c in clips if speech_clip(c))
+    return {split: counts.get(split, 0) for split in SPLITS}
+
+
+def format_speech_splits(counts: dict[str, int]) -> list[str]:
+    """A line of the clips with speech audio per split, and one per split that has none, saying what that costs."""
+    lines = ["clips with speech audio (what the animator learns from): "
+             + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    lines += [f"  no clip with speech audio in the '{split}' split: {_EMPTY_SPLIT[split]}"
+              for split, n in counts.items() if n == 0]
+    return lines
+
+
 def dataset_summary(manifest: dict) -> dict:
     """Counts, duration, label and QC distributions and failures of a build."""
     clips = manifest["clips"]
@@ -71,6 +93,7 @@ def dataset_summary(manifest: dict) -> dict:
     return {
         "clips": len(clips), "frames": frames, "hours": seconds / 3600.0,
         "splits": dict(Counter(c.get("split", "train") for c in clips)),
+        "speech_by_split": speech_by_split(clips),
         "split_method": manifest.get("split_method", "actor"),
         "emotions": dict(sorted(emotions.items())),
         "actors": dict(sorted(Counter(str(c["actor"]) for c in clips).items())),
@@ -95,6 +118,7 @@ def format_summary(s: dict) -> str:
     lines = [f"clips {s['clips']}   frames {s['frames']}   hours {s['hours']:.3f}   "
              f"splits {', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))} (by {s['split_method']}"
              + (": within each actor, by statement/repetition)" if s["split_method"] == "take" else ")")]
+    lines += format_speech_splits(s["speech_by_split"])
     lines.append("emotions: " + ", ".join(f"{k} {v}" for k, v in s["emotions"].items()))
     lines.append("actors:   " + ", ".join(f"{k} {v}" for k, v in s["actors"].items()))
     lines.append("vocal:    " + ", ".join(f"{k} {v}" for k, v in s["vocal"].items())

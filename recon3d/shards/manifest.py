@@ -31,6 +31,11 @@ def vocal_of(entry: dict) -> str:
     return VOCAL_CHANNELS.get((entry.get("labels") or {}).get("vocal_channel"), "unlabeled")
 
 
+def speech_clip(entry: dict, include_song: bool = False) -> bool:
+    """Whether the animator can learn from a clip: it has speech audio (a song only with ``include_song``)."""
+    return bool(entry.get("has_speech_audio")) and (include_song or vocal_of(entry) != "song")
+
+
 def shard_entries(path: Path, shard: str) -> tuple[list[dict], list[str]]:
     """Manifest entries of a shard's clips and the actors it holds."""
     with ShardFile(path) as f:

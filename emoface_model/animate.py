@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from emoface_model.infer import predict
+from emoface_model.run import RunDir, load_model, load_regions
 from recon3d.errors import SetupError
-from emoface_model.run import RunDir, load_model
 from recon3d.io.mesh import read_mesh, write_obj, write_ply
 from recon3d.io.ravdess import EMOTIONS, INTENSITIES
 from recon3d.io.video import load_audio, write_video
@@ -57,10 +57,24 @@ def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | 
     return actors.index(name), ds.template(name, entry["shard"]).astype(np.float32)
 
 
+def lips_to_frame(runs: list[RunDir], framing: str) -> tuple[np.ndarray | None, str]:
+    """The lip vertices a ``face`` framing centres on (from the first run with evaluation regions)
+    and the framing used: ``head`` when asked, or when no run found FLAME_masks.pkl."""
+    if framing not in ("face", "head"):
+        raise SetupError(f"framing '{framing}': choose face or head")
+    if framing == "face":
+        for run in runs:
+            if run.regions.exists():
+                return load_regions(run).lips, "face"
+    return None, "head" if framing == "head" else "head (no lip regions: the runs found no FLAME_masks.pkl)"
+
+
 def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotion: str = "neutral",
             intensity: str = "normal", actor: str | None = None, template: Path | None = None, fps: float = 30.0,
-            mesh_format: str | None = None, video: bool = True, device: str = "cpu", checkpoint: str = "best") -> dict:
-    """Write ``OUT.npy`` (T, V, 3) metres, optionally ``OUT_meshes/*.obj|ply``, and ``OUT.mp4``."""
+            mesh_format: str | None = None, video: bool = True, device: str = "cpu", checkpoint: str = "best",
+            framing: str = "face") -> dict:
+    """Write ``OUT.npy`` (T, V, 3) metres, optionally ``OUT_meshes/*.obj|ply``, and ``OUT.mp4``
+    (``framing``: ``face`` around the mouth, or the whole ``head``; :func:`lips_to_frame`)."""
     emo, inten = emotion_id(emotion), intensity_id(intensity)
     audio_path = Path(audio_path)
     if not audio_path.exists():
@@ -88,7 +102,8 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
     if video:
         from recon3d.render.preview import frontal_frames
 
-        write_video(out.with_suffix(".mp4"), frontal_frames(vertices, faces), fps,
+        lips, written["framing"] = lips_to_frame([run], framing)
+        write_video(out.with_suffix(".mp4"), frontal_frames(vertices, faces, lips=lips), fps,
                     audio[:audio_samples(len(vertices), fps)], AUDIO_RATE)
         written["mp4"] = str(out.with_suffix(".mp4"))
     written["frames"] = len(vertices)
@@ -97,7 +112,7 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
 
 def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], out: str | Path,
                  names: list[str] | None = None, size: int = 360, device: str = "cpu",
-                 checkpoint: str = "best") -> dict:
+                 checkpoint: str = "best", framing: str = "face") -> dict:
     """A clip of a built dataset side by side: its fitted meshes | each run's animation from the
     clip's audio, emotion, intensity and speaker; one mp4 with the clip's audio."""
     import cv2
@@ -122,8 +137,10 @@ def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], 
                           n_frames=len(clip.vertices), device=device)
         panels.append((name, (offsets + clip.template[None]).astype(np.float32)))
 
+    lips, framed = lips_to_frame([RunDir(Path(r)) for r in runs], framing)
+
     def frames():
-        streams = [frontal_frames(v, faces, size, reference=clip.template) for _, v in panels]
+        streams = [frontal_frames(v, faces, size, reference=clip.template, lips=lips) for _, v in panels]
         for images in zip(*streams):
             row = np.concatenate(images, axis=1).copy()
             for k, (name, _) in enumerate(panels):
@@ -133,5 +150,5 @@ def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], 
     out = Path(out)
     n = write_video(out, frames(), clip.fps, clip.audio, AUDIO_RATE)
     ds.close()
-    return {"mp4": str(out), "frames": n, "panels": [name for name, _ in panels],
+    return {"mp4": str(out), "frames": n, "panels": [name for name, _ in panels], "framing": framed,
             "emotion": EMOTIONS[emotion], "intensity": INTENSITIES[intensity + 1]}

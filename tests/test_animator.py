@@ -27,7 +27,7 @@ from emoface_model.schedule import ground_truth_inputs, teacher_forced
 from emoface_model.train import train
 from recon3d.synth.dataset import write_synthetic_dataset
 from tests import media
-from tests.conftest import STAND_IN, need
+from tests.conftest import HYBRID, STAND_IN, need
 
 
 def tiny_config(model: str = "emoface", epochs: int = 30) -> TrainConfig:
@@ -246,6 +246,40 @@ def test_animate_writes_meshes_and_video_for_any_rate(overfit_run, tmp_path):
 
     with av.open(written["mp4"]) as c:
         assert c.streams.video and c.streams.audio
+        face = next(c.decode(video=0)).to_ndarray(format="gray")
+    assert written["framing"] == "face"
+    head = json.loads(subprocess.run(
+        [sys.executable, "-m", "recon3d", "animate", str(run), str(wav), "--out", str(tmp_path / "head"),
+         "--framing", "head"], capture_output=True, text=True, check=True).stdout)
+    assert head["framing"] == "head"
+    with av.open(head["mp4"]) as c:
+        whole = next(c.decode(video=0)).to_ndarray(format="gray")
+    covered = [float((image > 50).mean()) for image in (face, whole)]  # background is grey 31
+    assert covered[0] > 0.6 and covered[0] > 3 * covered[1], covered  # measured: 0.68 and 0.15
+
+
+@pytest.mark.parametrize("model", [STAND_IN, HYBRID], ids=["stand-in", "hybrid"])
+def test_the_face_framing_makes_the_mouth_a_third_of_the_picture(model):
+    from recon3d.flame import load_flame_model
+    from recon3d.flame.masks import find_masks, load_flame_masks
+    from recon3d.render.preview import frontal_view
+    from recon3d.render.rasterizer import project_pinhole
+
+    flame = load_flame_model(need(model))
+    regions = Regions.from_masks(load_flame_masks(find_masks(model_path=flame.path), flame.n_vertices))
+    template, size, focal = flame.v_template.astype(np.float64), 512, 1451.6
+
+    def image_points(lips):
+        centre, distance = frontal_view(template, focal, size, lips)
+        return project_pinhole(template - centre + np.array([0.0, 0.0, -distance]), focal, size / 2, size / 2)
+
+    for lips, (low, high) in ((regions.lips, (0.28, 0.4)), (None, (0.08, 0.16))):
+        points = image_points(lips)
+        mouth = points[regions.lips]
+        assert low < np.ptp(mouth[:, 0]) / size < high
+        eyes = points[regions.eyes]
+        inside = (eyes >= 0) & (eyes < size)
+        assert inside.all(axis=1).mean() > 0.5  # the eyes (and part of the forehead) are in the picture
 
 
 @pytest.mark.parametrize("make, args, message", [

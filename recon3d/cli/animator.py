@@ -17,6 +17,12 @@ def _checkpoint_option(command):
                              "has none); last: where training stopped.")(command)
 
 
+def _framing_option(command):
+    return click.option("--framing", type=click.Choice(["face", "head"]), default="face", show_default=True,
+                        help="face: the face around the mouth fills the picture (eyebrows to chin; the mouth about "
+                             "a third of the width); head: the whole head and neck.")(command)
+
+
 @click.command("train")
 @click.argument("shards_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -167,9 +173,10 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
 @click.option("--fps", type=float, default=30.0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @_checkpoint_option
+@_framing_option
 @friendly_errors
 def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes, no_video, fps, device,
-                checkpoint) -> None:
+                checkpoint, framing) -> None:
     """Animate a face from speech: AUDIO (wav or any audio file, any length and rate) -> meshes + video.
 
     \b
@@ -179,7 +186,7 @@ def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes
     from emoface_model.animate import animate
 
     written = animate(run_dir, audio, out, emotion, intensity, actor, template, fps, meshes, not no_video, device,
-                      checkpoint)
+                      checkpoint, framing)
     click.echo(json.dumps(written))
 
 
@@ -192,9 +199,10 @@ def animate_cmd(run_dir, audio, emotion, intensity, actor, template, out, meshes
 @click.option("--size", type=int, default=360, show_default=True, help="Pixels per panel.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @_checkpoint_option
+@_framing_option
 @friendly_errors
 def compare_cmd(dataset_dir: Path, clip_id: str, runs: tuple[Path, ...], out: Path, names: str | None, size: int,
-                device: str, checkpoint: str) -> None:
+                device: str, checkpoint: str, framing: str) -> None:
     """A dataset clip side by side with the animators' output for it: the fitted meshes | each RUN
     animating the clip's audio with its emotion, intensity and speaker, with the audio.
 
@@ -205,5 +213,5 @@ def compare_cmd(dataset_dir: Path, clip_id: str, runs: tuple[Path, ...], out: Pa
     from emoface_model.animate import compare_clip
 
     written = compare_clip(dataset_dir, clip_id, list(runs), out, names.split(",") if names else None, size, device,
-                           checkpoint)
+                           checkpoint, framing)
     click.echo(json.dumps(written))

@@ -89,18 +89,34 @@ def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarr
         yield (np.concatenate([overlay, alone], axis=1) * 255).clip(0, 255).astype(np.uint8)
 
 
+def frontal_view(reference: np.ndarray, focal: float, size: int, lips: np.ndarray | None = None,
+                 width: float = 3.0, lift: float = 0.3) -> tuple[np.ndarray, float]:
+    """(centre (3,), camera distance) of a frontal camera on ``reference (V, 3)``.
+
+    ``lips``: the lip vertex ids: the picture is ``width`` times the mouth's width across, centred
+    ``lift`` mouth widths above the mouth (from the eyebrows to below the chin), so the mouth fills
+    a useful part of it. ``None``: the whole mesh (head and neck)."""
+    if lips is None:
+        centre = reference.mean(axis=0)
+        radius = float(np.linalg.norm(reference - centre, axis=1).max())
+        return centre, 1.1 * radius * focal / (0.5 * size)
+    mouth = reference[lips]
+    lo, hi = mouth.min(axis=0), mouth.max(axis=0)
+    across = float(hi[0] - lo[0])
+    centre = (lo + hi) / 2 + np.array([0.0, lift * across, 0.0])
+    return centre, 0.5 * width * across * focal / (0.5 * size) + float(hi[2] - centre[2])
+
+
 def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov_deg: float = 20.0,
-                   reference: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                   reference: np.ndarray | None = None, lips: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Frames ``(size, size, 3) uint8`` of a mesh sequence ``(T, V, 3)`` seen from the front.
 
-    The camera is placed once for the whole sequence (from the first frame's extent, or from
-    ``reference (V, 3)``: the same camera for meshes shown side by side), so motion stays visible.
+    The camera is placed once for the whole sequence (from the first frame, or from ``reference
+    (V, 3)``: the same camera for meshes shown side by side), so motion stays visible; with
+    ``lips`` the face around the mouth fills the picture (:func:`frontal_view`), else the whole mesh.
     """
-    first = vertices[0] if reference is None else reference
-    centre = first.mean(axis=0)
-    radius = float(np.linalg.norm(first - centre, axis=1).max())
     focal = 0.5 * size / np.tan(np.radians(fov_deg) / 2)
-    distance = 1.1 * radius * focal / (0.5 * size)
+    centre, distance = frontal_view(vertices[0] if reference is None else reference, focal, size, lips)
     for frame in vertices:
         cam = frame.astype(np.float64) - centre + np.array([0.0, 0.0, -distance])
         shaded, mask = render_mesh(cam, faces, focal, size / 2, size / 2, size, size)

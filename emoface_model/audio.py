@@ -5,6 +5,7 @@ aligned to the mesh frame rate: one vector per animation frame.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from torch.nn import functional as F
 from recon3d.config_io import ConfigError
 from recon3d.errors import SetupError
 from recon3d.shards.schema import AUDIO_RATE
-
 
 
 def mel_filterbank(n_mels: int = 80, n_fft: int = 400, sample_rate: int = AUDIO_RATE,
@@ -85,12 +85,34 @@ def _sinusoid(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
+#: How a pretrained encoder trains: ``fine_tune`` (its convolutional feature extractor frozen, its
+#: transformer trained with the animator, as FaceFormer does) or ``frozen`` (not trained at all; its
+#: features are computed once per clip and cached).
+ENCODER_MODES = ("fine_tune", "frozen")
+#: The files whose bytes identify a model folder (its configuration and weights).
+_MODEL_FILES = ("config.json", "*.safetensors", "*.bin")
+
+
+def encoder_fingerprint(path: str | Path) -> str:
+    """sha256 over a model folder's configuration and weight files (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted({f for pattern in _MODEL_FILES for f in Path(path).glob(pattern)})
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 class PretrainedEncoder(nn.Module):
     """wav2vec 2.0 / HuBERT loaded with ``transformers`` from a local folder, projected to ``dim``."""
 
-    def __init__(self, path: str | Path, dim: int = 128, freeze: bool = True):
+    def __init__(self, path: str | Path, dim: int = 128, mode: str = "fine_tune"):
         super().__init__()
         path = Path(path)
+        if mode not in ENCODER_MODES:
+            raise ConfigError(f"model.audio_encoder_mode '{mode}' is not one of {', '.join(ENCODER_MODES)}")
         if not path.is_dir() or not (path / "config.json").exists():
             raise SetupError(
                 f"--audio-encoder-path {path}: not a local model folder (no config.json). Download a "
@@ -98,24 +120,40 @@ class PretrainedEncoder(nn.Module):
                 "internet and copy its folder here; nothing is downloaded at run time")
         try:
             from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
         except ImportError as exc:
-            raise SetupError("--audio-encoder wav2vec2 needs the 'transformers' package: "
-                              "pip install transformers") from exc
+            raise SetupError("--audio-encoder wav2vec2 / hubert needs the 'transformers' package: "
+                             "pip install 'recon3d[speech]'") from exc
+        hf_logging.disable_progress_bar()  # one line per command on stderr, not a bar per load
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        if freeze:
+        self.frozen = mode == "frozen"
+        if self.frozen:
             self.model.requires_grad_(False)
+        else:
+            self.model.feature_extractor.requires_grad_(False)
         self.project = nn.Linear(self.model.config.hidden_size, dim)
 
+    def train(self, mode: bool = True) -> "PretrainedEncoder":
+        super().train(mode)
+        if self.frozen:  # never dropped out: its features are the same every time (and cached)
+            self.model.eval()
+        return self
+
+    def frame_hidden(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """The model's last hidden states ``(B, n_frames, H)``, aligned to the frames."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.model(audio).last_hidden_state  # (B, L, H) at 50 Hz
+        return align(hidden.transpose(1, 2), n_frames)
+
     def forward(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
-        hidden = self.model(audio).last_hidden_state  # (B, L, H) at 50 Hz
-        return self.project(align(hidden.transpose(1, 2), n_frames))
+        return self.project(self.frame_hidden(audio, n_frames))
 
 
-def build_audio_encoder(kind: str, dim: int, path: str | None = None) -> nn.Module:
+def build_audio_encoder(kind: str, dim: int, path: str | None = None, mode: str = "fine_tune") -> nn.Module:
     if kind == "mel":
         return MelEncoder(dim)
     if kind in ("wav2vec2", "hubert"):
         if not path:
             raise SetupError(f"--audio-encoder {kind} needs --audio-encoder-path DIR (a local model folder)")
-        return PretrainedEncoder(path, dim)
+        return PretrainedEncoder(path, dim, mode)
     raise ConfigError(f"unknown audio encoder '{kind}' (mel, wav2vec2 or hubert)")

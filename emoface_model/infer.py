@@ -20,8 +20,11 @@ CHUNK_FRAMES = 600  # audio encoded in windows of 20 s at 30 fps
 CONTEXT_FRAMES = 30  # with 1 s of audio context on each side
 
 
-def audio_features(model: TalkingFace, audio: np.ndarray, n_frames: int, fps: float, device="cpu") -> torch.Tensor:
-    """Audio features ``(1, n_frames, dim)``: encoded in overlapping windows, so any length works."""
+def audio_features(model: TalkingFace, audio: np.ndarray, n_frames: int, fps: float, device="cpu",
+                   encode=None) -> torch.Tensor:
+    """Audio features ``(1, n_frames, dim)``: encoded in overlapping windows, so any length works
+    (``encode(audio (1, N), n_frames)``: the model's audio encoder unless given)."""
+    encode = encode or model.encode_audio
     per_frame = AUDIO_RATE / fps
     out = []
     for start in range(0, n_frames, CHUNK_FRAMES):
@@ -32,7 +35,7 @@ def audio_features(model: TalkingFace, audio: np.ndarray, n_frames: int, fps: fl
         piece = audio[s0:s1]
         seg[:len(piece)] = piece
         with torch.no_grad():
-            feats = model.encode_audio(torch.from_numpy(seg)[None].to(device), b - a)
+            feats = encode(torch.from_numpy(seg)[None].to(device), b - a)
         out.append(feats[:, start - a:stop - a])
     return torch.cat(out, 1)
 

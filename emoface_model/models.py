@@ -37,6 +37,7 @@ class ModelConfig:
     window: int = 90  # frames of motion history each frame attends to
     audio_encoder: str = "mel"  # mel | wav2vec2 | hubert
     audio_encoder_path: str | None = None
+    audio_encoder_mode: str = "fine_tune"  # fine_tune | frozen (pretrained encoders; emoface_model.audio)
     n_coarse: int = 192  # coarse vertices for Mesh Attention
     spiral_length: int = 10
     spiral_taps: int = 3  # frames in a SpiralConv3D (current and previous)
@@ -57,7 +58,7 @@ class TalkingFace(nn.Module):
         self.config = config
         self.n_vertices = n_vertices
         d = config.dim
-        self.audio = build_audio_encoder(config.audio_encoder, d, config.audio_encoder_path)
+        self.audio = build_audio_encoder(config.audio_encoder, d, config.audio_encoder_path, config.audio_encoder_mode)
         self.style = nn.Embedding(max(n_actors, 1), d)
         nn.init.normal_(self.style.weight, std=0.02)
         self.start = nn.Parameter(torch.zeros(d))

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from emoface_model.audio import encoder_fingerprint
 from emoface_model.checkpoint import load_checkpoint
 from emoface_model.config import TrainConfig
 from emoface_model.data import select_clips
 from emoface_model.mesh import MeshHierarchy
 from emoface_model.metrics import Regions
-from emoface_model.models import TalkingFace, build_model
+from emoface_model.models import ModelConfig, TalkingFace, build_model
 from emoface_model.run_files import CHECKPOINTS, RunDir
 from recon3d import __version__
 from recon3d.atomic import atomic_path, write_json
@@ -66,6 +67,30 @@ def load_regions(run: RunDir) -> Regions:
         return Regions(d["lips"], d["eyes"], d["upper"])
 
 
+def encoder_record(model: ModelConfig) -> dict:
+    """``run.json``'s record of a pretrained speech encoder: its kind, folder and fingerprint."""
+    if model.audio_encoder == "mel":
+        return {}
+    path = Path(model.audio_encoder_path).resolve()
+    return {"audio_encoder": {"kind": model.audio_encoder, "path": str(path), "mode": model.audio_encoder_mode,
+                              "sha256": encoder_fingerprint(path)}}
+
+
+def check_audio_encoder(run: RunDir) -> None:
+    """Refuse a run whose pretrained speech encoder's folder is gone or now holds another model."""
+    recorded = json.loads(run.info.read_text()).get("audio_encoder") if run.info.exists() else None
+    if not recorded:
+        return
+    path = Path(recorded["path"])
+    if not (path / "config.json").exists():
+        raise TrainError(f"{run.root} was trained with the {recorded['kind']} model in {path}, which is gone; "
+                         "put that model folder back there")
+    if encoder_fingerprint(path) != recorded["sha256"]:
+        raise TrainError(f"{path} now holds another model than the {recorded['kind']} {run.root} was trained with "
+                         f"(sha256 {encoder_fingerprint(path)[:12]}, recorded {recorded['sha256'][:12]}); "
+                         "put the original model back in that folder: the run's weights fit only it")
+
+
 def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best") -> tuple[TalkingFace, dict]:
     """The model of a run and the checkpoint's metadata (``state["checkpoint"]``: the file loaded)."""
     run = RunDir(Path(run_dir))
@@ -74,6 +99,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best
     if checkpoint not in CHECKPOINTS:
         raise TrainError(f"checkpoint '{checkpoint}': choose best or last")
     device = torch_device(str(device))
+    check_audio_encoder(run)
     path = run.best_checkpoint if checkpoint == "best" and run.best_checkpoint.exists() else run.checkpoint
     state = load_checkpoint(path, device)
     state["checkpoint"] = path.name
@@ -108,6 +134,8 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
         saved.optim.epochs = max(saved.optim.epochs, config.optim.epochs)
         saved.device = config.device
         config = saved
+    if resume:
+        check_audio_encoder(run)
     dataset = open_dataset(shards_dir)
     clips = json.loads(run.clips.read_text()) if resume and run.clips.exists() else \
         select_clips(dataset.clips(), config.data.include_song)
@@ -123,7 +151,8 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
                 with open(tmp, "wb") as f:
                     np.savez(f, lips=regions.lips, eyes=regions.eyes, upper=regions.upper)
         write_json(run.info, {"shards_dir": str(Path(shards_dir).resolve()), "actors": actors,
-                              "recon3d_version": __version__, "lip_regions": regions is not None})
+                              "recon3d_version": __version__, "lip_regions": regions is not None,
+                              **encoder_record(config.model)})
     with atomic_path(run.config) as tmp:
         tmp.write_text(yaml.safe_dump({"shards_dir": str(Path(shards_dir).resolve()), "train": config.to_dict()},
                                       sort_keys=False))

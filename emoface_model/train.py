@@ -14,6 +14,7 @@ import torch
 
 from emoface_model.config import BEST_ON, TrainConfig
 from emoface_model.data import ClipData, collate, epoch_batches
+from emoface_model.features import FrozenFeatures, caches_features
 from emoface_model.infer import clip_predictions
 from emoface_model.losses import sequence_loss
 from emoface_model.mesh import MeshHierarchy, build_hierarchy
@@ -121,6 +122,7 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     else:
         gen.manual_seed(config.seed)
     resumed_at = step
+    cache = FrozenFeatures(model, data, device) if caches_features(model) else None
     d = config.data
     per_epoch = len(epoch_batches(data, 0, config.seed, d.window_frames, d.batch_size, d.windows_per_clip))
     total = config.optim.epochs * per_epoch
@@ -154,7 +156,10 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
                 lr = config.optim.lr * min(1.0, (step + 1) / max(1, config.optim.warmup_steps))
                 for group in opt.param_groups:
                     group["lr"] = lr
-                feats = model.encode_audio(batch.audio, batch.offsets.shape[1])
+                if cache is not None:
+                    feats = model.audio.project(cache.windows(batches[index], batch.offsets.shape[1]))
+                else:
+                    feats = model.encode_audio(batch.audio, batch.offsets.shape[1])
                 inputs = mixed_inputs(model, batch, feats, ratio, gen)
                 pred, _ = teacher_forced(model, batch, feats, inputs)
                 loss, mse, vel = sequence_loss(pred, batch.offsets, weights, config.optim.velocity_weight)

@@ -36,8 +36,15 @@ def _framing_option(command):
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (same step count).")
 @click.option("--audio-encoder", type=click.Choice(["mel", "wav2vec2", "hubert"]), default=None,
               help="mel: log-mel encoder trained from scratch (default, offline). wav2vec2/hubert: a pretrained "
-                   "model from a local folder (--audio-encoder-path; needs `pip install transformers`).")
-@click.option("--audio-encoder-path", type=click.Path(path_type=Path), default=None)
+                   "model from a local folder (--audio-encoder-path; needs `pip install 'recon3d[speech]'`).")
+@click.option("--audio-encoder-path", type=click.Path(path_type=Path), default=None,
+              help="A wav2vec 2.0 / HuBERT folder as save_pretrained writes it (e.g. facebook/wav2vec2-base-960h "
+                   "downloaded elsewhere); nothing is downloaded. The run records its fingerprint, and evaluate / "
+                   "animate refuse when the folder later holds another model.")
+@click.option("--audio-encoder-mode", type=click.Choice(["fine_tune", "frozen"]), default=None,
+              help="fine_tune (default): the encoder's convolutional feature extractor frozen, its transformer "
+                   "trained (as FaceFormer). frozen: not trained; its features are computed once per clip and "
+                   "cached, so a step costs no encoder pass.")
 @click.option("--flame-masks", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="FLAME_masks.pkl for lip weighting and evaluation regions (default: beside the FLAME model "
                    "the shards were built with).")
@@ -53,7 +60,7 @@ def _framing_option(command):
 @click.option("--progress/--no-progress", default=True)
 @friendly_errors
 def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, device, resume, audio_encoder,
-              audio_encoder_path, flame_masks, max_steps, executor, partition, time_min, mem_gb, cpus_per_task,
+              audio_encoder_path, audio_encoder_mode, flame_masks, max_steps, executor, partition, time_min, mem_gb, cpus_per_task,
               slurm_additional, no_wait, progress) -> None:
     """Train the EmoFace animator (or the FaceFormer baseline) on shards from build-dataset.
 
@@ -86,10 +93,17 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
         config.model.audio_encoder = audio_encoder
     if audio_encoder_path:
         config.model.audio_encoder_path = str(audio_encoder_path)
+    if audio_encoder_mode:
+        config.model.audio_encoder_mode = audio_encoder_mode
+    if resume:
+        from emoface_model.run import RunDir, check_audio_encoder
+
+        check_audio_encoder(RunDir(run_dir))
     if config.model.audio_encoder != "mel":
         from emoface_model.audio import build_audio_encoder
 
-        build_audio_encoder(config.model.audio_encoder, config.model.dim, config.model.audio_encoder_path)
+        build_audio_encoder(config.model.audio_encoder, config.model.dim, config.model.audio_encoder_path,
+                            config.model.audio_encoder_mode)
     if executor == "slurm":
         from emoface_model.jobs import submit_training
         from recon3d.cli.build_dataset import _parse_pairs

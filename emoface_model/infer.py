@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from emoface_model.data import SPLITS, ClipData, labels_of, select_clips
-from emoface_model.metrics import MetricSums, Regions
+from emoface_model.metrics import MetricSums, Regions, opening_agreement, opening_pair
 from emoface_model.models import TalkingFace
 from recon3d.errors import SetupError
 from recon3d.io.ravdess import EMOTIONS
@@ -102,6 +102,12 @@ def clip_predictions(model: TalkingFace, data: ClipData, device="cpu", progress:
     bar.close()
 
 
+def _finite_mean(values: list[float]) -> float | None:
+    """The mean of the finite values (None, JSON's null, where there are none)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
 def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, split: str, regions: Regions,
                  device="cpu", progress: bool = True, clips: dict | None = None) -> dict:
     """LVE / EVE / FDD / MVE of the model on a split (whole clips, autoregressive), overall and per
@@ -111,13 +117,22 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
     per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
     per_emotion_base: dict[str, MetricSums] = defaultdict(MetricSums)
     data = split_data(shards_dir, split, actors, clips)
+    lips: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    template_lips = None
     for entry, pred, gt, template in clip_predictions(model, data, device, progress, f"evaluate {split}"):
         emotion = EMOTIONS[labels_of(entry)[0]]
+        lips[entry["id"]] = pred[:, regions.lips], gt[:, regions.lips]
+        template_lips = template[regions.lips] if template_lips is None else template_lips
         sums.add(pred, gt, template, regions)
         per_emotion[emotion].add(pred, gt, template, regions)
         still = np.repeat(template[None], len(gt), 0)
         base.add(still, gt, template, regions)
         per_emotion_base[emotion].add(still, gt, template, regions)
+    pair = opening_pair([gt for _, gt in lips.values()], template_lips)
+    per_clip = {clip_id: opening_agreement(pred, gt, pair) for clip_id, (pred, gt) in lips.items()}
+    opening = {key: _finite_mean([c[key] for c in per_clip.values()]) for key in ("amplitude_ratio", "correlation")}
+    per_clip = {k: {key: (v if np.isfinite(v) else None) for key, v in c.items()} for k, c in per_clip.items()}
     return {"split": split, "overall": sums.result(), "template_only": base.result(),
+            "lip_opening": {**opening, "vertices": [int(regions.lips[k]) for k in pair], "per_clip": per_clip},
             "per_emotion": {k: v.result() for k, v in sorted(per_emotion.items())},
             "per_emotion_template": {k: v.result() for k, v in sorted(per_emotion_base.items())}}

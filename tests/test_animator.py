@@ -315,6 +315,36 @@ def test_evaluate_reports_metrics_per_emotion(overfit_run):
     for key in ("lve", "eve", "fdd", "mve"):
         assert np.isfinite(result["overall"][key])
     assert result["overall"]["lve"] < result["template_only"]["lve"]
+    opening = result["lip_opening"]
+    assert set(opening["per_clip"]) == set(json.loads((run / "clips.json").read_text())["train"])
+    lips = np.load(run / "regions.npz")["lips"]
+    assert all(v in lips for v in opening["vertices"])
+    assert 0.3 < opening["amplitude_ratio"] < 3 and opening["correlation"] > 0.5  # an overfitted run follows the data
+    text = subprocess.run([sys.executable, "-m", "recon3d", "evaluate", str(run), "--split", "train"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"amplitude ratio {opening['amplitude_ratio']:.2f}, correlation {opening['correlation']:.2f}" in text
+
+
+def test_the_lip_opening_pair_is_where_the_mouth_opens():
+    from recon3d.flame import FlameLayer, load_flame_model
+    from recon3d.flame.masks import find_masks, load_flame_masks
+    from emoface_model.metrics import opening_agreement, opening_pair
+
+    for path in (STAND_IN, HYBRID):
+        flame = load_flame_model(need(path))
+        regions = Regions.from_masks(load_flame_masks(find_masks(model_path=flame.path), flame.n_vertices))
+        layer = FlameLayer(flame, dtype=torch.float64)
+        jaw = torch.zeros(40, 3, dtype=torch.float64)
+        jaw[:, 0] = torch.linspace(0.0, 0.3, 40) * (1 + torch.sin(torch.arange(40.0) / 3)) / 2
+        verts = layer(jaw_pose=jaw).vertices.numpy()[:, regions.lips]
+        pair = opening_pair([verts[:20], verts[20:]], flame.v_template[regions.lips])
+        upper, lower = flame.v_template[regions.lips][list(pair)][:, 1]
+        assert max(upper, lower) - min(upper, lower) < 0.03  # two lip vertices, one above the other
+        same = opening_agreement(verts, verts, pair)
+        assert same == {"amplitude_ratio": 1.0, "correlation": pytest.approx(1.0)}
+        half = opening_agreement(verts[:1] + 0.5 * (verts - verts[:1]), verts, pair)
+        assert 0.4 < half["amplitude_ratio"] < 0.6
+        assert np.isnan(opening_agreement(np.repeat(verts[:1], 40, 0), verts, pair)["correlation"])
 
 
 @pytest.mark.parametrize("name", ["no_mesh_attention", "no_emotion_stream", "teacher_forcing_only",

@@ -169,6 +169,11 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
     rows += [(f"  {k}", v) for k, v in result["per_emotion"].items()]
     for name, r in rows:
         click.echo(f"{name:16s} {r['lve']:10.3e} {r['eve']:10.3e} {r['fdd']:10.3e} {r['mve']:10.3e}")
+    opening = result["lip_opening"]
+    show = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    click.echo(f"lip opening, animated against fitted (mean over clips): amplitude ratio "
+               f"{show(opening['amplitude_ratio'])}, correlation {show(opening['correlation'])} "
+               "(1 and 1: the mouth opens as much as the data, in step with it)")
 
 
 @click.command("animate")

@@ -48,6 +48,7 @@ class OptimConfig:
 
 #: Validation scores ``best_on`` may name: metrics of whole generated validation clips (m^2),
 #: or "none" (no best.pt; every command uses the last checkpoint).
+PRECISIONS = ("fp32", "bf16")
 BEST_ON = ("lve+eve", "lve", "eve", "none")
 
 #: The paper's components switched off one at a time (config overrides; docs/model.md#ablations).
@@ -73,6 +74,9 @@ class TrainConfig:
     best_every: int = 5  # epochs between those scorings (and the last epoch): each costs one generation of val
     seed: int = 0
     device: str = "cpu"
+    #: fp32, or bf16: the forward pass and loss under autocast to bfloat16 (weights and optimiser
+    #: state stay float32); for GPUs with bfloat16 (A100, H100).
+    precision: str = "fp32"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -115,6 +115,13 @@ def collate(items: list[dict]) -> Batch:
     )
 
 
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch on ``device``; to a GPU from pinned memory without blocking (the copy overlaps work)."""
+    if device.type != "cuda":
+        return batch.to(device)
+    return Batch(**{k: v.pin_memory().to(device, non_blocking=True) for k, v in vars(batch).items()})
+
+
 def epoch_batches(data: ClipData, epoch: int, seed: int, window: int, batch_size: int, per_clip: int):
     """The epoch's batches in a fixed order (seeded by ``seed`` and ``epoch``): resumable mid-epoch."""
     rng = np.random.default_rng([seed, epoch])

@@ -235,8 +235,9 @@ class EmoFace(TalkingFace):
         emotion = self.emotion_head(h_emotion).view(b, t, self.n_vertices, 3)
         if not self.gated:
             return (content + emotion) / MM
-        columns = gates.permute(2, 0, 1, 3).reshape(c, -1)  # (C, B*T*2)
-        full_gates = torch.sparse.mm(self.up, columns).view(self.n_vertices, b, t, 2).permute(1, 2, 0, 3)
+        columns = gates.permute(2, 0, 1, 3).reshape(c, -1).float()  # (C, B*T*2)
+        with torch.autocast(columns.device.type, enabled=False):  # sparse products stay fp32 under bf16
+            full_gates = torch.sparse.mm(self.up, columns).view(self.n_vertices, b, t, 2).permute(1, 2, 0, 3)
         return (full_gates[..., :1] * content + full_gates[..., 1:] * emotion) / MM
 
     def forward(self, feats, prev, has_prev, emotion, intensity, actor=None, template=None):

@@ -132,7 +132,7 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
     if resume and run.config.exists():
         saved = TrainConfig.from_dict(yaml.safe_load(run.config.read_text())["train"])
         saved.optim.epochs = max(saved.optim.epochs, config.optim.epochs)
-        saved.device = config.device
+        saved.device, saved.precision = config.device, config.precision  # the machine of this stretch
         config = saved
     if resume:
         check_audio_encoder(run)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoface_model.config import BEST_ON, TrainConfig
-from emoface_model.data import ClipData, collate, epoch_batches
+from emoface_model.config import BEST_ON, PRECISIONS, TrainConfig
+from emoface_model.data import ClipData, collate, epoch_batches, to_device
 from emoface_model.features import FrozenFeatures, caches_features
 from emoface_model.infer import clip_predictions
 from emoface_model.losses import sequence_loss
@@ -81,6 +81,8 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
 
     if config.best_on not in BEST_ON:
         raise ConfigError(f"best_on: '{config.best_on}' is not one of {', '.join(BEST_ON)}")
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"precision: '{config.precision}' is not one of {', '.join(PRECISIONS)}")
     run = RunDir(Path(run_dir))
     config = prepare_run(Path(shards_dir), run, config, resume, masks)
     info = json.loads(run.info.read_text())
@@ -151,18 +153,19 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
                 if max_steps is not None and step >= max_steps:
                     checkpoint(index, epoch)
                     return _summary(step, resumed_at, first_loss, last_loss)
-                batch = collate([data.window(*item) for item in batches[index]]).to(device)
+                batch = to_device(collate([data.window(*item) for item in batches[index]]), device)
                 model.train()
                 lr = config.optim.lr * min(1.0, (step + 1) / max(1, config.optim.warmup_steps))
                 for group in opt.param_groups:
                     group["lr"] = lr
-                if cache is not None:
-                    feats = model.audio.project(cache.windows(batches[index], batch.offsets.shape[1]))
-                else:
-                    feats = model.encode_audio(batch.audio, batch.offsets.shape[1])
-                inputs = mixed_inputs(model, batch, feats, ratio, gen)
-                pred, _ = teacher_forced(model, batch, feats, inputs)
-                loss, mse, vel = sequence_loss(pred, batch.offsets, weights, config.optim.velocity_weight)
+                with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
+                    if cache is not None:
+                        feats = model.audio.project(cache.windows(batches[index], batch.offsets.shape[1]))
+                    else:
+                        feats = model.encode_audio(batch.audio, batch.offsets.shape[1])
+                    inputs = mixed_inputs(model, batch, feats, ratio, gen)
+                    pred, _ = teacher_forced(model, batch, feats, inputs)
+                loss, mse, vel = sequence_loss(pred.float(), batch.offsets, weights, config.optim.velocity_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)

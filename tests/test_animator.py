@@ -93,6 +93,26 @@ def test_overfitting_two_clips(two_clips, overfit_run):
         assert model_lve < still_lve, (entry["id"], model_lve, still_lve)
 
 
+@pytest.mark.parametrize("model", ["emoface", "faceformer"])
+def test_bf16_training_runs_and_keeps_fp32_weights(two_clips, tmp_path, model):
+    """--precision bf16 (autocast; on a GPU in practice, the same code on the CPU here)."""
+    cfg = tiny_config(model, epochs=2)
+    cfg.precision = "bf16"
+    summary = train(two_clips, tmp_path / "run", cfg, progress=False, max_steps=3)
+    assert summary["steps"] == 3 and np.isfinite(summary["last_loss"])
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_the_gpu_check_says_in_one_line_that_there_is_no_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: benchmarks/gpu_check.py would run in full")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=script.parent)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0].startswith("gpu_check: ") and "nothing was run" in proc.stdout
+    assert json.loads(proc.stdout.splitlines()[-1]) == {"gpu": None}
+
+
 def test_lve_equals_torchmetrics():
     torchmetrics = pytest.importorskip("torchmetrics.multimodal", reason="torchmetrics (extra 'train') not installed")
     rng = np.random.default_rng(0)

@@ -33,6 +33,9 @@ def _framing_option(command):
               help="YAML training config; pipelines/emoface.yaml documents every key (its values are the defaults).")
 @click.option("--epochs", type=int, default=None, help="Epochs (overrides the config).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cpu.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="fp32 (default) or bf16: the forward pass under bfloat16 autocast, weights kept in fp32 "
+                   "(GPUs with bfloat16: A100, H100).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (same step count).")
 @click.option("--audio-encoder", type=click.Choice(["mel", "wav2vec2", "hubert"]), default=None,
               help="mel: log-mel encoder trained from scratch (default, offline). wav2vec2/hubert: a pretrained "
@@ -59,7 +62,7 @@ def _framing_option(command):
 @click.option("--no-wait", is_flag=True, help="[slurm] print the job id and return.")
 @click.option("--progress/--no-progress", default=True)
 @friendly_errors
-def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, device, resume, audio_encoder,
+def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, device, precision, resume, audio_encoder,
               audio_encoder_path, audio_encoder_mode, flame_masks, max_steps, executor, partition, time_min, mem_gb, cpus_per_task,
               slurm_additional, no_wait, progress) -> None:
     """Train the EmoFace animator (or the FaceFormer baseline) on shards from build-dataset.
@@ -89,6 +92,8 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
         config.optim.epochs = epochs
     if device:
         config.device = device
+    if precision:
+        config.precision = precision
     if audio_encoder:
         config.model.audio_encoder = audio_encoder
     if audio_encoder_path:

@@ -78,7 +78,10 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
                    "said in one line), on (required), off. dlib's model was trained on iBUG 300-W: non-commercial "
                    "use only.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where fitting builds its normal equations (default cpu; cuda where a GPU exists).")
+              help="Where fitting builds its normal equations (default cpu; cuda where a GPU exists). Decoding and "
+                   "the landmark detectors run on the CPU either way, and they are 80 % of a build's work here "
+                   "(fitting ~1.3 ms/frame on a core), so a GPU can buy little; benchmarks/gpu_check.py measures it "
+                   "(not yet run on a GPU).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: joblib workers here; slurm: one array task per shard via submitit.")
 @click.option("--partition", default=None, help="[slurm] partition (default: the cluster's default).")

@@ -152,7 +152,7 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
             for index in range(skip, len(batches)):
                 if max_steps is not None and step >= max_steps:
                     checkpoint(index, epoch)
-                    return _summary(step, resumed_at, first_loss, last_loss)
+                    return _summary(run, step, epoch, resumed_at, first_loss, last_loss)
                 batch = to_device(collate([data.window(*item) for item in batches[index]]), device)
                 model.train()
                 lr = config.optim.lr * min(1.0, (step + 1) / max(1, config.optim.warmup_steps))
@@ -198,11 +198,32 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
         bar.close()
         if writer is not None:
             writer.close()
-    return _summary(step, resumed_at, first_loss, last_loss)
+    return _summary(run, step, epoch, resumed_at, first_loss, last_loss)
 
 
-def _summary(step: int, resumed_at: int, first: float | None, last: float | None) -> dict:
-    return {"steps": step, "resumed_at": resumed_at, "first_loss": first, "last_loss": last}
+#: A run whose training loss still falls by more than this over its last fifth (against the fifth
+#: before) stopped before it converged.
+STILL_FALLING = 0.05
+
+
+def loss_trend(losses: list[float]) -> float | None:
+    """Relative change of the mean training loss over the last fifth of the steps against the fifth
+    before it (negative: still falling); None for runs of fewer than 10 steps."""
+    if len(losses) < 10:
+        return None
+    k = len(losses) // 5
+    before, last = float(np.mean(losses[-2 * k:-k])), float(np.mean(losses[-k:]))
+    return last / before - 1.0 if before > 0 else None
+
+
+def _summary(run: RunDir, step: int, epoch: int, resumed_at: int, first: float | None, last: float | None) -> dict:
+    losses = []
+    if run.metrics.exists():
+        with open(run.metrics, newline="") as f:
+            losses = [float(r["loss"]) for r in csv.DictReader(f) if r["split"] == "train"]
+    trend = loss_trend(losses)
+    return {"steps": step, "epochs": epoch, "resumed_at": resumed_at, "first_loss": first, "last_loss": last,
+            "loss_trend_last_fifth": trend, "still_improving": trend is not None and trend < -STILL_FALLING}
 
 
 def validation_scores(model: TalkingFace, val: ClipData, regions: Regions, device) -> dict[str, float]:

@@ -113,6 +113,18 @@ def test_the_gpu_check_says_in_one_line_that_there_is_no_gpu():
     assert json.loads(proc.stdout.splitlines()[-1]) == {"gpu": None}
 
 
+def test_the_summary_says_when_the_loss_still_falls(overfit_run):
+    from emoface_model.train import STILL_FALLING, loss_trend
+
+    assert loss_trend([1.0] * 9) is None
+    assert loss_trend([1.0] * 50) == 0.0
+    falling = list(np.linspace(2.0, 1.0, 50))
+    assert loss_trend(falling) < -STILL_FALLING
+    assert loss_trend(falling + [1.0] * 50) > -STILL_FALLING
+    _, summary = overfit_run
+    assert summary["epochs"] == 60 and summary["still_improving"] == (summary["loss_trend_last_fifth"] < -STILL_FALLING)
+
+
 def test_lve_equals_torchmetrics():
     torchmetrics = pytest.importorskip("torchmetrics.multimodal", reason="torchmetrics (extra 'train') not installed")
     rng = np.random.default_rng(0)

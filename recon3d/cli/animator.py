@@ -128,6 +128,10 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
 
         summary = train(shards_dir, run_dir, config, resume=resume, masks=str(flame_masks) if flame_masks else None,
                         progress=progress, max_steps=max_steps)
+    if summary.get("still_improving"):
+        click.echo(f"the run stopped before it converged: its loss still fell {-100 * summary['loss_trend_last_fifth']:.0f} % "
+                   f"over the last fifth of its {summary['steps']} steps. Train longer: --resume with a larger --epochs "
+                   "(a small dataset has few steps per epoch)", err=True)
     click.echo(json.dumps(summary))
 
 

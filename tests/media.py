@@ -41,6 +41,18 @@ def write_audio_only_mp4(path: Path, seconds: float = 1.0) -> Path:
     return path
 
 
+def remux(source: Path, path: Path) -> Path:
+    """The same video and audio packets in the container ``path``'s extension names (no re-encode)."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    return path
+
+
 def write_first_frames(source: Path, path: Path, n_frames: int) -> Path:
     """The first ``n_frames`` of a real video, re-encoded."""
     frames = []

@@ -227,7 +227,7 @@ WRONG_ARGUMENTS = {
                                                        str(f["not_a_run"] / "a")], "not a readable audio file"),
     "build from a folder without videos": (lambda b, f: ["build-dataset", str(f["no_videos"]), "--flame-model",
                                                          str(STAND_IN), "--out", str(f["not_a_run"] / "o")],
-                                           "no .mp4 videos"),
+                                           r"no videos \(.mp4 .mov .mkv .avi .flv .webm\) found"),
     "build with a missing model": (lambda b, f: ["build-dataset", str(RAVDESS_VIDEO), "--flame-model",
                                                  str(f["not_a_run"] / "generic_model.pkl"), "--out",
                                                  str(f["not_a_run"] / "o")], "FLAME model not found"),

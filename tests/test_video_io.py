@@ -89,3 +89,24 @@ def test_unusable_files_raise_clear_errors(tmp_path):
     with pytest.raises(VideoError, match="truncated|corrupt"):
         for _ in iter_frames(truncated):
             pass
+
+
+def test_every_container_pyav_reads_is_found_and_built(tmp_path):
+    """CREMA-D's .flv, film's .mov and .mkv, in any case: found, decoded, built with audio."""
+    import json
+
+    from tests.cli import build
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    source = need(RAVDESS_VIDEO / "01-01-06-01-01-01-05.mp4")
+    names = ["1001_DFA_ANG_XX.flv", "interview.MOV", "film.mkv"]
+    for name in names:
+        media.remux(source, videos / name)
+    out = tmp_path / "out"
+    build(videos, out, "--labels", "none", "--workers", "2")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(c["id"] for c in manifest["clips"]) == sorted(n.rsplit(".", 1)[0] for n in names)
+    assert not manifest["failures"]
+    frames = {c["frames"] for c in manifest["clips"]}
+    assert len(frames) == 1 and all(c["has_speech_audio"] for c in manifest["clips"])  # the same take in each

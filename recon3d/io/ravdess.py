@@ -33,7 +33,9 @@ MODALITY_CHOICES = ("auto", "audio-video", "all")
 SKIP_TWIN = "video-only twin"
 SKIP_MODALITY = "video-only (modality: audio-video)"
 SKIP_AUDIO_ONLY = "audio-only"
-VIDEO_EXTENSIONS = (".mp4",)
+#: Containers looked for (any case): those PyAV decodes that talking-head datasets come in
+#: (CREMA-D: .flv; film and interviews: .mov, .mkv, .avi, .webm).
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".flv", ".webm")
 AUDIO_EXTENSIONS = (".wav",)
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 

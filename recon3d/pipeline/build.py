@@ -18,6 +18,7 @@ from recon3d.atomic import write_json
 from recon3d.errors import SetupError
 from recon3d.flame import resolve_flame_model_path
 from recon3d.io.fingerprint import sha256_of
+from recon3d.io.ravdess import VIDEO_EXTENSIONS
 from recon3d.pipeline.config import BuildConfig, changed_options, resolve_landmark_sources
 from recon3d.pipeline.plan import Plan, PlannedClip, plan_build
 from recon3d.pipeline.retry import Redo, clips_to_redo, recorded_sources, remove_results, reopen
@@ -73,7 +74,7 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
     plan = plan_build(video_dir, config, kept=[] if prune else gone)
     plan.pruned = sorted(c.clip_id for c in gone) if prune else []
     if not plan.clips and not plan.rejected:
-        raise BuildError(f"no .mp4 videos found under {video_dir}")
+        raise BuildError(f"no videos ({' '.join(VIDEO_EXTENSIONS)}) found under {video_dir}")
     if force:
         for name in (MANIFEST, FAILURES):
             (out_dir / name).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -118,6 +119,52 @@ def test_the_readme_dataset_trains_and_evaluates_on_a_within_actor_split(built, 
             "--config", str(tiny_train_config(tmp_path / "tiny.yaml")))
     result = json.loads(run_cli("evaluate", str(run), "--split", "test", "--json").stdout)
     assert result["overall"]["sequences"] == 1 and result["overall"]["lve"] > 0
+
+
+_HELD_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from recon3d.atomic import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_text("half of a result")
+    print(tmp, flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # held in the middle of the write
+    tmp.write_text("a whole result")
+"""
+
+
+def test_a_rerun_never_deletes_what_a_live_process_is_writing(tmp_path):
+    """A task held mid-write (SIGSTOP) keeps its temporary file through a rerun of the build command
+    and finishes its write after; a writer killed mid-write leaves a file the next rerun removes."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    media.write_first_frames(need(RAVDESS_VIDEO / "01-01-04-01-01-01-05.mp4"), videos / "01-01-04-01-01-01-05.mp4", 12)
+    out = tmp_path / "out"
+    build(videos, out, "--workers", "1")
+    result = out / "work" / "shards" / "actor_05" / "task_result.json"
+
+    def held_writer() -> tuple[subprocess.Popen, Path]:
+        proc = subprocess.Popen([sys.executable, "-c", _HELD_WRITER, str(result)], stdout=subprocess.PIPE, text=True)
+        tmp = Path(proc.stdout.readline().strip())
+        deadline = time.time() + 30
+        while time.time() < deadline and open(f"/proc/{proc.pid}/stat").read().split()[2] != "T":
+            time.sleep(0.01)
+        return proc, tmp
+
+    live, live_tmp = held_writer()
+    dead, dead_tmp = held_writer()
+    os.kill(dead.pid, signal.SIGKILL)
+    dead.wait()
+    try:
+        assert live_tmp.exists() and dead_tmp.exists()
+        build(videos, out, "--workers", "1")  # the rerun while the live writer is held
+        assert live_tmp.read_text() == "half of a result", "the rerun deleted a file a live process is writing"
+        assert not dead_tmp.exists(), "a killed writer's leftover stays"
+    finally:
+        os.kill(live.pid, signal.SIGCONT)
+    assert live.wait(timeout=30) == 0
+    assert result.read_text() == "a whole result" and not live_tmp.exists()
+    assert run_cli("verify", str(out)).returncode == 0
 
 
 def test_a_multi_actor_plan_still_splits_by_actor(tmp_path):

@@ -19,6 +19,7 @@ from recon3d.errors import SetupError
 from recon3d.flame import resolve_flame_model_path
 from recon3d.io.fingerprint import sha256_of
 from recon3d.io.ravdess import VIDEO_EXTENSIONS
+from recon3d.pipeline.slurm_jobs import tasks_may_run
 from recon3d.pipeline.config import BuildConfig, changed_options, resolve_landmark_sources
 from recon3d.pipeline.plan import Plan, PlannedClip, plan_build
 from recon3d.pipeline.retry import Redo, clips_to_redo, recorded_sources, remove_results, reopen
@@ -70,6 +71,10 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
                              "rerun with --force to rebuild it, or choose another --out")
     ctx = BuildContext(str(out_dir), str(model_path), config.to_dict(), verbose)
     setup_check(ctx)
+    may_run = tasks_may_run(ws)
+    if force and may_run:  # queued or running; where SLURM cannot be asked, --force is the user's word
+        raise BuildError(f"{out_dir}: SLURM tasks of this folder may still be queued or running (`recon3d status "
+                         f"{out_dir}`), and --force would delete what they write; wait for them or scancel them first")
     gone = [] if force else sources_gone(ws)
     plan = plan_build(video_dir, config, kept=[] if prune else gone)
     plan.pruned = sorted(c.clip_id for c in gone) if prune else []
@@ -80,7 +85,7 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
             (out_dir / name).unlink(missing_ok=True)
         for sub in (ws.work / "shards", ws.work / "rejected", ws.slurm, out_dir / SHARDS_DIR):
             shutil.rmtree(sub, ignore_errors=True)
-    for leftover in ws.temporary_files():  # interrupted writes of an earlier run
+    for leftover in ws.leftover_files(may_run):  # interrupted writes, never one a live task makes
         leftover.unlink(missing_ok=True)
     write_json(stamp, {**identity, "config": config.to_dict(), "flame_model": str(model_path),
                        "video_dir": str(video_dir), "recon3d_version": __version__})

@@ -9,7 +9,6 @@ writes only its own shard's files. Submissions are recorded in ``OUT_DIR/work/sl
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -18,11 +17,8 @@ from pathlib import Path
 from recon3d.atomic import write_json
 from recon3d.pipeline.plan import Plan
 from recon3d.pipeline.stages import BuildContext
+from recon3d.pipeline.slurm_jobs import ACTIVE, job_states, latest_tasks, records
 from recon3d.pipeline.workspace import Workspace, disk_status
-
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-          "RESIZING", "SUSPENDED", "PREEMPTED", "SUBMITTED", "UNKNOWN", "READY"}
-
 
 @dataclass
 class SlurmOptions:
@@ -104,51 +100,6 @@ def finalize_task(out_dir: str) -> str:
     return f"finalized: {len(manifest['clips'])} clips, {len(manifest['failures'])} failures"
 
 
-def _records(ws: Workspace) -> list[dict]:
-    path = ws.slurm / "jobs.json"
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def latest_tasks(ws: Workspace) -> dict[str, str]:
-    """Shard -> the SLURM job id of its latest task."""
-    out: dict[str, str] = {}
-    for record in _records(ws):
-        out.update(record.get("tasks", {}))
-    return out
-
-
-def job_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM states of jobs: sacct's (through submitit), except for jobs still in the queue.
-
-    sacct reports a cancelled task CANCELLED at once, while its processes may run on (and write)
-    for seconds; squeue keeps it as COMPLETING until they have ended, so such a task counts as
-    running and is not resubmitted beside itself."""
-    import submitit
-
-    if not job_ids:
-        return {}
-    watcher = submitit.SlurmJob.watcher
-    for job_id in job_ids:
-        watcher.register_job(job_id)
-    watcher.update()
-    states = {job_id: watcher.get_state(job_id, mode="cache") for job_id in job_ids}
-    states.update({job_id: state for job_id, state in queued_states(job_ids).items() if job_id in states})
-    return states
-
-
-def queued_states(job_ids: list[str]) -> dict[str, str]:
-    """squeue's state of those of ``job_ids`` still in the queue (array tasks as ``<job>_<task>``)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True,
-                             text=True, timeout=60, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return {}  # sacct's states stand
-    fields = (line.split() for line in out.splitlines())
-    return {f[0]: f[1] for f in fields if len(f) == 2}
-
-
 def log_paths(ws: Workspace, job_id: str) -> dict[str, str]:
     import submitit
 
@@ -208,9 +159,7 @@ def submit_build(ctx: BuildContext, plan: Plan, options: SlurmOptions, strict_qc
                                "recon3d-finalize", array=False)
         final.update_parameters(slurm_additional_parameters={**options.additional, "dependency": f"afterany:{deps}"})
         record["finalize_job"] = final.submit(finalize_task, ctx.out_dir).job_id
-    records = _records(ws)
-    records.append(record)
-    write_json(ws.slurm / "jobs.json", records)
+    write_json(ws.slurm / "jobs.json", records(ws) + [record])
     return record
 
 

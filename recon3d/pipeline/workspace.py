@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recon3d.atomic import owner_alive
 from recon3d.shards.schema import SHARDS_DIR, shard_path
 
 if TYPE_CHECKING:
@@ -99,8 +100,16 @@ class Workspace:
         return sorted((json.loads(p.read_text()) for p in files), key=lambda f: f["id"])
 
     def temporary_files(self) -> list[Path]:
-        """Leftovers of writes that were interrupted (never results)."""
+        """Temporary files of writes in progress or interrupted (never results)."""
         return [p for base in (self.work, self.root / SHARDS_DIR) if base.exists() for p in base.rglob("*.tmp")]
+
+    def leftover_files(self, tasks_may_run: bool | None) -> list[Path]:
+        """The temporary files no live process is writing: their writer (named in the file, see
+        :func:`~recon3d.atomic.temp_owner`) has ended on this host; or, when no task of the folder
+        is queued (``tasks_may_run`` False, not unknown), those whose writer cannot be checked
+        (another host, or a name from before writers were named)."""
+        return [p for p in self.temporary_files()
+                if owner_alive(p) is False or (owner_alive(p) is None and tasks_may_run is False)]
 
 
 def disk_status(out_dir: Path, plan: Plan) -> list[dict]:

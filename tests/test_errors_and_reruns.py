@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 from recon3d.pipeline.config import BuildConfig
@@ -165,6 +167,52 @@ def test_a_rerun_never_deletes_what_a_live_process_is_writing(tmp_path):
     assert live.wait(timeout=30) == 0
     assert result.read_text() == "a whole result" and not live_tmp.exists()
     assert run_cli("verify", str(out)).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MB tmpfs (the README build needs ~60 MB at its peak), unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_in_one_line_and_the_rerun_after_freeing_space_completes(small_disk, built):
+    from recon3d.shards import open_dataset
+
+    out = small_disk / "out"
+    proc = build(need(RAVDESS_VIDEO), out, "--workers", "2", check_exit=2)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:") or "Traceback" in line]
+    assert len(lines) == 1 and f"{out}: the disk is full" in lines[0] and "rerun the same command" in lines[0], \
+        proc.stderr[-3000:]
+    assert re.search(r"Free about \d+ MB more", lines[0])
+    assert not (out / "manifest.json").exists() and not (out / "failures.jsonl").exists()
+    assert not list((out / "work").glob("shards/*/failures/*")), "a clip was failed for the disk's fault"
+    for path in out.rglob("*.h5"):  # what a full disk cut short is a named temporary, never a result
+        if not path.name.endswith(".tmp"):
+            with h5py.File(path, "r") as f:
+                assert "clips" in f
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    build(need(RAVDESS_VIDEO), out, "--workers", "2")
+    assert not list(out.rglob("*.tmp"))
+    ds, ref = open_dataset(out), open_dataset(built)
+    assert sorted(ds.clip_ids()) == sorted(ref.clip_ids()) and not ds.manifest["failures"]
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+
+
+def test_a_read_only_out_is_a_setup_error_that_records_nothing(small_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    proc = build(need(RAVDESS_VIDEO), small_disk / "out", check_exit=2)
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --out {small_disk / 'out'}: cannot write there (Read-only file system); choose a writable folder"]
+    assert not any(small_disk.iterdir())
 
 
 def test_a_multi_actor_plan_still_splits_by_actor(tmp_path):

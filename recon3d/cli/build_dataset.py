@@ -146,6 +146,7 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
       recon3d build-dataset ~/data/RAVDESS --out ~/data/3d-ravdess --executor slurm --partition cpu --no-wait
     """
     from recon3d.pipeline.config import BuildConfig
+    from recon3d.pipeline.disk import check_writable, full_disk_message, quiet_full_disk_noise
     from recon3d.pipeline.executors import executor_for
     from recon3d.pipeline.lock import build_lock
     from recon3d.pipeline.slurm import SlurmOptions
@@ -164,12 +165,26 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, array_parallelism, _parse_pairs(slurm_additional))
     runner = executor_for(executor, workers, options, finalize_job=no_wait)
     runner.check()
-    with build_lock(out_dir):
+    check_writable(out_dir)
+    quiet_full_disk_noise()
+    with build_lock(out_dir), full_disk_message(out_dir, lambda: _clips_done(out_dir)):
         try:
             _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose, plan_only,
                    qc_mode == "strict", executor, no_wait, progress)
         finally:
             runner.close()  # the worker processes of a build stopped before its shards ran
+
+
+def _clips_done(out_dir: Path) -> tuple[int, int]:
+    """(clips finished or failed, clips planned) from the folder alone."""
+    from recon3d.pipeline.build import BuildError, load_plan
+    from recon3d.pipeline.workspace import disk_status
+
+    try:
+        rows = disk_status(out_dir, load_plan(out_dir))
+    except BuildError:
+        return 0, 0
+    return sum(r["clips_done"] for r in rows), sum(r["clips"] for r in rows)
 
 
 def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, force: bool, retry_failed: bool,

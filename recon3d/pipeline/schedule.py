@@ -22,6 +22,7 @@ import multiprocessing as mp
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from recon3d.pipeline.disk import quiet_full_disk_noise
 from recon3d.pipeline.plan import Plan, PlannedClip
 from recon3d.pipeline.stages import (BuildContext, assemble_stage, clip_work, identity_clips_needed, measured,
                                      record_shard_error, shard_identity)
@@ -169,6 +170,7 @@ TASKS = {"landmarks": landmarks_task, "identity": identity_task, "fit": fit_task
 def warm_up() -> None:
     """Runs once in every worker process as it starts: the heavy imports (torch, the fitter,
     MediaPipe) happen while the main process prepares the build."""
+    quiet_full_disk_noise()
     importlib.import_module("mediapipe.python.solutions.face_mesh")
 
 

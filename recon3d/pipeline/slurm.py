@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from recon3d.atomic import write_json
+from recon3d.pipeline.disk import quiet_full_disk_noise
 from recon3d.pipeline.plan import Plan
 from recon3d.pipeline.stages import BuildContext
 from recon3d.pipeline.slurm_jobs import ACTIVE, job_states, latest_tasks, records
@@ -79,6 +80,7 @@ class ShardTask:
         from recon3d.pipeline.schedule import run_schedule
         from recon3d.pipeline.stages import sum_timings
 
+        quiet_full_disk_noise()
         workers = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
         ctx = replace(ctx, decode_threads=1)  # the task's processes fill its CPUs
         return sum_timings(run_schedule(ctx, load_plan(Path(ctx.out_dir)), [shard], strict_qc, workers))

@@ -43,6 +43,7 @@ from recon3d.io.fingerprint import fingerprint
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
+from recon3d.pipeline.disk import no_space
 from recon3d.pipeline.plan import PlannedClip
 from recon3d.pipeline.qc import clip_qc
 from recon3d.pipeline.workspace import ShardWork, Workspace
@@ -335,6 +336,8 @@ def _guarded(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, 
     except SetupError:
         raise
     except Exception as exc:  # noqa: BLE001 - one strange clip must not stop the build
+        if no_space(exc):  # not the clip's fault: the whole build stops (cli: one line), the clip is retried
+            raise
         record_failure(ctx, work, clip, stage, f"internal error (please report it, with the traceback in "
                        f"failures.jsonl): {type(exc).__name__}: {exc}", traceback.format_exc(), internal=True)
     return {}

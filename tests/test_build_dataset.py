@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -92,6 +93,50 @@ def test_rerun_skips_finished_work(built):
     proc = build(need(RAVDESS_VIDEO), built)
     assert (built / "shards" / "actor_05.h5").stat().st_mtime_ns == before
     assert "4 clips written" in proc.stderr and "skipped: 1 (video-only twin 1)" in proc.stderr
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_polite_signal_stops_the_build_in_seconds_in_one_line_and_the_rerun_resumes(tmp_path, built, sig):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "recon3d", "build-dataset", str(need(RAVDESS_VIDEO)), "--flame-model",
+            str(STAND_IN), "--out", str(out), "--no-progress", "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "work").glob("shards/*/landmarks/*.npz")):
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, "the worker processes were not running"
+    sent = time.time()
+    proc.send_signal(sig)  # to the build command alone (a terminal's Ctrl-C reaches the workers too: they ignore it)
+    _, stderr = proc.communicate(timeout=60)
+    stopped_in = time.time() - sent
+    assert proc.returncode == 130 and stopped_in < 10, (proc.returncode, stopped_in, stderr[-2000:])
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("landmarks:", "5 clips",
+                                                                                           "4 clips"))]
+    assert lines == [f"interrupted: the build in {out} stopped; rerun the same command to continue where it stopped"], \
+        stderr[-2000:]
+    time.sleep(0.5)
+    running = [w for w in workers if _state(w) not in (None, "Z")]  # a zombie has ended (init reaps it, or not here)
+    assert not running, "a worker process outlived the build"
+    assert not (out / "manifest.json").exists()
+    build(need(RAVDESS_VIDEO), out)
+    ds, ref = open_dataset(out), open_dataset(built)
+    assert sorted(ds.clip_ids()) == sorted(ref.clip_ids())
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+    assert not list(out.rglob("*.tmp"))
 
 
 def test_killed_build_resumes_complete(tmp_path, built):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -167,12 +168,27 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     runner.check()
     check_writable(out_dir)
     quiet_full_disk_noise()
-    with build_lock(out_dir), full_disk_message(out_dir, lambda: _clips_done(out_dir)):
-        try:
-            _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose, plan_only,
-                   qc_mode == "strict", executor, no_wait, progress)
-        finally:
-            runner.close()  # the worker processes of a build stopped before its shards ran
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops the build as Ctrl-C does
+    interrupted = False
+    try:
+        with build_lock(out_dir), full_disk_message(out_dir, lambda: _clips_done(out_dir)):
+            try:
+                _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose,
+                       plan_only, qc_mode == "strict", executor, no_wait, progress)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                runner.close(now=interrupted)  # the worker processes, if the build stopped before its shards ran
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        click.echo(f"interrupted: the build in {out_dir} stopped; rerun the same command to continue where it "
+                   "stopped", err=True)
+        sys.exit(130)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _clips_done(out_dir: Path) -> tuple[int, int]:

@@ -49,8 +49,9 @@ class Executor(ABC):
     def start(self) -> None:
         """Get ready to run while the build is being prepared (local: start the worker processes)."""
 
-    def close(self) -> None:
-        """Release what :meth:`start` took if :meth:`wait` did not (a build stopped before its shards ran)."""
+    def close(self, now: bool = False) -> None:
+        """Release what :meth:`start` took if :meth:`wait` did not (a build stopped before its shards
+        ran; ``now``: at once, for an interrupted build)."""
 
     def check_setup(self, ctx: BuildContext) -> None:
         """Build the model, fitter and detector once and run the detector on a blank frame
@@ -90,9 +91,15 @@ class LocalExecutor(Executor):
         if self.workers > 1 and self._pool is None:
             self._pool = worker_pool(self.workers)
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
+        """Shut the worker processes down (``now``: killed at once, for an interrupted build)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            from recon3d.pipeline.schedule import stop_workers
+
+            if now:
+                stop_workers(self._pool)
+            else:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def check_setup(self, ctx: BuildContext) -> None:

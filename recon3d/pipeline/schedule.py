@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import importlib
 import multiprocessing as mp
+import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -171,6 +172,7 @@ def warm_up() -> None:
     """Runs once in every worker process as it starts: the heavy imports (torch, the fitter,
     MediaPipe) happen while the main process prepares the build."""
     quiet_full_disk_noise()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process stops us
     importlib.import_module("mediapipe.python.solutions.face_mesh")
 
 
@@ -181,6 +183,14 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     for _ in range(workers):  # one no-op each: the pool spawns its workers on demand
         pool.submit(int)
     return pool
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down with its workers killed at once (an interrupted build: what they were
+    writing is a temporary file, and the rerun redoes their tasks)."""
+    for process in mp.active_children():
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_schedule(ctx: BuildContext, plan: Plan, shards: list[str], strict_qc: bool, workers: int,
@@ -208,6 +218,9 @@ def run_schedule(ctx: BuildContext, plan: Plan, shards: list[str], strict_qc: bo
                 task = running.pop(future)
                 results.append(_run(ctx, task, future.result))
                 schedule.done(task)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the command turns it into this): stop now
+        stop_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results

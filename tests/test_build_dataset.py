@@ -107,8 +107,9 @@ def _children(pid: int) -> set[int]:
             for c in (task / "children").read_text().split()}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "worker-killed"])
 def test_a_polite_signal_stops_the_build_in_seconds_in_one_line_and_the_rerun_resumes(tmp_path, built, sig):
+    """Ctrl-C and SIGTERM to the build, or a worker process killed (as the kernel's OOM killer would)."""
     out = tmp_path / "out"
     args = [sys.executable, "-m", "recon3d", "build-dataset", str(need(RAVDESS_VIDEO)), "--flame-model",
             str(STAND_IN), "--out", str(out), "--no-progress", "--workers", "2"]
@@ -119,13 +120,17 @@ def test_a_polite_signal_stops_the_build_in_seconds_in_one_line_and_the_rerun_re
     workers = _children(proc.pid)
     assert len(workers) >= 2, "the worker processes were not running"
     sent = time.time()
-    proc.send_signal(sig)  # to the build command alone (a terminal's Ctrl-C reaches the workers too: they ignore it)
+    if sig == signal.SIGKILL:
+        os.kill(max(w for w in workers if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()), sig)
+    else:  # to the build command alone (a terminal's Ctrl-C reaches the workers too: they ignore it)
+        proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     stopped_in = time.time() - sent
-    assert proc.returncode == 130 and stopped_in < 10, (proc.returncode, stopped_in, stderr[-2000:])
+    why, code = ("a worker process died (killed, or out of memory)", 1) if sig == signal.SIGKILL else ("interrupted", 130)
+    assert proc.returncode == code and stopped_in < 10, (proc.returncode, stopped_in, stderr[-2000:])
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("landmarks:", "5 clips",
                                                                                            "4 clips"))]
-    assert lines == [f"interrupted: the build in {out} stopped; rerun the same command to continue where it stopped"], \
+    assert lines == [f"{why}: the build in {out} stopped; rerun the same command to continue where it stopped"], \
         stderr[-2000:]
     time.sleep(0.5)
     running = [w for w in workers if _state(w) not in (None, "Z")]  # a zombie has ended (init reaps it, or not here)

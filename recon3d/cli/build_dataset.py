@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,22 +170,24 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     check_writable(out_dir)
     quiet_full_disk_noise()
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops the build as Ctrl-C does
-    interrupted = False
+    stopped = None
     try:
         with build_lock(out_dir), full_disk_message(out_dir, lambda: _clips_done(out_dir)):
             try:
                 _build(runner, video_dir, flame_model, out_dir, config, force, retry_failed, prune, verbose,
                        plan_only, qc_mode == "strict", executor, no_wait, progress)
             except KeyboardInterrupt:
-                interrupted = True
+                stopped = "interrupted", 130
+            except BrokenProcessPool:
+                stopped = "a worker process died (killed, or out of memory)", 1
             finally:
-                runner.close(now=interrupted)  # the worker processes, if the build stopped before its shards ran
+                runner.close(now=stopped is not None)  # the worker processes, at once if the build stopped
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if interrupted:
-        click.echo(f"interrupted: the build in {out_dir} stopped; rerun the same command to continue where it "
+    if stopped:
+        click.echo(f"{stopped[0]}: the build in {out_dir} stopped; rerun the same command to continue where it "
                    "stopped", err=True)
-        sys.exit(130)
+        sys.exit(stopped[1])
 
 
 def _interrupt(signum: int, frame) -> None:

@@ -38,13 +38,13 @@ def no_space(exc: BaseException | None) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and (exc.errno in NO_SPACE or "No space left on device" in str(exc)):
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE or no_space_text(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
 
 
-def folder_bytes(folder: Path) -> int:
+def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
 
 
@@ -59,7 +59,7 @@ def full_disk_message(out_dir: Path, clips_left: Callable[[], tuple[int, int]]) 
         if not no_space(exc):
             raise
         done, total = clips_left()
-        used = folder_bytes(out_dir)
+        used = _folder_bytes(out_dir)
         per_clip = used / done if done else 50 * 2 ** 20
         need = per_clip * (total - done) + used / 2  # the rest, and a shard rewritten while its clips exist
         free = shutil.disk_usage(out_dir).free
@@ -88,5 +88,5 @@ def quiet_full_disk_noise() -> None:
 
 
 def no_space_text(exc: BaseException | None) -> bool:
-    """h5py's clean-up errors carry the full disk in their text only (RuntimeError, errno 28)."""
+    """Whether an error's text says the disk is full (h5py's say so only there: RuntimeError, errno 28)."""
     return exc is not None and ("No space left on device" in str(exc) or "errno = 28" in str(exc))

@@ -171,36 +171,6 @@ def test_a_task_signalled_before_its_time_limit_or_requeued_completes(tmp_path, 
         np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
 
 
-def test_a_rerun_while_a_task_is_held_keeps_its_work(tmp_path, split_config, videos, local_build):
-    """The submitting command rerun while a task is suspended mid-run (`scontrol suspend`: SIGSTOP
-    to its processes, wherever they are): nothing the task has written is deleted or moved, it is
-    not submitted beside itself, and once resumed it completes the build. (That a temporary file a
-    held process is writing survives a rerun is tested with a process held by hand in
-    tests/test_errors_and_reruns.py: a SLURM task is rarely caught inside a write.)"""
-    out = tmp_path / "slurm"
-    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
-    tasks = _array_tasks(out)[0]["tasks"]
-    victim_shard, victim_job = sorted(tasks.items())[0]
-    work = out / "work" / "shards" / victim_shard
-    _wait(lambda: len(list(work.glob("landmarks/*.npz"))) >= 2, 300, f"{victim_shard} to be working")
-    subprocess.run(["scontrol", "suspend", victim_job], check=True, capture_output=True)
-    try:
-        written = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
-        rerun = recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
-        after = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
-        assert written.items() <= after.items(), "the rerun deleted or rewrote what the held task wrote"
-        assert victim_shard in _array_tasks(out)[-1]["skipped_active"], rerun.stderr
-    finally:
-        subprocess.run(["scontrol", "resume", victim_job], check=True, capture_output=True)
-    _wait(lambda: all((out / "shards" / f"{s}.h5").exists() for s in tasks), 900, "both shards to finish")
-    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))
-    ds, ref = open_dataset(out), open_dataset(local_build)
-    ids = ds.clip_ids()
-    assert sorted(ids) == sorted(ref.clip_ids()) and len(ids) == len(set(ids))
-    for clip_id in ref.clip_ids():
-        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
-
-
 def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, videos, local_build):
     """pipelines/slurm/build-array.sbatch, filled by `recon3d slurm-script build`, through real sbatch."""
     out = tmp_path / "manual"

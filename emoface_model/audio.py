@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from recon3d.config_io import ConfigError
 from recon3d.errors import SetupError
+from recon3d.io.fingerprint import sha256_of
 from recon3d.shards.schema import AUDIO_RATE
 
 
@@ -94,15 +95,9 @@ _MODEL_FILES = ("config.json", "*.safetensors", "*.bin")
 
 
 def encoder_fingerprint(path: str | Path) -> str:
-    """sha256 over a model folder's configuration and weight files (names and bytes)."""
-    digest = hashlib.sha256()
+    """sha256 over a model folder's configuration and weight files (each file's name and sha256)."""
     files = sorted({f for pattern in _MODEL_FILES for f in Path(path).glob(pattern)})
-    for f in files:
-        digest.update(f.name.encode() + b"\0")
-        with open(f, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return hashlib.sha256("".join(f"{f.name}:{sha256_of(f)};" for f in files).encode()).hexdigest()
 
 
 class PretrainedEncoder(nn.Module):

@@ -46,9 +46,10 @@ class OptimConfig:
     lip_weight: float = 1.0  # extra weight of lip vertices in the loss (1: none); needs FLAME_masks.pkl
 
 
+#: Training arithmetic: fp32, or bf16 autocast (``TrainConfig.precision``).
+PRECISIONS = ("fp32", "bf16")
 #: Validation scores ``best_on`` may name: metrics of whole generated validation clips (m^2),
 #: or "none" (no best.pt; every command uses the last checkpoint).
-PRECISIONS = ("fp32", "bf16")
 BEST_ON = ("lve+eve", "lve", "eve", "none")
 
 #: The paper's components switched off one at a time (config overrides; docs/model.md#ablations).

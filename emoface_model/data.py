@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from recon3d.shards import schema as S
-from recon3d.shards.manifest import speech_clip
+from recon3d.shards.manifest import SPLITS, speech_clip
 from recon3d.shards.reader import Dataset3D
 from recon3d.shards.schema import audio_span
 
@@ -35,7 +35,6 @@ def labels_of(entry: dict) -> tuple[int, int]:
     return int(labels.get("emotion_id", 1)) - 1, int(labels.get("intensity", 1)) - 1
 
 
-SPLITS = ("train", "val", "test")
 #: Why a clip is not trained, validated or tested on (``clips.json``'s ``excluded``).
 NO_SPEECH = "no speech audio (a video-only take or a silent track)"
 SONG = "song (data.include_song: false)"

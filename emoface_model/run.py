@@ -85,9 +85,10 @@ def check_audio_encoder(run: RunDir) -> None:
     if not (path / "config.json").exists():
         raise TrainError(f"{run.root} was trained with the {recorded['kind']} model in {path}, which is gone; "
                          "put that model folder back there")
-    if encoder_fingerprint(path) != recorded["sha256"]:
+    now = encoder_fingerprint(path)
+    if now != recorded["sha256"]:
         raise TrainError(f"{path} now holds another model than the {recorded['kind']} {run.root} was trained with "
-                         f"(sha256 {encoder_fingerprint(path)[:12]}, recorded {recorded['sha256'][:12]}); "
+                         f"(sha256 {now[:12]}, recorded {recorded['sha256'][:12]}); "
                          "put the original model back in that folder: the run's weights fit only it")
 
 

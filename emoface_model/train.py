@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emoface_model.checkpoint import load_checkpoint, save_checkpoint
 from emoface_model.config import BEST_ON, PRECISIONS, TrainConfig
 from emoface_model.data import ClipData, collate, epoch_batches, to_device
 from emoface_model.features import FrozenFeatures, caches_features
@@ -20,7 +21,6 @@ from emoface_model.losses import sequence_loss
 from emoface_model.mesh import MeshHierarchy, build_hierarchy
 from emoface_model.metrics import MetricSums, Regions
 from emoface_model.models import TalkingFace, build_model
-from emoface_model.checkpoint import load_checkpoint, save_checkpoint
 from emoface_model.run import RunDir, load_regions, prepare_run
 from emoface_model.schedule import ground_truth_inputs, mixed_inputs, teacher_forced, teacher_ratio
 from recon3d import __version__

@@ -19,10 +19,10 @@ from recon3d.errors import SetupError
 from recon3d.flame import resolve_flame_model_path
 from recon3d.io.fingerprint import sha256_of
 from recon3d.io.ravdess import VIDEO_EXTENSIONS
-from recon3d.pipeline.slurm_jobs import tasks_may_run
 from recon3d.pipeline.config import BuildConfig, changed_options, resolve_landmark_sources
 from recon3d.pipeline.plan import Plan, PlannedClip, plan_build
 from recon3d.pipeline.retry import Redo, clips_to_redo, recorded_sources, remove_results, reopen
+from recon3d.pipeline.slurm_jobs import tasks_may_run
 from recon3d.pipeline.stages import BuildContext, check_setup
 from recon3d.pipeline.workspace import Workspace
 from recon3d.shards.manifest import FAILURES, MANIFEST, shard_entries, write_manifest

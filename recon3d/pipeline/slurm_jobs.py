@@ -46,13 +46,18 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
 
 def queued_states(job_ids: list[str]) -> dict[str, str]:
     """squeue's state of those of ``job_ids`` still in the queue (array tasks as ``<job>_<task>``)."""
+    return _squeue(job_ids) or {}  # where squeue does not answer, sacct's states stand
+
+
+def _squeue(job_ids: list[str]) -> dict[str, str] | None:
+    """squeue's ``{job id: state}`` of those of ``job_ids`` in the queue; None where it does not answer."""
     import subprocess
 
     try:
         out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True,
                              text=True, timeout=60, check=True).stdout
     except (subprocess.SubprocessError, OSError):
-        return {}  # sacct's states stand
+        return None
     fields = (line.split() for line in out.splitlines())
     return {f[0]: f[1] for f in fields if len(f) == 2}
 
@@ -61,14 +66,8 @@ def tasks_may_run(ws: Workspace) -> bool | None:
     """Whether a SLURM task of this folder is in the queue (pending, running, completing or
     requeued): False where the folder submitted none or none is queued, None where that cannot be
     told (no SLURM controller answers here)."""
-    import subprocess
-
     tasks = sorted(set(latest_tasks(ws).values()))
     if not tasks:
         return False
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(tasks)], capture_output=True, text=True,
-                             timeout=60, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return bool(out.split())
+    queued = _squeue(tasks)
+    return None if queued is None else bool(queued)

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from recon3d.io.ravdess import skip_counts
-from recon3d.shards.manifest import speech_clip, vocal_of
+from recon3d.shards.manifest import SPLITS, speech_clip, vocal_of
 
 
 def age(timestamp: str | None, now: dt.datetime | None = None) -> str:
@@ -49,7 +49,6 @@ def format_skipped(counts: dict[str, int]) -> str:
     return f"skipped: {total}" + (f" ({', '.join(f'{k} {v}' for k, v in counts.items())})" if total else "")
 
 
-SPLITS = ("train", "val", "test")
 #: What a split without clips the animator can use costs.
 _EMPTY_SPLIT = {"train": "`recon3d train` has nothing to train on",
                 "val": "training keeps no best epoch (checkpoints/best.pt) and logs no validation",

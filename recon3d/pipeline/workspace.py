@@ -108,8 +108,8 @@ class Workspace:
         :func:`~recon3d.atomic.temp_owner`) has ended on this host; or, when no task of the folder
         is queued (``tasks_may_run`` False, not unknown), those whose writer cannot be checked
         (another host, or a name from before writers were named)."""
-        return [p for p in self.temporary_files()
-                if owner_alive(p) is False or (owner_alive(p) is None and tasks_may_run is False)]
+        removable = (False, None) if tasks_may_run is False else (False,)  # where no task runs: unverifiable too
+        return [p for p in self.temporary_files() if owner_alive(p) in removable]
 
 
 def disk_status(out_dir: Path, plan: Plan) -> list[dict]:

@@ -11,6 +11,8 @@ from recon3d.io.ravdess import VOCAL_CHANNELS
 from recon3d.shards.reader import ShardFile
 from recon3d.shards.schema import ClipAttrs, FORMAT_VERSION
 
+#: The splits a manifest entry can be in.
+SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
 

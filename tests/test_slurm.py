@@ -100,14 +100,29 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config, videos, local_build):
-    out = tmp_path / "slurm"
+def _submit_and_start(out: Path, split_config: Path, videos: Path) -> tuple[dict[str, str], str, str]:
+    """Submit the build with --no-wait and wait until its 16-clip shard's task (the longer one) has
+    finished some work: (shard -> job id, that shard, its job id)."""
     recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
     tasks = _array_tasks(out)[0]["tasks"]
-    victim_shard, victim_job = sorted(tasks.items())[0]  # the 16-clip shard: the longer task
+    victim_shard, victim_job = sorted(tasks.items())[0]
     work = out / "work" / "shards" / victim_shard
-    # Cancel the task once it is running and has finished some work (mid-run).
     _wait(lambda: list(work.glob("landmarks/*.npz")), 300, f"{victim_shard} to start working")
+    return tasks, victim_shard, victim_job
+
+
+def _assert_equals_local(out: Path, local_build: Path) -> None:
+    """Every clip of the local build once, its vertices within 1e-6 m."""
+    ds, ref = open_dataset(out), open_dataset(local_build)
+    ids = ds.clip_ids()
+    assert sorted(ids) == sorted(ref.clip_ids()) and len(ids) == len(set(ids))
+    for clip_id in ref.clip_ids():
+        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+
+
+def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config, videos, local_build):
+    out = tmp_path / "slurm"
+    tasks, victim_shard, victim_job = _submit_and_start(out, split_config, videos)  # cancelled mid-run
     subprocess.run(["scancel", victim_job], check=True)
 
     def settled():
@@ -133,11 +148,7 @@ def test_cancelled_task_is_reported_and_resubmitted_alone(tmp_path, split_config
     recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))  # the same command, waiting this time
     records = _array_tasks(out)
     assert list(records[-1]["tasks"]) == [victim_shard]  # only the cancelled shard was resubmitted
-    ds, ref = open_dataset(out), open_dataset(local_build)
-    ids = ds.clip_ids()
-    assert sorted(ids) == sorted(ref.clip_ids()) and len(ids) == len(set(ids))
-    for clip_id in ref.clip_ids():
-        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+    _assert_equals_local(out, local_build)
 
 
 @pytest.mark.parametrize("fault", ["usr2", "requeue"])
@@ -147,11 +158,7 @@ def test_a_task_signalled_before_its_time_limit_or_requeued_completes(tmp_path, 
     task); `scontrol requeue` is a requeue by the cluster. Either way the task continues its shard,
     and the dataset equals the local build with every clip once."""
     out = tmp_path / "slurm"
-    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
-    tasks = _array_tasks(out)[0]["tasks"]
-    victim_shard, victim_job = sorted(tasks.items())[0]  # the 16-clip shard: the longer task
-    work = out / "work" / "shards" / victim_shard
-    _wait(lambda: list(work.glob("landmarks/*.npz")), 300, f"{victim_shard} to start working")
+    tasks, victim_shard, victim_job = _submit_and_start(out, split_config, videos)
     command = (["scancel", "--signal=USR2", victim_job] if fault == "usr2" else ["scontrol", "requeue", victim_job])
     subprocess.run(command, check=True, capture_output=True)
 
@@ -164,11 +171,7 @@ def test_a_task_signalled_before_its_time_limit_or_requeued_completes(tmp_path, 
     _wait(lambda: all((out / "shards" / f"{s}.h5").exists() for s in tasks), 900, "both shards to finish")
     recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))  # finalizes (nothing left to submit)
     assert len(_array_tasks(out)[-1]["tasks"]) == 0, "a finished shard was submitted again"
-    ds, ref = open_dataset(out), open_dataset(local_build)
-    ids = ds.clip_ids()
-    assert sorted(ids) == sorted(ref.clip_ids()) and len(ids) == len(set(ids))
-    for clip_id in ref.clip_ids():
-        np.testing.assert_allclose(ds.load_clip(clip_id).vertices, ref.load_clip(clip_id).vertices, atol=1e-6)
+    _assert_equals_local(out, local_build)
 
 
 def test_hand_submitted_template_builds_the_dataset(tmp_path, split_config, videos, local_build):

@@ -3,8 +3,10 @@
 Each clip (default: the shared RAVDESS and MEAD clips; video-only twins left out) is tracked once
 with MediaPipe and dlib's 68-point predictor and fitted three ways, each with its identity from the
 clip itself: ``mediapipe`` (MediaPipe's points alone), ``dlib`` (dlib's 51 inner points and its jaw
-line) and ``both`` (the build's fusion: MediaPipe's points, dlib's 51 inner points and jaw line). Every fit is
-then judged by both detectors, including the one it did not see:
+line), ``both`` (the build's fusion: MediaPipe's points, dlib's 51 inner points and jaw line), and with
+the mouth's optical flow (the pixel term, issue 37) ``mediapipe_appearance`` (MediaPipe's points and
+the flow, no dlib) and ``all`` (both detectors and the flow). Every fit is then judged by both
+detectors, including the one it did not see:
 
 * ``nme``: the mean distance from the detector's points to the fit's reprojection of the same
   points (the embedded point plus its calibrated offset), over the inter-ocular distance, per
@@ -18,6 +20,8 @@ then judged by both detectors, including the one it did not see:
   |yaw| as the ``mediapipe`` fit sees it (relative to the ray to the camera), and its ratio to the
   ``mediapipe`` fit's: where a second source helps or hurts as the head turns. The turned-head
   clips (``--videos ... ../shared/assets/video/turned``) fill the upper bins.
+* ``flow_residual_px``: per clip and fit with the flow, the pixel term's residual (the surface
+  samples' mean motion error against the flow, pixels per frame).
 
     python benchmarks/mouth_agreement.py [--videos DIR ...] [--flame-model PATH] [--work DIR]
 """
@@ -34,7 +38,10 @@ from _common import add_model_option, add_overrides_option, flame_model_path, mo
 
 SHARED = REPO.parent / "shared" / "assets"
 DEFAULT_VIDEOS = [SHARED / "ravdess" / "video", SHARED / "ravdess" / "extra", SHARED / "video" / "mead"]
-FITS = ("mediapipe", "dlib", "both")
+FITS = ("mediapipe", "dlib", "both", "mediapipe_appearance", "all")
+#: The fits with the mouth flow, and the flow weight they use where the build's default has none.
+FLOW_FITS = ("mediapipe_appearance", "all")
+FLOW_WEIGHT = 10.0
 DETECTORS = ("mediapipe", "dlib")
 REGIONS = ("lips", "jaw", "rest")
 #: Mouth corners and the middle of the inner lips, per detector (fused ids).
@@ -49,15 +56,17 @@ def clips_in(folders: list[Path]) -> list[Path]:
 
 
 def tracked(video: Path, work: Path, detector) -> dict:
-    """MediaPipe + dlib points of ``video`` (``(T, 546, 2)``), cached in ``work``."""
+    """MediaPipe + dlib points of ``video`` (``(T, 546, 2)``) and the mouth flow, cached in ``work``."""
     from recon3d.landmarks import track_video
+    from recon3d.landmarks.mouth_flow import MouthFlowTracker
+    from recon3d.landmarks.schemes import MEDIAPIPE
 
     cache = work / f"{video.parent.name}_{video.stem}.npz"
-    if not cache.exists():
-        track = track_video(video, detector)
+    if not cache.exists() or "mouth_flow" not in np.load(cache).files:
+        track = track_video(video, detector, flow=MouthFlowTracker.for_scheme(MEDIAPIPE))
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, points=track.points, valid=track.valid, score=track.score, width=track.width,
-                 height=track.height, fps=track.fps)
+                 height=track.height, fps=track.fps, **track.mouth_flow.arrays())
     with np.load(cache) as data:
         return {k: data[k] for k in data.files}
 
@@ -98,6 +107,7 @@ def main() -> None:
     from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
     from recon3d.flame.embeddings import DLIB_FITTED
     from recon3d.landmarks import create_detector
+    from recon3d.landmarks.mouth_flow import MouthFlow
     from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE, MEDIAPIPE_DLIB
     from recon3d.pipeline.config import BuildConfig
 
@@ -105,13 +115,17 @@ def main() -> None:
     model_path = flame_model_path(args.flame_model)
     model = load_flame_model(model_path)
     config = FitConfig.from_dict({**BuildConfig().fitting.to_dict(), **parse_overrides(args.set)})
+    flow_config = replace(config, flow_weight=config.flow_weight or FLOW_WEIGHT)
+    config = replace(config, flow_weight=0.0)
     fan = load_fan68_embedding(model)
     mp_emb = load_mediapipe_embedding(model)
     dlib_inner = fan.static.subset(DLIB_FITTED, DLIB_OFFSET)  # the points the build fuses
     fused = load_mediapipe_dlib_embedding(model)  # as the build fuses them
     fitters = {"mediapipe": FlameFitter(model, mp_emb, config, MEDIAPIPE),
                "dlib": FlameFitter(model, dlib_inner, replace(config, dlib_weight=1.0), MEDIAPIPE_DLIB),  # the only source
-               "both": FlameFitter(model, fused, config, MEDIAPIPE_DLIB)}
+               "both": FlameFitter(model, fused, config, MEDIAPIPE_DLIB),
+               "mediapipe_appearance": FlameFitter(model, mp_emb, flow_config, MEDIAPIPE),
+               "all": FlameFitter(model, fused, flow_config, MEDIAPIPE_DLIB)}
     judged = {"mediapipe": mp_emb, "dlib": dlib_inner}
     offsets = {d: offsets_for(e, config.landmark_offsets, model) for d, e in judged.items()}
     lips = {d: np.isin(e.source_ids, MEDIAPIPE_DLIB.lip_ids) for d, e in judged.items()}
@@ -136,11 +150,14 @@ def main() -> None:
         ok = valid & np.isfinite(iod)
         row = {"clip": f"{video.parent.name}/{video.stem}", "frames": int(ok.sum())}
         for fit_name, fitter in fitters.items():
-            seq_points = points[:, :MEDIAPIPE.n_points] if fit_name == "mediapipe" else points
-            scheme = MEDIAPIPE if fit_name == "mediapipe" else MEDIAPIPE_DLIB
+            alone = fit_name in ("mediapipe", "mediapipe_appearance")
+            seq_points = points[:, :MEDIAPIPE.n_points] if alone else points
+            scheme = MEDIAPIPE if alone else MEDIAPIPE_DLIB
             seq = LandmarkSequence(seq_points, valid, int(cached["width"]), int(cached["height"]), float(cached["fps"]),
-                                   cached["score"], scheme)
+                                   cached["score"], scheme, MouthFlow.from_arrays(cached))
             result = fitter.fit(seq)
+            if fit_name in FLOW_FITS:
+                row[f"{fit_name}_flow_residual_px"] = float(np.nanmean(result.flow_residual_px))
             if fit_name == "mediapipe":
                 by_frame["yaw"].append(view_angles(result.global_pose, result.head_translation)[0][ok])
             for det in DETECTORS:
@@ -176,10 +193,15 @@ def main() -> None:
     print(f"mouth agreement: {len(videos)} clips, model {model_id(model.path)}; NME = mean distance / inter-ocular "
           "distance; gain = fitted / detected motion (slope)")
     print_table(table, ["fit", "judged by"] + [f"nme_{r}" for r in REGIONS] + ["gain_width", "gain_opening"])
-    both, alone = out_nme["both"], out_nme["mediapipe"]
+    both, alone, flow = out_nme["both"], out_nme["mediapipe"], out_nme["mediapipe_appearance"]
     print(f"fused against MediaPipe alone: lips vs dlib {both['dlib']['lips']:.4f} vs {alone['dlib']['lips']:.4f} "
           f"(goal: closer); lips vs MediaPipe {both['mediapipe']['lips']:.4f} vs {alone['mediapipe']['lips']:.4f} "
           f"(ratio {both['mediapipe']['lips'] / alone['mediapipe']['lips']:.3f}, goal <= 1.10)")
+    print(f"MediaPipe with the flow against MediaPipe alone: lips vs dlib {flow['dlib']['lips']:.4f} vs "
+          f"{alone['dlib']['lips']:.4f} ({100 * (1 - flow['dlib']['lips'] / alone['dlib']['lips']):.1f} % closer; "
+          "goal >= 10 %); gains against dlib, width / opening: "
+          f"{out_gain['mediapipe_appearance']['dlib']['width']:.3f} / {out_gain['mediapipe_appearance']['dlib']['opening']:.3f}"
+          f" vs {out_gain['mediapipe']['dlib']['width']:.3f} / {out_gain['mediapipe']['dlib']['opening']:.3f} (goal: closer to 1)")
     frames = {k: np.concatenate(v) for k, v in by_frame.items()}
     by_yaw = []
     for lo, hi in zip(YAW_BINS[:-1], YAW_BINS[1:]):
@@ -193,7 +215,9 @@ def main() -> None:
           "ratio to the mediapipe fit's:")
     print_table(by_yaw, ["yaw_deg", "frames"] + [f"{f}_lips_vs_mediapipe" for f in FITS]
                 + [f"{f}_ratio" for f in FITS if f != "mediapipe"])
-    print_json({"clips": len(videos), "nme": out_nme, "motion_gain": out_gain, "by_yaw": by_yaw})
+    flow_residual = {f: {r["clip"]: r[f"{f}_flow_residual_px"] for r in rows} for f in FLOW_FITS}
+    print_json({"clips": len(videos), "nme": out_nme, "motion_gain": out_gain, "by_yaw": by_yaw,
+                "flow_residual_px": flow_residual})
 
 
 if __name__ == "__main__":

@@ -63,6 +63,17 @@ class FitConfig:
     # FLAME's chin and lower jaw line against the detector's face outline (point to curve), with
     # DECA's contour embedding (landmark_embedding.npy beside the model); 0 fits without it.
     contour_weight: float = 0.0
+    # The mouth's optical flow (recon3d.landmarks.mouth_flow, measured while tracking when this is
+    # > 0) against the frame-to-frame motion of surface samples around the mouth
+    # (recon3d.fitting.flow_term): each sample weighs flow_weight times a landmark (both in mm at
+    # the face, over landmark_sigma_mm), with a Huber loss beyond flow_huber_mm; a sample counts
+    # fully where its surface faces the camera at a cosine of flow_visible_cos or more in both
+    # frames, and not at all edge-on. 0: off.
+    flow_weight: float = 0.0
+    flow_huber_mm: float = 1.0
+    flow_visible_cos: float = 0.3
+    # The flow's vertical image component counts this much of its horizontal one.
+    flow_vertical: float = 1.0
     # Priors (inverse variances).
     shape_prior: float = 1.0
     expr_prior: float = 5.0

@@ -25,6 +25,7 @@ from recon3d.errors import ClipError
 from recon3d.fitting.camera import PinholeCamera
 from recon3d.fitting.config import FitConfig
 from recon3d.fitting.landmark_bias import contour_offsets_for, noise_for, offsets_for, resolve_offsets_path
+from recon3d.fitting import flow_term
 from recon3d.fitting import objective as obj
 from recon3d.fitting.landmark_model import LandmarkModel, ParamLayout
 from recon3d.fitting.lm import damped, levenberg_marquardt
@@ -36,12 +37,14 @@ from recon3d.fitting.normal_equations import (
 )
 from recon3d.fitting.sequence import FitResult, LandmarkSequence
 from recon3d.fitting.source_trust import (
-    SourceAgreement, agreement_weights, facing_camera, pose_gate, vertex_normals, view_angles, visibility_weights)
+    SourceAgreement, agreement_weights, cosine_ramp, facing_camera, pose_gate, vertex_normals, view_angles,
+    visibility_weights)
 from recon3d.flame.embeddings import LandmarkEmbedding, load_fan68_embedding
 from recon3d.flame.landmark_basis import LandmarkBasis, landmark_basis
 from recon3d.flame.layer import FlameLayer
 from recon3d.flame.lbs import axis_angle_to_matrix
 from recon3d.flame.model_file import FlameModelData, FlameModelError
+from recon3d.landmarks.mouth_flow import MouthFlow
 from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE, LandmarkScheme
 
 IRIS_IDS = set(range(468, 478))
@@ -83,6 +86,16 @@ class _Batch:
         curves = tuple(c[start:stop] for c in self.curves)
         return _Batch(self.model, self.obs[start:stop], curves, self.frame_w[start:stop], self.mm_per_px[start:stop],
                       self.sigma_mm)
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """The mouth flow of a clip in its fit: the samples' projection, the measured flow and where
+    each sample is seen in both frames of a pair ``(T - 1, S)``."""
+
+    model: LandmarkModel
+    flow: MouthFlow
+    seen: torch.Tensor
 
 
 class FlameFitter:
@@ -151,6 +164,7 @@ class FlameFitter:
         # The landmarks' canonical positions and unit normals on the template, for visibility.
         self.surface = (embedding.points(template, model.faces),
                         normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12))
+        self.flow_basis, self.flow_surface = self._flow_samples(model, template) if config.flow_weight > 0 else (None, None)
         self.leak_dir = self._jaw_leak_direction()
         self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
                                             config.jaw_leak_prior, self.layout)
@@ -212,6 +226,17 @@ class FlameFitter:
         out[:, self.fallback_rows] = 1.0 - frame[:, None]
         out[:, len(out[0]) - n_pairs:] = out[:, pairs[:, 0]] * out[:, pairs[:, 1]]
         return out
+
+    def _flow_samples(self, model: FlameModelData, template: np.ndarray) -> tuple[LandmarkBasis, tuple]:
+        """The mouth flow's surface samples (:func:`flow_term.mouth_samples`, placed by the
+        scheme's lip landmarks on the template): their basis, and canonical positions and normals."""
+        pos = {int(i): k for k, i in enumerate(self.embedding.source_ids)}
+        lips = self.surface[0][[pos[i] for i in self.scheme.lip_ids if i in pos]]
+        normals = vertex_normals(template, model.faces)
+        ids = flow_term.mouth_samples(template, normals, lips)
+        basis = landmark_basis(model, flow_term.vertex_embedding(ids, model.faces), np.eye(self.config.n_shape),
+                               self.expr_basis, self.dtype).to(self.device)
+        return basis, (template[ids], normals[ids])
 
     @staticmethod
     def _contour(model: FlameModelData, config: FitConfig, scheme: LandmarkScheme) -> LandmarkEmbedding | None:
@@ -361,6 +386,71 @@ class FlameFitter:
         r, j = self._residuals(batch, pixels, jac)
         w, _ = self._robust(batch, r)
         return obj.weighted_system(r, j, w)
+
+    # ----------------------------------------------------------------------------- mouth flow
+    def _flow(self, seq: LandmarkSequence, params: torch.Tensor, camera: PinholeCamera) -> _Flow | None:
+        """The clip's mouth-flow term (None when off or not measured); which samples are seen is
+        judged under ``params`` (the rigid start), as the landmarks' trust is."""
+        if self.flow_basis is None or seq.flow is None or seq.n_frames < 2:
+            return None
+        lay = self.layout
+        p = params.detach().cpu().double().numpy()
+        rotation = axis_angle_to_matrix(torch.as_tensor(p[:, lay.rot])).numpy()
+        points, normals = self.flow_surface
+        seen = cosine_ramp(-facing_camera(normals, points, rotation, p[:, lay.trans]), -self.config.flow_visible_cos, 0.0)
+        usable = self.usable_frames(seq)
+        both = seen[:-1] * seen[1:] * (usable[:-1] & usable[1:])[:, None]
+        return _Flow(LandmarkModel(self.flow_basis, camera, lay), seq.flow, self._t(both))
+
+    @staticmethod
+    def _flow_windows(n_frames: int) -> list[tuple[int, int]]:
+        """Frame ranges ``[a, b]`` (inclusive) whose pairs cover the clip, FRAME_CHUNK pairs at most."""
+        return [(a, min(a + FRAME_CHUNK, n_frames - 1)) for a in range(0, n_frames - 1, FRAME_CHUNK)]
+
+    def _flow_pairs(self, flow: _Flow, batch: _Batch, shape: torch.Tensor, params: torch.Tensor, a: int, b: int,
+                    jac: bool):
+        """Residuals ``(b - a, S, 2)`` of the pairs of frames ``a..b``, how much each counts, and
+        the evaluation of the samples (with Jacobians when ``jac``)."""
+        ev = flow.model.evaluate(shape, params[a:b + 1], jac=jac)
+        measured, known = flow.flow.window(a, b + 1).sample(ev.pixels.detach().cpu().double().numpy())
+        r = flow_term.flow_residuals(ev.pixels, self._t(measured), batch.mm_per_px[a:b + 1])
+        return r, self._t(known[:-1]) * flow.seen[a:b], ev
+
+    def _flow_cost(self, flow: _Flow, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        total = params.new_zeros(())
+        for a, b in self._flow_windows(params.shape[0]):
+            r, known, _ = self._flow_pairs(flow, batch, shape, params, a, b, jac=False)
+            total = total + flow_term.flow_weights(r, known, c.flow_weight, batch.sigma_mm, c.flow_huber_mm,
+                                                   c.flow_vertical)[1]
+        return total
+
+    def _flow_normal_equations(self, flow: _Flow, batch: _Batch, shape: torch.Tensor, params: torch.Tensor):
+        """The term's per-frame blocks ``(T, p, p)``, consecutive-frame coupling ``(T - 1, p, p)`` and gradient ``(T, p)``."""
+        c = self.config
+        n_frames, p = params.shape
+        diag = params.new_zeros(n_frames, p, p)
+        coupling = params.new_zeros(n_frames - 1, p, p)
+        grad = params.new_zeros(n_frames, p)
+        for a, b in self._flow_windows(n_frames):
+            r, known, ev = self._flow_pairs(flow, batch, shape, params, a, b, jac=True)
+            w, _ = flow_term.flow_weights(r, known, c.flow_weight, batch.sigma_mm, c.flow_huber_mm, c.flow_vertical)
+            d, cpl, g = flow_term.flow_system(r, ev.jac, w, batch.mm_per_px[a:b + 1])
+            diag[a:b + 1] += d
+            coupling[a:b] += cpl
+            grad[a:b + 1] += g
+        return diag, coupling, grad
+
+    def _flow_residual_px(self, flow: _Flow, batch: _Batch, shape: torch.Tensor, params: torch.Tensor) -> np.ndarray:
+        """(T,) the samples' mean motion error in pixels per frame (NaN where none was compared)."""
+        out = np.full(params.shape[0], np.nan)
+        for a, b in self._flow_windows(params.shape[0]):
+            r, known, _ = self._flow_pairs(flow, batch, shape, params, a, b, jac=False)
+            err = (r.norm(dim=-1) / batch.mm_per_px[a:b, None]).cpu().numpy()
+            k = known.cpu().numpy()
+            total = k.sum(1)
+            out[a:b] = np.where(total > 0.5, (err * k).sum(1) / total.clip(1e-12), np.nan)
+        return out
 
     # ------------------------------------------------------------------------------- stages
     def _rigid_init(self, seq: LandmarkSequence) -> torch.Tensor:
@@ -532,21 +622,29 @@ class FlameFitter:
         source_w = self.source_weights(seq, params)
         batch = self._batch(seq, self._mm_per_px(params, self.camera_for(seq), self.usable_frames(seq)), source_w)
         smooth = obj.smooth_weights(c, self.layout, seq.fps, params)
+        flow = self._flow(seq, params, batch.model.camera)
 
         def cost_fn() -> torch.Tensor:
-            return (self._data_cost(batch, shape_t, params) + obj.prior_cost(params, self.prior_hess)
+            cost = (self._data_cost(batch, shape_t, params) + obj.prior_cost(params, self.prior_hess)
                     + second_difference_cost(params, smooth))
+            return cost if flow is None else cost + self._flow_cost(flow, batch, shape_t, params)
 
         def linearize():
             hess, grad = self._data_normal_equations(batch, shape_t, params, with_shape=False)
             hess = hess + self.prior_hess
             grad = grad + params @ self.prior_hess + smooth * apply_second_difference_gram(params)
-            return lambda damping: [solve_smoothed_blocks(damped(hess, damping), -grad, smooth)]
+            coupling = None
+            if flow is not None:
+                flow_hess, coupling, flow_grad = self._flow_normal_equations(flow, batch, shape_t, params)
+                hess, grad = hess + flow_hess, grad + flow_grad
+            return lambda damping: [solve_smoothed_blocks(damped(hess, damping), -grad, smooth, coupling)]
 
         levenberg_marquardt(c.clip_iters, [params], cost_fn, linearize)
         timings["clip"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = self._result(seq, batch, shape_t, params, source_w)
+        if flow is not None:
+            result.flow_residual_px = self._flow_residual_px(flow, batch, shape_t, params)
         timings["mesh"] = time.perf_counter() - t0
         result.timings = timings
         return result

@@ -46,22 +46,26 @@ def second_difference_cost(x: torch.Tensor, weights: torch.Tensor) -> torch.Tens
     return 0.5 * (weights * d * d).sum()
 
 
-def solve_smoothed_blocks(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
-    """Solve ``(blockdiag(blocks) + D^T D (x) diag(smooth)) x = rhs`` for ``x (T, p)``.
+def solve_smoothed_blocks(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor,
+                          coupling: torch.Tensor | None = None) -> torch.Tensor:
+    """Solve ``(blockdiag(blocks) + D^T D (x) diag(smooth) + C) x = rhs`` for ``x (T, p)``, where
+    ``C`` holds ``coupling (T - 1, p, p)`` between each frame (rows) and the next (columns), and
+    its transpose below the diagonal (terms that compare consecutive frames: the mouth flow).
 
-    ``blocks (T, p, p)`` must be symmetric positive definite once the smoothness is added. The
+    The matrix must be symmetric positive definite. The
     banded Cholesky runs in ``rhs``'s precision (float32: ~40 % faster than float64), and again in
     float64 should float32 find the system not positive definite.
     """
     if rhs.dtype == torch.float32:
         try:
-            return _solve_banded(blocks, rhs, smooth, np.float32)
+            return _solve_banded(blocks, rhs, smooth, coupling, np.float32)
         except np.linalg.LinAlgError:
             pass
-    return _solve_banded(blocks, rhs, smooth, np.float64)
+    return _solve_banded(blocks, rhs, smooth, coupling, np.float64)
 
 
-def _solve_banded(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor, dtype: type) -> torch.Tensor:
+def _solve_banded(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor, coupling: torch.Tensor | None,
+                  dtype: type) -> torch.Tensor:
     n_frames, p, _ = blocks.shape
     n = n_frames * p
     kd = min(2 * p, n - 1)
@@ -79,6 +83,11 @@ def _solve_banded(blocks: torch.Tensor, rhs: torch.Tensor, smooth: torch.Tensor,
         ab[kd - p, p:] += (c1[:, None] * lam[None, :]).reshape(-1)
     if n_frames >= 3 and 2 * p <= kd:
         ab[kd - 2 * p, 2 * p:] += (c2[:, None] * lam[None, :]).reshape(-1)
+    if coupling is not None and n_frames >= 2:
+        # Entry (a, b) of the block between frames t and t + 1 sits at ab[kd - p + a - b, (t + 1) p + b].
+        c = coupling.detach().cpu().numpy()
+        for b in range(p):
+            by_frame[kd - p - b:kd - b, 1:, b] += c[:, :, b].T
     # The Cholesky fill-in between distant frames decays into denormal numbers, which x86 handles
     # ~100x slower; flushing them to zero changes nothing numerically.
     flushed = torch.set_flush_denormal(True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recon3d.landmarks.mouth_flow import MouthFlow
 from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class LandmarkSequence:
     fps: float
     score: np.ndarray | None = None  # (T,) detection confidence in [0, 1], optional
     scheme: LandmarkScheme = MEDIAPIPE
+    flow: MouthFlow | None = None  # the mouth's optical flow between frames, when it was measured
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float64)
@@ -94,6 +96,9 @@ class FitResult:
     reprojection_px_by_source: dict = field(default_factory=dict)
     # Per landmark source: how many frames the fit used it in (its trust at least 1/2).
     source_frames: dict = field(default_factory=dict)
+    # (T,) with the mouth flow in the fit: the mean length in pixels of its surface samples'
+    # motion from frame t to t + 1 minus the flow measured there (NaN where none was compared).
+    flow_residual_px: np.ndarray | None = None
     timings: dict = field(default_factory=dict)
 
     @property

@@ -17,6 +17,7 @@ import numpy as np
 
 from recon3d.errors import SetupError
 from recon3d.io.video import DecodedAudio, VideoReader
+from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import LandmarkScheme
 
 
@@ -53,6 +54,8 @@ class LandmarkTrack:
     rotation: int  # rotation metadata applied to the frames (degrees)
     detect_seconds: float = 0.0  # time spent in the detector (the rest of tracking is decoding)
     audio: DecodedAudio | None = None  # the file's audio, when track_video was asked for it
+    mouth_flow: MouthFlow | None = None  # the lower face's optical flow, when track_video was asked for it
+    flow_seconds: float = 0.0  # time spent measuring it
 
 
 def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) -> tuple[np.ndarray, float] | None:
@@ -66,11 +69,15 @@ def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) 
 
 
 def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int], None] | None = None,
-                threads: int = 0, audio_rate: int | None = None) -> LandmarkTrack:
+                threads: int = 0, audio_rate: int | None = None, flow: MouthFlowTracker | None = None
+                ) -> LandmarkTrack:
     """Decode ``path`` (with ``threads`` decoding threads, 0: FFmpeg's choice) and detect landmarks
     frame by frame, following one face; with ``audio_rate``, the audio is decoded in the same pass
-    (``track.audio``)."""
+    (``track.audio``); with ``flow``, the mouth's optical flow is measured too (``track.mouth_flow``)."""
     detector.reset()
+    if flow is not None:
+        flow.reset()
+    flow_seconds = 0.0
     points, valid, score, times = [], [], [], []
     previous = None
     height = width = 0
@@ -91,6 +98,10 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
             points.append(chosen[0].astype(np.float32))
             valid.append(True)
             score.append(float(chosen[1]))
+        if flow is not None:
+            t0 = time.perf_counter()
+            flow.update(rgb, None if chosen is None else chosen[0])
+            flow_seconds += time.perf_counter() - t0
         times.append(t)
         if on_frame:
             on_frame(i)
@@ -98,7 +109,8 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
     return LandmarkTrack(points=np.stack(points) if n else np.zeros((0, detector.n_points, 2), np.float32),
                          valid=np.array(valid, bool), score=np.array(score, np.float32),
                          times=np.array(times, np.float64), width=width, height=height, fps=reader.fps,
-                         rotation=reader.rotation, detect_seconds=detect_seconds, audio=reader.audio)
+                         rotation=reader.rotation, detect_seconds=detect_seconds, audio=reader.audio,
+                         mouth_flow=None if flow is None else flow.result(n), flow_seconds=flow_seconds)
 
 
 def _closing(reader: VideoReader):

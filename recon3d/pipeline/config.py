@@ -81,9 +81,14 @@ def video_fitting() -> FitConfig:
     dlib's points at 0.3 of their noise weight beside MediaPipe's: the largest weight at which the
     fused fit stays within 10 % of MediaPipe's lips on real faces on both test models (at 0.5 the
     renders fit 0.02 mm closer, but the hybrid's fit moves 13 % away from MediaPipe's lips; at
-    1.0 the stand-in's fitted mouth opening falls to 0.83 of the true one)."""
+    1.0 the stand-in's fitted mouth opening falls to 0.83 of the true one); and the mouth's optical
+    flow between frames, its horizontal component only, at 10 times a landmark's weight per surface
+    sample: lip motion closer to the truth on every render seed of both models at 250 and 120 px,
+    the sideways lip motion 1.5x, and on real faces the mouth-width motion closer to dlib's with
+    the opening unchanged (the vertical component too: renders a little closer still, but real
+    faces' fitted opening falls by 5-12 %; docs/fitting.md)."""
     return FitConfig(landmark_offsets="default", landmark_sigma_mm=3.0, landmark_noise="calibrated",
-                     contour_weight=1.0, dlib_weight=0.3)
+                     contour_weight=1.0, dlib_weight=0.3, flow_weight=10.0, flow_vertical=0.0)
 
 
 @dataclass

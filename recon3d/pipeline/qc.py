@@ -25,7 +25,9 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     source weighted by its trust) and per landmark source (``reprojection_iod_*_mediapipe``, and
     ``*_dlib`` over the frames the fit used dlib in: ``frames_<source>``); the thresholds apply to
     each source (dlib's own: ``max_reprojection_*_dlib``), so a flag names the source that missed (``reprojection_p95_dlib``) and a failing
-    detector neither hides nor fakes a bad fit."""
+    detector neither hides nor fakes a bad fit. With the mouth flow in the fit,
+    ``flow_residual_px_mean`` / ``flow_residual_iod_mean``: its surface samples' mean motion error
+    against the flow per frame (no threshold)."""
     iod = seq.inter_ocular_px()
     lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
     lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
@@ -42,6 +44,10 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
         "lip_jitter_mm": jitter,
         "inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
     })
+    flow = result.flow_residual_px
+    if flow is not None and np.isfinite(flow).any():  # the mouth flow's residual: what the pixel term left
+        figures["flow_residual_px_mean"] = float(np.nanmean(flow))
+        figures["flow_residual_iod_mean"] = float(np.nanmean(flow / iod))
     flags = []
     limits = {"dlib": (config.max_reprojection_iod_dlib, config.max_reprojection_p95_iod_dlib)}
     for source in by_source:

@@ -41,6 +41,7 @@ from recon3d.errors import ClipError, SetupError
 from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
 from recon3d.io.fingerprint import fingerprint
 from recon3d.landmarks import create_detector, track_video
+from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.disk import no_space
@@ -208,8 +209,9 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
     config = resources(ctx).config
     path = Path(clip.path)
     det = detector(ctx)
+    flow = MouthFlowTracker.for_scheme(det.scheme) if config.fitting.flow_weight > 0 else None
     t0 = time.perf_counter()
-    track = track_video(path, det, threads=ctx.decode_threads, audio_rate=AUDIO_RATE)  # one pass: video and audio
+    track = track_video(path, det, threads=ctx.decode_threads, audio_rate=AUDIO_RATE, flow=flow)  # one pass
     n_frames = len(track.valid)
     if n_frames < config.qc.min_frames:
         raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
@@ -224,8 +226,10 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
                      width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
                      has_audio_stream=has_stream, sha256=source["sha256"], source_size=source["size"],
-                     source_mtime_ns=source["mtime_ns"], backend=det.name)
-    return {"decode": total - track.detect_seconds, "landmarks": track.detect_seconds}
+                     source_mtime_ns=source["mtime_ns"], backend=det.name,
+                     **(track.mouth_flow.arrays() if track.mouth_flow is not None else {}))
+    timings = {"decode": total - track.detect_seconds - track.flow_seconds, "landmarks": track.detect_seconds}
+    return {**timings, "mouth_flow": track.flow_seconds} if flow is not None else timings
 
 
 def load_landmarks(work: ShardWork, clip_id: str) -> dict:
@@ -238,7 +242,7 @@ def sequence_of(cached: dict) -> LandmarkSequence:
 
     scheme = SCHEMES_BY_DETECTOR[str(cached["backend"])]
     return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
-                            float(cached["fps"]), cached["score"], scheme)
+                            float(cached["fps"]), cached["score"], scheme, MouthFlow.from_arrays(cached))
 
 
 # ------------------------------------------------------------------------------------- stage 2

@@ -3,7 +3,7 @@
 Runs the build's own stage functions on one clip (warm: models loaded once, then timed):
 decode alone, landmarks alone, decode + landmarks together (with every landmark source the build
 runs: MediaPipe, and dlib's 68 points where the build fuses them), then the full clip (decode,
-landmarks, audio, identity fitted on this clip, fitting, QC, writing, shard assembly). Peak memory
+landmarks, the mouth flow, audio, identity fitted on this clip, fitting, QC, writing, shard assembly). Peak memory
 is measured in a fresh child process building a 10-s clip (three RAVDESS clips joined).
 
     python benchmarks/build_throughput.py [--video PATH] [--repeats 3]
@@ -125,7 +125,7 @@ def main() -> None:
         runs = [build_one(video, Path(tmp) / f"run{i}", model) for i in range(args.repeats)]
         timings, shard = min(runs, key=lambda r: r[0]["wall"])
         bytes_per_frame = shard.stat().st_size / n
-    stages = {k: timings.get(k, 0.0) for k in ("decode", "landmarks", "identity", "fit", "write", "assemble")}
+    stages = {k: timings.get(k, 0.0) for k in ("decode", "landmarks", "mouth_flow", "identity", "fit", "write", "assemble")}
     end_to_end = n / timings["wall"]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +150,8 @@ def main() -> None:
     print_json({
         "landmark_sources": sources, "end_to_end_fps": round(end_to_end, 2), "decode_landmarks_fps": round(n / track_s, 2),
         "decode_fps": round(n / decode_s, 2), "landmarks_fps": round(n / landmarks_s, 2),
-        "fit_fps": round(n / stages["fit"], 2), "write_fps": round(n / (stages["write"] + stages["assemble"]), 2),
+        "fit_fps": round(n / stages["fit"], 2), "mouth_flow_ms_per_frame": round(1000 * stages["mouth_flow"] / n, 2),
+        "write_fps": round(n / (stages["write"] + stages["assemble"]), 2),
         "bytes_per_frame": round(bytes_per_frame, 1), "peak_rss_mb": round(peak_mb, 1),
     })
 

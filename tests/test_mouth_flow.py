@@ -83,7 +83,8 @@ def test_the_banded_solve_with_consecutive_frame_coupling_equals_a_dense_solve()
         np.testing.assert_allclose(got.numpy().ravel(), np.linalg.solve(dense, rhs.ravel()), rtol=1e-9, atol=1e-12)
 
 
-def test_flow_normal_equations_are_the_gauss_newton_system_of_the_cost():
+@pytest.mark.parametrize("vertical", [1.0, 0.3, 0.0])
+def test_flow_normal_equations_are_the_gauss_newton_system_of_the_cost(vertical):
     rng = np.random.default_rng(5)
     n_frames, n_samples, p = 4, 6, 3
     jac = torch.as_tensor(rng.normal(size=(n_frames, n_samples, 2, p)))
@@ -95,10 +96,10 @@ def test_flow_normal_equations_are_the_gauss_newton_system_of_the_cost():
 
     def cost(x):  # linear pixels in x: the Gauss-Newton system is exact
         pixels = base + torch.einsum("tsap,tp->tsa", jac, x)
-        return flow_term.flow_weights(flow_term.flow_residuals(pixels, flow, scale), known, 2.0, 0.4, 1e9)[1]
+        return flow_term.flow_weights(flow_term.flow_residuals(pixels, flow, scale), known, 2.0, 0.4, 1e9, vertical)[1]
 
     r = flow_term.flow_residuals(base, flow, scale)
-    w, _ = flow_term.flow_weights(r, known, 2.0, 0.4, 1e9)
+    w, _ = flow_term.flow_weights(r, known, 2.0, 0.4, 1e9, vertical)
     diag, coupling, grad = flow_term.flow_system(r, jac, w, scale)
     hess = torch.autograd.functional.hessian(cost, x.detach()).reshape(n_frames * p, n_frames * p)
     g = torch.autograd.grad(cost(x), x)[0]
@@ -164,3 +165,42 @@ def test_an_exact_flow_in_the_fit_brings_the_lip_motion_closer_to_the_truth(flam
         gain_x[weight] = accuracy_row(result.vertices.astype(np.float64), template, truth, template, masks)["lip_gain_x"]
     assert dynamic[10.0] < 0.8 * dynamic[0.0], dynamic
     assert abs(1 - gain_x[10.0]) < abs(1 - gain_x[0.0]), gain_x
+
+
+def test_a_build_measures_the_flow_fits_it_and_records_its_residual(built):
+    """The README build (defaults: the flow on): every clip's landmark cache holds the flow, and its
+    QC the pixel term's residual, well under MediaPipe's frame-to-frame lip error (1-2 px)."""
+    from recon3d.shards import open_dataset
+
+    ds = open_dataset(built)
+    try:
+        for clip_id in ds.clip_ids():
+            qc = ds.info(clip_id)["qc"]
+            assert 0.0 < qc["flow_residual_px_mean"] < 0.6, (clip_id, qc)
+            cache = next(built.glob(f"work/shards/*/landmarks/{clip_id}.npz"))
+            with np.load(cache) as data:
+                flow = MouthFlow.from_arrays({k: data[k] for k in data.files})
+            assert flow.measured[:-1].mean() > 0.95 and not flow.measured[-1]
+    finally:
+        ds.close()
+
+
+def test_preview_appearance_draws_the_flow_against_the_fit(built, tmp_path):
+    """preview --appearance draws the flow's and the fit's arrows over the source (left half);
+    without the flag neither colour is there."""
+    import av
+
+    from recon3d.render.preview import FLOW_COLOURS
+    from tests.cli import run_cli
+
+    clip, frames = "01-01-01-01-02-01-05", {}
+    for name, extra in (("plain", []), ("flow", ["--appearance"])):
+        out = tmp_path / f"{name}.mp4"
+        run_cli("preview", str(built), clip, "--out", str(out), "--scale", "0.75", *extra)
+        with av.open(str(out)) as container:
+            decoded = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+            frames[name] = decoded[len(decoded) // 2]  # mid-sentence: the lips move
+    for colour in FLOW_COLOURS.values():
+        target = np.array(colour) * 255
+        near = {k: (np.abs(f[:, : f.shape[1] // 2] - target).max(-1) < 60).sum() for k, f in frames.items()}
+        assert near["flow"] > 30 + 5 * near["plain"], near

@@ -57,8 +57,13 @@ def inspect_dataset(out_dir: Path, as_json: bool, max_clips: int) -> None:
 @click.option("--landmarks", is_flag=True,
               help="Draw the detected points over the frames, each source in its colour (MediaPipe cyan, "
                    "dlib orange): what the fit saw.")
+@click.option("--appearance", is_flag=True,
+              help="Draw what the fit's pixel term compared: the mouth's optical flow (green) against the fit's "
+                   "motion of its surface samples around the mouth (magenta) from the frame before, arrows 5x "
+                   "longer, and how far apart they are (the flow is measured again on the source frames).")
 @friendly_errors
-def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Path | None, landmarks: bool) -> None:
+def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Path | None, landmarks: bool,
+            appearance: bool) -> None:
     """Render a clip's fitted mesh over its video frames and beside them, with its audio.
 
     Headless (a numpy rasteriser: no display, no GL). About 0.1-0.2 s per frame at --scale 0.5.
@@ -67,8 +72,10 @@ def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Pa
     Example:
       recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy.mp4
       recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy-points.mp4 --landmarks
+      recon3d preview ~/data/3d-ravdess 01-01-03-02-01-01-12 --out happy-flow.mp4 --appearance --scale 1
     """
     from recon3d.render.preview import render_clip_preview
 
-    n = render_clip_preview(out_dir, clip_id, out_path, scale=scale, video=video, landmarks=landmarks)
+    n = render_clip_preview(out_dir, clip_id, out_path, scale=scale, video=video, landmarks=landmarks,
+                            appearance=appearance)
     click.echo(f"wrote {out_path} ({n} frames)")

@@ -100,10 +100,11 @@ def flow_system(r: torch.Tensor, jac: torch.Tensor, w: torch.Tensor, mm_per_px: 
     gradient ``(T, p)``; ``jac (T, S, 2, p)`` is d pixels / d frame unknowns, ``w (T - 1, S, 2)``
     the weights of :func:`flow_weights`."""
     n_frames, p = jac.shape[0], jac.shape[-1]
-    j = (jac * mm_per_px[:, None, None, None]).reshape(n_frames, -1, p)
+    axes = (w != 0).flatten(0, 1).any(0).nonzero()[:, 0]  # an image axis weighted nowhere costs nothing
+    j = (jac[:, :, axes] * mm_per_px[:, None, None, None]).reshape(n_frames, -1, p)
     ja, jb = -j[:-1], j[1:]  # d r_t / d theta_t and / d theta_{t+1}
-    w2 = w.reshape(n_frames - 1, -1)
-    rf = r.reshape(n_frames - 1, -1)
+    w2 = w[:, :, axes].reshape(n_frames - 1, -1)
+    rf = r[:, :, axes].reshape(n_frames - 1, -1)
     wa, wb = ja * w2[..., None], jb * w2[..., None]
     diag = torch.zeros(n_frames, p, p, dtype=jac.dtype, device=jac.device)
     diag[:-1] += wa.transpose(1, 2) @ ja

@@ -61,10 +61,14 @@ class MouthFlow:
         i0 = np.floor(g).astype(np.int64)
         f = g - i0
         t = np.arange(n_frames)[:, None]
-        flow = self.flow.astype(np.float64)
         x0, y0 = i0[..., 0], i0[..., 1]
-        out = ((1 - f[..., :1]) * (1 - f[..., 1:]) * flow[t, y0, x0] + f[..., :1] * (1 - f[..., 1:]) * flow[t, y0, x0 + 1]
-               + (1 - f[..., :1]) * f[..., 1:] * flow[t, y0 + 1, x0] + f[..., :1] * f[..., 1:] * flow[t, y0 + 1, x0 + 1])
+
+        def node(dy: int, dx: int) -> np.ndarray:
+            return self.flow[t, y0 + dy, x0 + dx].astype(np.float64)
+
+        fx, fy = f[..., :1], f[..., 1:]
+        out = ((1 - fx) * (1 - fy) * node(0, 0) + fx * (1 - fy) * node(0, 1)
+               + (1 - fx) * fy * node(1, 0) + fx * fy * node(1, 1))
         known = inside & np.isfinite(out).all(-1)
         return np.where(known[..., None], out, 0.0), known
 
@@ -183,6 +187,14 @@ class MouthFlowTracker:
             return
         box = mouth_box(points[self.lip_ids])
         self._previous = (self._crop(rgb, box), box, opening)
+
+    def latest(self) -> MouthFlow | None:
+        """The flow of the pair completed by the last ``update`` (one frame), or None where there is none."""
+        row = self._rows[-1] if self._rows else None
+        if row is None:
+            return None
+        flow, origin, step = row
+        return MouthFlow(flow[None], np.array([origin], np.float32), np.array([step], np.float32))
 
     def result(self, n_frames: int) -> MouthFlow:
         """The flow of the ``n_frames`` frames seen (the last frame has none)."""

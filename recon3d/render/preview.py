@@ -60,20 +60,49 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, scale: float) -> np.nd
     return out
 
 
+#: ``preview --appearance``: the measured flow and the fit's motion, their arrows this many times longer.
+FLOW_COLOURS = {"flow": (0.2, 1.0, 0.3), "fit": (1.0, 0.25, 0.9)}
+FLOW_ARROW_GAIN = 8.0
+
+
+def draw_flow(image: np.ndarray, at: np.ndarray, measured: np.ndarray, fitted: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` with, from each surface sample ``at (S, 2)`` (source pixels), the optical flow
+    measured there and the fit's motion of the sample to the next frame (``(S, 2)`` pixels each),
+    in :data:`FLOW_COLOURS`, :data:`FLOW_ARROW_GAIN` times longer, and their mean difference."""
+    import cv2
+
+    out = np.ascontiguousarray(image)
+    thickness = max(1, int(round(2 * scale)))
+    for name, motion in (("fit", fitted), ("flow", measured)):
+        for a, d in zip(at * scale, motion * scale * FLOW_ARROW_GAIN):
+            b = a + d
+            cv2.arrowedLine(out, (int(round(a[0])), int(round(a[1]))), (int(round(b[0])), int(round(b[1]))),
+                            FLOW_COLOURS[name], thickness, cv2.LINE_AA, tipLength=0.3)
+    diff = float(np.linalg.norm(measured - fitted, axis=1).mean()) if len(at) else float("nan")
+    text = f"mouth flow (green) vs fit (magenta), x{FLOW_ARROW_GAIN:g}: {diff:.2f} px apart"
+    cv2.putText(out, text, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (1.0, 1.0, 1.0), 1, cv2.LINE_AA)
+    return out
+
+
 def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarray, camera: dict,
-                   scale: float = 0.5, alpha: float = 0.65, landmarks: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                   scale: float = 0.5, alpha: float = 0.65, landmarks: np.ndarray | None = None,
+                   flow: tuple | None = None) -> Iterator[np.ndarray]:
     """Side-by-side frames: source with the mesh blended over it | the mesh alone.
 
     Rendering happens at ``scale`` of the source resolution. Without the source video (moved or
     deleted) the left side is left dark. With ``landmarks (T, P, 2)`` (the detected points) they
-    are drawn over the left side, each source in its colour (:func:`draw_landmarks`).
+    are drawn over the left side, each source in its colour (:func:`draw_landmarks`). With ``flow``
+    ``(tracker, points (T, P, 2), samples (T, S, 2))``, the mouth flow is measured again on the
+    frames as the build did (a :class:`~recon3d.landmarks.mouth_flow.MouthFlowTracker` fed the
+    detected points) and each frame shows it against the fit's motion of its surface samples
+    (projected ``samples``) from the frame before (:func:`draw_flow`).
     """
     width, height = int(camera["width"]), int(camera["height"])
     w, h = max(2, int(round(width * scale))), max(2, int(round(height * scale)))
     f, cx, cy = camera["focal"] * w / width, camera["cx"] * w / width, camera["cy"] * h / height
     sources = iter_frames(video) if video is not None and Path(video).exists() else None
     for t in range(len(cam_vertices)):
-        background = np.zeros((h, w, 3), np.float32)
+        background, rgb = np.zeros((h, w, 3), np.float32), None
         if sources is not None:
             try:
                 rgb, _ = next(sources)
@@ -85,6 +114,14 @@ def preview_frames(video: Path | None, cam_vertices: np.ndarray, faces: np.ndarr
         overlay[mask] = alpha * shaded[mask] + (1 - alpha) * background[mask]
         if landmarks is not None:
             overlay = draw_landmarks(overlay, landmarks[t], w / width)
+        if flow is not None and rgb is not None:
+            tracker, points, samples = flow
+            tracker.update(rgb, points[t] if np.isfinite(points[t]).all() else None)
+            pair = tracker.latest() if t else None
+            if pair is not None:
+                measured, known = pair.sample(samples[t - 1][None])
+                fitted = samples[t] - samples[t - 1]
+                overlay = draw_flow(overlay, samples[t - 1][known[0]], measured[0][known[0]], fitted[known[0]], w / width)
         alone = np.where(mask[..., None], shaded, 0.12)
         yield (np.concatenate([overlay, alone], axis=1) * 255).clip(0, 255).astype(np.uint8)
 
@@ -123,10 +160,28 @@ def frontal_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512, fov
         yield (np.where(mask[..., None], shaded, 0.12) * 255).clip(0, 255).astype(np.uint8)
 
 
+def flow_overlay(dataset_root: Path, points: np.ndarray, cam: np.ndarray, camera: dict, backend: str) -> tuple:
+    """What :func:`preview_frames` needs to show the mouth flow: a tracker for the build's
+    landmark scheme, the detected ``points``, and the fit's surface samples projected per frame
+    (the build's own fitter chooses them; the dataset must have been built with the flow)."""
+    from recon3d.landmarks.mouth_flow import MouthFlowTracker
+    from recon3d.pipeline.build import build_context
+    from recon3d.pipeline.stages import SCHEMES_BY_DETECTOR, resources
+
+    ctx = build_context(dataset_root)
+    if ctx.build_config.fitting.flow_weight <= 0:
+        raise DatasetError(f"{dataset_root}: built without the mouth flow (fitting.flow_weight: 0), so the fit "
+                           "compared no pixels; preview without --appearance")
+    ids = resources(ctx).fitter.flow_samples
+    samples = np.stack([project_pinhole(v[ids], camera["focal"], camera["cx"], camera["cy"])[:, :2] for v in cam])
+    return MouthFlowTracker.for_scheme(SCHEMES_BY_DETECTOR[backend]), points, samples
+
+
 def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: float = 0.5, video: Path | None = None,
-                        landmarks: bool = False) -> int:
+                        landmarks: bool = False, appearance: bool = False) -> int:
     """Write ``out`` (mp4 with video and audio) for a clip of a built dataset, with ``landmarks``
-    the detected points drawn over the frames; returns frames written."""
+    the detected points drawn over the frames, with ``appearance`` the mouth flow against the
+    fit's motion (:func:`draw_flow`); returns frames written."""
     from recon3d.shards import schema as S
     from recon3d.shards.reader import open_dataset
 
@@ -140,7 +195,7 @@ def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: floa
         camera = shard.camera(clip_id)
         faces = shard.faces()
         audio = shard.array(clip_id, S.AUDIO)
-        points = shard.array(clip_id, S.LANDMARKS) if landmarks else None
+        points = shard.array(clip_id, S.LANDMARKS) if landmarks or appearance else None
     finally:
         ds.close()
     if not camera:
@@ -148,5 +203,9 @@ def render_clip_preview(dataset_root: Path, clip_id: str, out: Path, scale: floa
     if video is not None:
         probe(video)  # a given source must be a readable video
     source = video or Path(attrs.source_path)
-    frames = preview_frames(source, cam, faces, camera, scale, landmarks=points)
+    flow = flow_overlay(dataset_root, points, cam, camera, attrs.landmark_backend) if appearance else None
+    if flow is not None and not source.exists():
+        raise DatasetError(f"{source}: the source video is not there, and --appearance measures the flow on its "
+                           "frames; pass --video PATH")
+    frames = preview_frames(source, cam, faces, camera, scale, landmarks=points if landmarks else None, flow=flow)
     return write_video(out, frames, attrs.fps, audio, AUDIO_RATE)

@@ -8,7 +8,9 @@ MediaPipe alone, and MediaPipe with dlib's 68 points fused), and compares the sh
 `vertices` with the truth per region: absolute error after a per-frame rigid alignment on the
 face, motion error (each sequence minus its own identity template), lip jitter ratio, the lips'
 per-axis motion gains (`lip_gain_x/y/z`: fitted / true motion, sideways, vertical, depth), the
-reprojection error and the jaw-opening error (mean |fitted - true| jaw x-rotation, radians). The
+reprojection error and the jaw-opening error (mean |fitted - true| jaw x-rotation, radians), and the
+lip closures of issue 37 (truly closed frames the fit closes, truly open frames it closes by
+mistake: recon3d.synth.accuracy.closure_counts). The
 real RAVDESS clips in ../shared/assets are built the same ways (their reprojection error). With
 --yaw-swing the heads turn from one side to the other (yaw +-DEG over each clip; `recon3d synth
 --yaw-swing`), one row per swing: ``--yaw-swing 12 35 55 70`` is issue 36's table. Rows
@@ -56,11 +58,11 @@ def build(videos: Path, prefix: Path, model: Path, offsets: str, sources: str, o
     return out
 
 
-def clip_rows(dataset_dir: Path, videos: Path, layer, masks) -> list[dict]:
+def clip_rows(dataset_dir: Path, videos: Path, layer, masks, embedding) -> list[dict]:
     import torch
 
     from recon3d.shards import open_dataset
-    from recon3d.synth.accuracy import accuracy_row
+    from recon3d.synth.accuracy import accuracy_row, closure_counts
     from recon3d.synth.motion import canonical_vertices, identity_template
     from recon3d.synth.video import load_truth
 
@@ -77,8 +79,21 @@ def clip_rows(dataset_dir: Path, videos: Path, layer, masks) -> list[dict]:
         row["reprojection_iod"] = float(ds.info(clip_id)["qc"]["reprojection_iod_mean"])
         jaw = ds.shard(ds.info(clip_id)["shard"]).array(clip_id, "flame/jaw_pose")
         row["jaw_error_rad"] = float(np.abs(jaw[:, 0] - motion.jaw_pose[:, 0]).mean())
+        row.update(closure_counts(clip.vertices.astype(np.float64), clip.template.astype(np.float64), truth,
+                                  truth_template, embedding, layer.model.faces))
         rows.append(row)
     return rows
+
+
+def closure_rates(clips: list[dict]) -> dict:
+    """Issue 37's lip closures over ``clips``: the share of truly closed frames the fit closes
+    (``closed_recall``) and of truly open frames it closes by mistake (``open_closed``), with the
+    frame counts (NaN where there is no such frame)."""
+    total = {k: sum(c[k] for c in clips) for k in ("closed_frames", "closed_fitted_closed", "open_frames",
+                                                   "open_fitted_closed")}
+    share = lambda a, b: total[a] / total[b] if total[b] else float("nan")  # noqa: E731
+    return {"closed_frames": total["closed_frames"], "closed_recall": share("closed_fitted_closed", "closed_frames"),
+            "open_frames": total["open_frames"], "open_closed": share("open_fitted_closed", "open_frames")}
 
 
 def main() -> None:
@@ -104,7 +119,7 @@ def main() -> None:
 
     import torch
 
-    from recon3d.flame import FlameLayer, load_flame_model
+    from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
     from recon3d.flame.masks import find_masks, load_flame_masks
     from recon3d.shards import open_dataset
     from recon3d.synth.video import complete_renders, synthesize
@@ -115,6 +130,7 @@ def main() -> None:
     work = args.work / model_id(model_path)  # renders and builds depend on the model
     layer = FlameLayer(model, dtype=torch.float64)
     masks = load_flame_masks(find_masks(model_path=model.path), model.n_vertices)
+    embedding = load_mediapipe_embedding(model)
     choices = [(offsets, sources) for offsets in args.offsets for sources in args.sources]
     rows, sd_rows, per_seed = [], [], []
     for iod, swing in ((i, w) for i in args.iod_px for w in args.yaw_swing):
@@ -131,13 +147,14 @@ def main() -> None:
                 for offsets, sources in choices:  # side by side on the same renders
                     out = build(videos, folder / f"built_{Path(offsets).stem}_{sources}", model_path, offsets,
                                 sources, overrides)
-                    clips = clip_rows(out, videos, layer, masks)
+                    clips = clip_rows(out, videos, layer, masks, embedding)
                     per_choice[offsets, sources] += clips
                     seed_means[offsets, sources].append(column_means(clips, KEYS))
             for (offsets, sources), clip_results in per_choice.items():
                 head = {"iod_px": iod, "yaw_swing_deg": swing or "", "background": background,
                         "landmark_offsets": offsets, "sources": sources}
-                rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS)})
+                rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS),
+                             **closure_rates(clip_results)})
                 per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[offsets, sources])]
                 if len(args.seeds) > 1:
                     sd_rows.append({**head, "seeds": len(args.seeds), **column_sds(seed_means[offsets, sources], KEYS)})
@@ -151,6 +168,9 @@ def main() -> None:
           "(x sideways, y vertical, z depth); reprojection: mean / inter-ocular distance")
     head = ["iod_px", "yaw_swing_deg", "background", "landmark_offsets", "sources"]
     print_table(rows, head + ["clips"] + KEYS)
+    print("lip closures (inner-lip gap against each template's): truly closed frames (within 0.5 mm) the fit closes "
+          "(within 1 mm), and truly open ones (> 3 mm) it closes by mistake:")
+    print_table(rows, head + ["closed_frames", "closed_recall", "open_frames", "open_closed"])
     if sd_rows:
         print("spread over the seeds (standard deviation of the per-seed means):")
         print_table(sd_rows, head + ["seeds"] + KEYS)

@@ -60,3 +60,30 @@ def accuracy_row(fit: np.ndarray, fit_template: np.ndarray, truth: np.ndarray, t
     gains = axis_gains(fit_motion[:, lips], truth_motion[:, lips])
     row.update({f"lip_gain_{axis}": float(g) for axis, g in zip("xyz", gains)})
     return row
+
+
+#: MediaPipe's inner-lip pairs (upper, lower) whose mean distance is the lip gap of issue 37.
+INNER_LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (312, 317), (311, 402), (310, 318))
+#: A truly closed frame: its gap within CLOSED_MM of the template's; truly open: beyond OPEN_MM above
+#: it; a fitted frame closes where its gap is within FIT_CLOSED_MM of its own template's.
+CLOSED_MM, OPEN_MM, FIT_CLOSED_MM = 0.5, 3.0, 1.0
+
+
+def lip_gap_mm(vertices: np.ndarray, embedding, faces: np.ndarray) -> np.ndarray:
+    """Mean inner-lip gap in mm over :data:`INNER_LIP_PAIRS` of meshes ``(..., V, 3)``."""
+    pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
+    points = embedding.points(vertices, faces)
+    upper = points[..., [pos[u] for u, _ in INNER_LIP_PAIRS], :]
+    lower = points[..., [pos[lo] for _, lo in INNER_LIP_PAIRS], :]
+    return np.linalg.norm(upper - lower, axis=-1).mean(-1) * 1000.0
+
+
+def closure_counts(fit: np.ndarray, fit_template: np.ndarray, truth: np.ndarray, truth_template: np.ndarray,
+                   embedding, faces: np.ndarray) -> dict[str, int]:
+    """Lip closures (issue 37): how many frames are truly closed and how many of them the fit
+    closes, how many are truly open and how many of those the fit closes by mistake."""
+    true_gap = lip_gap_mm(truth, embedding, faces) - lip_gap_mm(truth_template, embedding, faces)
+    fit_closed = lip_gap_mm(fit, embedding, faces) - lip_gap_mm(fit_template, embedding, faces) <= FIT_CLOSED_MM
+    closed, open_ = np.abs(true_gap) <= CLOSED_MM, true_gap > OPEN_MM
+    return {"closed_frames": int(closed.sum()), "closed_fitted_closed": int((closed & fit_closed).sum()),
+            "open_frames": int(open_.sum()), "open_fitted_closed": int((open_ & fit_closed).sum())}

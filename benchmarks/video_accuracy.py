@@ -19,6 +19,7 @@ per-seed means), and the JSON also holds every seed's means (``per_seed``).
 
     python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250] [--backgrounds plain photo]
         [--sources mediapipe mediapipe+dlib] [--offsets default] [--clips 3] [--yaw-swing 12 35 55 70]
+        [--lighting camera side]
         [--skip-real] [--work DIR]
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import add_model_option, add_overrides_option, column_means, column_sds, config_dir, flame_model_path, model_id, parse_overrides, print_json, print_table, REPO
+from recon3d.synth.texture import LIGHTINGS
 
 TEXTURE = REPO.parent / "shared" / "assets" / "flame" / "texture_mesh.obj"
 RAVDESS = REPO.parent / "shared" / "assets" / "ravdess" / "video"
@@ -109,6 +111,9 @@ def main() -> None:
     parser.add_argument("--yaw-swing", type=float, nargs="+", default=[None],
                         help="heads swinging from one side to the other, yaw +-DEG (one row each); default: "
                              "small head motion within +-15 deg")
+    parser.add_argument("--lighting", nargs="+", default=["camera"], choices=list(LIGHTINGS),
+                        help="render lighting (recon3d synth --lighting), one row each: side is held-out image "
+                             "formation (light from the upper left, a highlight, stronger H.264)")
     parser.add_argument("--skip-real", action="store_true", help="do not build the real RAVDESS clips")
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
@@ -133,17 +138,18 @@ def main() -> None:
     embedding = load_mediapipe_embedding(model)
     choices = [(offsets, sources) for offsets in args.offsets for sources in args.sources]
     rows, sd_rows, per_seed = [], [], []
-    for iod, swing in ((i, w) for i in args.iod_px for w in args.yaw_swing):
+    for iod, swing, lighting in ((i, w, li) for i in args.iod_px for w in args.yaw_swing for li in args.lighting):
         for background in args.backgrounds:
             per_choice: dict[tuple, list[dict]] = {c: [] for c in choices}
             seed_means: dict[tuple, list[dict]] = {c: [] for c in choices}
             for seed in args.seeds:
                 folder = work / (f"seed{seed}_iod{int(iod)}" + ("" if background == "plain" else f"_{background}")
-                                 + ("" if swing is None else f"_swing{swing:g}"))
+                                 + ("" if swing is None else f"_swing{swing:g}")
+                                 + ("" if lighting == "camera" else f"_{lighting}"))
                 videos = folder / "videos"
                 if len(complete_renders(videos)) < args.clips:
                     synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod,
-                               background=BACKGROUNDS[background], progress=False, swing_deg=swing)
+                               background=BACKGROUNDS[background], progress=False, swing_deg=swing, lighting=lighting)
                 for offsets, sources in choices:  # side by side on the same renders
                     out = build(videos, folder / f"built_{Path(offsets).stem}_{sources}", model_path, offsets,
                                 sources, overrides)
@@ -151,7 +157,7 @@ def main() -> None:
                     per_choice[offsets, sources] += clips
                     seed_means[offsets, sources].append(column_means(clips, KEYS))
             for (offsets, sources), clip_results in per_choice.items():
-                head = {"iod_px": iod, "yaw_swing_deg": swing or "", "background": background,
+                head = {"iod_px": iod, "yaw_swing_deg": swing or "", "lighting": lighting, "background": background,
                         "landmark_offsets": offsets, "sources": sources}
                 rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS),
                              **closure_rates(clip_results)})
@@ -166,7 +172,7 @@ def main() -> None:
     print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model_id(model.path)}")
     print("errors in mm; *_motion: sequence minus its own identity template; lip_gain_*: fitted / true lip motion "
           "(x sideways, y vertical, z depth); reprojection: mean / inter-ocular distance")
-    head = ["iod_px", "yaw_swing_deg", "background", "landmark_offsets", "sources"]
+    head = ["iod_px", "yaw_swing_deg", "lighting", "background", "landmark_offsets", "sources"]
     print_table(rows, head + ["clips"] + KEYS)
     print("lip closures (inner-lip gap against each template's): truly closed frames (within 0.5 mm) the fit closes "
           "(within 1 mm), and truly open ones (> 3 mm) it closes by mistake:")

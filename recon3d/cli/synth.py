@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from recon3d.cli.common import flame_model_option, friendly_errors
+from recon3d.synth.texture import LIGHTINGS
 
 
 @click.command("synth")
@@ -25,8 +26,11 @@ from recon3d.cli.common import flame_model_option, friendly_errors
 @click.option("--yaw-swing", "swing_deg", type=click.FloatRange(0, 90), default=None,
               help="Turn each head from one side to the other, yaw +-DEG over the clip (e.g. 55 for a near "
                    "profile); default: small head motion within +-15 deg.")
+@click.option("--lighting", type=click.Choice(list(LIGHTINGS)), default="camera", show_default=True,
+              help="camera: light from the camera, matte, H.264 crf 23 (the renders the fit was tuned on); side: "
+                   "light from the upper left, a specular highlight, crf 32 (held-out image formation).")
 @friendly_errors
-def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, background, swing_deg) -> None:
+def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, background, swing_deg, lighting) -> None:
     """Write talking-head videos whose 3D truth is known, named like RAVDESS clips.
 
     Each clip (1280x720, 29.97 fps, H.264 + AAC) comes with <name>.truth.npz: FLAME shape,
@@ -41,5 +45,5 @@ def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, ba
     from recon3d.synth.video import synthesize
 
     videos = synthesize(out_dir, flame_model, texture, clips, seconds, seed, iod_px, actor, background,
-                        swing_deg=swing_deg)
+                        swing_deg=swing_deg, lighting=lighting)
     click.echo(f"wrote {len(videos)} clips with truth files to {out_dir}")

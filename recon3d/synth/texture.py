@@ -27,6 +27,27 @@ class TextureError(SetupError):
     """A texture mesh that does not match the FLAME model."""
 
 
+@dataclass(frozen=True)
+class Lighting:
+    """How a render is lit and encoded: a directional light ``direction`` (camera frame, toward the
+    light; (0, 0, 1) is from the camera), ``ambient`` light, a Blinn-Phong highlight of
+    ``specular`` strength and ``shininess``, and the H.264 quality ``crf`` (higher: stronger
+    compression)."""
+
+    direction: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    ambient: float = 0.45
+    specular: float = 0.0
+    shininess: float = 20.0
+    crf: int = 23
+
+
+#: ``recon3d synth --lighting``: ``camera`` (the renders the fit was tuned on: light from the
+#: camera, matte, crf 23) and ``side`` (held out: light from the upper left, dimmer ambient, a
+#: specular highlight, crf 32), which a term fitted to the first renders' image formation must survive.
+LIGHTINGS = {"camera": Lighting(),
+             "side": Lighting(direction=(-0.55, 0.45, 0.70), ambient=0.3, specular=0.35, shininess=24.0, crf=32)}
+
+
 @dataclass
 class TexturedHead:
     uv: np.ndarray  # (F, 3, 2) per-corner texture coordinates
@@ -95,9 +116,10 @@ def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
 
 
 def render_textured(vertices: np.ndarray, faces: np.ndarray, head: TexturedHead, focal: float, cx: float, cy: float,
-                    background: np.ndarray, ambient: float = 0.45, cavity: float = 0.06) -> np.ndarray:
+                    background: np.ndarray, lighting: Lighting = LIGHTINGS["camera"], cavity: float = 0.06) -> np.ndarray:
     """Camera-frame ``vertices (V, 3)`` rendered over ``background (H, W, 3)`` (float [0, 1]):
-    perspective-correct texture, Lambert light from the camera, back faces dark (the mouth)."""
+    perspective-correct texture under ``lighting`` (Lambert, plus its highlight), back faces dark
+    (the mouth)."""
     h, w = background.shape[:2]
     frags = rasterize(project_pinhole(vertices, focal, cx, cy), faces, h, w)
     out = background.copy()
@@ -107,9 +129,16 @@ def render_textured(vertices: np.ndarray, faces: np.ndarray, head: TexturedHead,
     tri = frags.triangle[m]
     uv = np.einsum("nk,nkc->nc", frags.bary[m], head.uv[tri])
     normals = interpolate(frags, faces, vertex_normals(vertices, faces))[m]
-    facing = normals[:, 2] / np.linalg.norm(normals, axis=1).clip(1e-9)
-    light = ambient + (1 - ambient) * np.clip(facing, 0, 1)
+    normals = normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-9)
+    to_light = np.asarray(lighting.direction, np.float64)
+    to_light = to_light / np.linalg.norm(to_light)
+    light = lighting.ambient + (1 - lighting.ambient) * np.clip(normals @ to_light, 0, 1)
     colour = sample_texture(head.image, uv) * light[:, None]
-    colour[facing < 0] = cavity
-    out[m] = colour
+    if lighting.specular > 0:
+        to_eye = -interpolate(frags, faces, vertices.astype(np.float32))[m]
+        half = to_eye / np.linalg.norm(to_eye, axis=1, keepdims=True).clip(1e-9) + to_light
+        half /= np.linalg.norm(half, axis=1, keepdims=True).clip(1e-9)
+        colour = colour + lighting.specular * np.clip((normals * half).sum(1), 0, 1)[:, None] ** lighting.shininess
+    colour[normals[:, 2] < 0] = cavity
+    out[m] = np.clip(colour, 0.0, 1.0)
     return out

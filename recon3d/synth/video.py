@@ -25,7 +25,7 @@ from recon3d.synth.dataset import labelled_motion
 from recon3d.synth.motion import Motion, place_in_front_of, posed_vertices, project_landmarks
 from recon3d.shards.schema import AUDIO_RATE, audio_samples
 from recon3d.synth.speech import espeak_available, speech_audio
-from recon3d.synth.texture import TexturedHead, load_textured_head, render_textured
+from recon3d.synth.texture import LIGHTINGS, Lighting, TexturedHead, load_textured_head, render_textured
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30000 / 1001
 FOV_DEG = 40.0
@@ -64,17 +64,17 @@ def background_image(path: str | Path | None, color: float = 0.55) -> np.ndarray
 
 
 def render_clip(path: Path, layer: FlameLayer, head: TexturedHead, motion: Motion, camera: PinholeCamera,
-                audio: np.ndarray, background: np.ndarray) -> int:
-    """Render and encode one clip; returns its frame count."""
+                audio: np.ndarray, background: np.ndarray, lighting: Lighting = LIGHTINGS["camera"]) -> int:
+    """Render and encode one clip under ``lighting``; returns its frame count."""
     vertices = posed_vertices(layer, motion).cpu().numpy()
     faces = layer.model.faces
 
     def frames():
         for v in vertices:
-            img = render_textured(v, faces, head, camera.focal, camera.cx, camera.cy, background)
+            img = render_textured(v, faces, head, camera.focal, camera.cx, camera.cy, background, lighting)
             yield (img * 255).clip(0, 255).astype(np.uint8)
 
-    return write_video(path, frames(), FPS, audio, AUDIO_RATE)
+    return write_video(path, frames(), FPS, audio, AUDIO_RATE, crf=lighting.crf)
 
 
 def save_truth(path: Path, motion: Motion, camera: PinholeCamera, landmarks: np.ndarray, iod_px: float,
@@ -87,11 +87,13 @@ def save_truth(path: Path, motion: Motion, camera: PinholeCamera, landmarks: np.
 def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path, n_clips: int = 4,
                seconds: float | None = 3.0, seed: int = 0, iod_px: float = 250.0, actor: int | None = None,
                background: str | Path | None = None, progress: bool = True,
-               swing_deg: float | None = None) -> list[Path]:
+               swing_deg: float | None = None, lighting: str = "camera") -> list[Path]:
     """Write ``n_clips`` synthetic clips (and their truth files) to ``out_dir``; returns the videos.
 
     ``swing_deg``: each head swings from one side to the other (yaw ``+-swing_deg``) instead of
-    wandering within +-15 deg."""
+    wandering within +-15 deg. ``lighting``: a preset of :data:`~recon3d.synth.texture.LIGHTINGS`."""
+    if lighting not in LIGHTINGS:
+        raise SetupError(f"lighting {lighting!r} is not one of {', '.join(LIGHTINGS)}")
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -117,7 +119,8 @@ def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path
         offset = tuple(rng.uniform(-0.08, 0.08, 2) * [WIDTH, HEIGHT])
         motion = place_in_front_of(layer, embedding, motion, camera, iod_px, offset_px=offset)
         video = out_dir / f"{spec.name}.mp4"
-        n = render_clip(video, layer, head, motion, camera, audio[:audio_samples(motion.n_frames, FPS)], bg)
+        n = render_clip(video, layer, head, motion, camera, audio[:audio_samples(motion.n_frames, FPS)], bg,
+                        LIGHTINGS[lighting])
         assert n == motion.n_frames
         save_truth(out_dir / f"{spec.name}.truth.npz", motion, camera, project_landmarks(layer, embedding, motion, camera),
                    iod_px, spec.emotion_id, spec.intensity, bool(np.abs(audio).max() > 0))

@@ -38,6 +38,10 @@ started() {  # remember a daemon we started
 
 start() {
     [ "$(id -u)" -eq 0 ] || { log "start must run as root (it writes /etc/slurm and starts daemons)"; exit 1; }
+    # A fresh cluster every start: a saved state left the node waiting, and a job counter that
+    # started again against an old accounting database let sacct answer for a new job with an
+    # old, finished job of the same id (submitit then took a running job for a finished one).
+    rm -rf "$RUN"/{state,spool,mysql}
     mkdir -p "$RUN"/{pids,logs,state,spool,mysql} "$CONF"
     local cpus mem
     cpus=$(nproc)

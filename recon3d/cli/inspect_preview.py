@@ -59,8 +59,8 @@ def inspect_dataset(out_dir: Path, as_json: bool, max_clips: int) -> None:
                    "dlib orange): what the fit saw.")
 @click.option("--appearance", is_flag=True,
               help="Draw what the fit's pixel term compared: the mouth's optical flow (green) against the fit's "
-                   "motion of its surface samples around the mouth (magenta) from the frame before, arrows 5x "
-                   "longer, and how far apart they are (the flow is measured again on the source frames).")
+                   "motion of its surface samples around the mouth (magenta) from the frame before, as magnified "
+                   "arrows, and how far apart they are (the flow is measured again on the source frames).")
 @friendly_errors
 def preview(out_dir: Path, clip_id: str, out_path: Path, scale: float, video: Path | None, landmarks: bool,
             appearance: bool) -> None:

@@ -160,12 +160,13 @@ class FlameFitter:
         self.second_rows, self.fallback_rows = self._second_source_rows()
         self.agreement = SourceAgreement.for_model(model, embedding) if self.second_rows.any() else None
         template = model.v_template.astype(np.float64)
-        normals = embedding.points(vertex_normals(template, model.faces), model.faces)
+        template_normals = vertex_normals(template, model.faces)
+        normals = embedding.points(template_normals, model.faces)
         # The landmarks' canonical positions and unit normals on the template, for visibility.
         self.surface = (embedding.points(template, model.faces),
                         normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12))
         self.flow_samples, self.flow_basis, self.flow_surface = (
-            self._flow_samples(model, template) if config.flow_weight > 0 else (None, None, None))
+            self._flow_samples(model, template, template_normals) if config.flow_weight > 0 else (None, None, None))
         self.leak_dir = self._jaw_leak_direction()
         self.prior_hess = obj.prior_hessian(obj.prior_diagonal(config, self.layout, self.point_w), self.leak_dir,
                                             config.jaw_leak_prior, self.layout)
@@ -228,13 +229,13 @@ class FlameFitter:
         out[:, len(out[0]) - n_pairs:] = out[:, pairs[:, 0]] * out[:, pairs[:, 1]]
         return out
 
-    def _flow_samples(self, model: FlameModelData, template: np.ndarray) -> tuple[np.ndarray, LandmarkBasis, tuple]:
+    def _flow_samples(self, model: FlameModelData, template: np.ndarray, normals: np.ndarray
+                      ) -> tuple[np.ndarray, LandmarkBasis, tuple]:
         """The mouth flow's surface samples (:func:`flow_term.mouth_samples`, placed by the
-        scheme's lip landmarks on the template): their vertex ids, basis, and canonical positions
-        and normals."""
+        scheme's lip landmarks on the template, whose unit vertex ``normals`` are given): their
+        vertex ids, basis, and canonical positions and normals."""
         pos = {int(i): k for k, i in enumerate(self.embedding.source_ids)}
         lips = self.surface[0][[pos[i] for i in self.scheme.lip_ids if i in pos]]
-        normals = vertex_normals(template, model.faces)
         ids = flow_term.mouth_samples(template, normals, lips)
         basis = landmark_basis(model, flow_term.vertex_embedding(ids, model.faces), np.eye(self.config.n_shape),
                                self.expr_basis, self.dtype).to(self.device)

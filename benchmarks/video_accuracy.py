@@ -10,7 +10,8 @@ face, motion error (each sequence minus its own identity template), lip jitter r
 per-axis motion gains (`lip_gain_x/y/z`: fitted / true motion, sideways, vertical, depth), the
 reprojection error and the jaw-opening error (mean |fitted - true| jaw x-rotation, radians), and the
 lip closures of issue 37 (truly closed frames the fit closes, truly open frames it closes by
-mistake: recon3d.synth.accuracy.closure_counts). The
+mistake: recon3d.synth.accuracy.closure_counts; --closures renders add lip closures between
+syllables, `recon3d synth --closures`, so the closed frames are enough to judge). The
 real RAVDESS clips in ../shared/assets are built the same ways (their reprojection error). With
 --yaw-swing the heads turn from one side to the other (yaw +-DEG over each clip; `recon3d synth
 --yaw-swing`), one row per swing: ``--yaw-swing 12 35 55 70`` is issue 36's table. Rows
@@ -19,7 +20,7 @@ per-seed means), and the JSON also holds every seed's means (``per_seed``).
 
     python benchmarks/video_accuracy.py [--seeds 1 2 3] [--iod-px 250] [--backgrounds plain photo]
         [--sources mediapipe mediapipe+dlib] [--offsets default] [--clips 3] [--yaw-swing 12 35 55 70]
-        [--lighting camera side]
+        [--lighting camera side] [--closures]
         [--skip-real] [--work DIR]
 """
 
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--lighting", nargs="+", default=["camera"], choices=list(LIGHTINGS),
                         help="render lighting (recon3d synth --lighting), one row each: side is held-out image "
                              "formation (light from the upper left, a highlight, stronger H.264)")
+    parser.add_argument("--closures", action="store_true",
+                        help="renders with lip closures between syllables (recon3d synth --closures)")
     parser.add_argument("--skip-real", action="store_true", help="do not build the real RAVDESS clips")
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recon3d-video-accuracy"),
@@ -145,11 +148,13 @@ def main() -> None:
             for seed in args.seeds:
                 folder = work / (f"seed{seed}_iod{int(iod)}" + ("" if background == "plain" else f"_{background}")
                                  + ("" if swing is None else f"_swing{swing:g}")
-                                 + ("" if lighting == "camera" else f"_{lighting}"))
+                                 + ("" if lighting == "camera" else f"_{lighting}")
+                                 + ("_closures" if args.closures else ""))
                 videos = folder / "videos"
                 if len(complete_renders(videos)) < args.clips:
                     synthesize(videos, model_path, TEXTURE, args.clips, args.seconds, seed, iod,
-                               background=BACKGROUNDS[background], progress=False, swing_deg=swing, lighting=lighting)
+                               background=BACKGROUNDS[background], progress=False, swing_deg=swing, lighting=lighting,
+                               closures=args.closures)
                 for offsets, sources in choices:  # side by side on the same renders
                     out = build(videos, folder / f"built_{Path(offsets).stem}_{sources}", model_path, offsets,
                                 sources, overrides)
@@ -157,8 +162,8 @@ def main() -> None:
                     per_choice[offsets, sources] += clips
                     seed_means[offsets, sources].append(column_means(clips, KEYS))
             for (offsets, sources), clip_results in per_choice.items():
-                head = {"iod_px": iod, "yaw_swing_deg": swing or "", "lighting": lighting, "background": background,
-                        "landmark_offsets": offsets, "sources": sources}
+                head = {"iod_px": iod, "yaw_swing_deg": swing or "", "lighting": lighting, "closures": args.closures,
+                        "background": background, "landmark_offsets": offsets, "sources": sources}
                 rows.append({**head, "clips": len(clip_results), **column_means(clip_results, KEYS),
                              **closure_rates(clip_results)})
                 per_seed += [{**head, "seed": seed, **m} for seed, m in zip(args.seeds, seed_means[offsets, sources])]
@@ -172,7 +177,7 @@ def main() -> None:
     print(f"video accuracy: seeds {args.seeds}, {args.clips} clips of {args.seconds} s each, model {model_id(model.path)}")
     print("errors in mm; *_motion: sequence minus its own identity template; lip_gain_*: fitted / true lip motion "
           "(x sideways, y vertical, z depth); reprojection: mean / inter-ocular distance")
-    head = ["iod_px", "yaw_swing_deg", "lighting", "background", "landmark_offsets", "sources"]
+    head = ["iod_px", "yaw_swing_deg", "lighting", "closures", "background", "landmark_offsets", "sources"]
     print_table(rows, head + ["clips"] + KEYS)
     print("lip closures (inner-lip gap against each template's): truly closed frames (within 0.5 mm) the fit closes "
           "(within 1 mm), and truly open ones (> 3 mm) it closes by mistake:")

@@ -11,7 +11,7 @@ import pytest
 
 from recon3d.landmarks import create_detector
 from recon3d.synth.video import load_truth
-from tests.conftest import FLAME_DIR, STAND_IN, need
+from tests.conftest import FLAME_DIR, HYBRID, STAND_IN, need
 
 pytestmark = pytest.mark.slow
 #: Documented tolerances for short synthetic clips built end to end (docs/fitting.md).
@@ -98,3 +98,36 @@ def test_held_out_lighting_renders_the_same_truth_under_other_light(tmp_path):
     points = create_detector("mediapipe", max_faces=1).detect(frames["side"].astype(np.uint8))[0][0]
     iod = np.linalg.norm(truth[33] - truth[263])
     assert np.linalg.norm(points[ids] - truth[ids], axis=1).mean() < 0.05 * iod
+
+
+@pytest.mark.parametrize("model_path", [STAND_IN, HYBRID], ids=["stand-in", "hybrid"])
+def test_closures_close_the_lips_between_syllables_and_change_nothing_else(model_path):
+    """synth --closures: in the troughs between syllables the inner lips meet as on the template
+    (issue 37's closed frames), a few times a second; away from the closures the motion is the same."""
+    import torch
+
+    from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
+    from recon3d.synth.accuracy import CLOSED_MM, OPEN_MM, lip_gap_mm
+    from recon3d.synth.dataset import labelled_motion
+    from recon3d.synth.motion import canonical_vertices, identity_template
+    from recon3d.synth.speech import speech_audio
+
+    model = load_flame_model(need(model_path))
+    layer = FlameLayer(model, dtype=torch.float64)
+    embedding = load_mediapipe_embedding(model)
+    audio = speech_audio(np.random.default_rng(3), 4.0)
+    shape = np.random.default_rng(4).standard_normal(layer.n_shape)
+    gaps = {}
+    for closures in (False, True):
+        motion = labelled_motion(layer, embedding, shape, 5, 2, audio, 29.97, 21, closures=closures)
+        vertices = canonical_vertices(layer, motion)
+        gaps[closures] = (lip_gap_mm(vertices, embedding, model.faces)
+                          - lip_gap_mm(identity_template(layer, shape), embedding, model.faces))
+        if not closures:
+            plain = motion
+    changed = np.abs(motion.expression - plain.expression).max(1) > 0
+    closed = np.abs(gaps[True]) <= CLOSED_MM
+    assert (closed & changed).sum() >= 6 and (gaps[False][changed] > OPEN_MM).any()  # open lips were closed
+    assert np.abs(gaps[True][motion.jaw_pose[:, 0] == 0]).max() < 0.05  # fully closed: the template's gap
+    assert np.array_equal(gaps[True][~changed], gaps[False][~changed])
+    assert changed.mean() < 0.5

@@ -29,8 +29,12 @@ from recon3d.synth.texture import LIGHTINGS
 @click.option("--lighting", type=click.Choice(list(LIGHTINGS)), default="camera", show_default=True,
               help="camera: light from the camera, matte, H.264 crf 23 (the renders the fit was tuned on); side: "
                    "light from the upper left, a specular highlight, crf 32 (held-out image formation).")
+@click.option("--closures", is_flag=True,
+              help="Close the lips between some syllables, as the bilabials /p b m/ do (~80 ms at the template's "
+                   "closed lips, with the jaw at rest): renders for judging lip closures. Off, the motion is as before.")
 @friendly_errors
-def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, background, swing_deg, lighting) -> None:
+def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, background, swing_deg, lighting,
+          closures) -> None:
     """Write talking-head videos whose 3D truth is known, named like RAVDESS clips.
 
     Each clip (1280x720, 29.97 fps, H.264 + AAC) comes with <name>.truth.npz: FLAME shape,
@@ -45,5 +49,5 @@ def synth(flame_model, texture, out_dir, clips, seconds, seed, iod_px, actor, ba
     from recon3d.synth.video import synthesize
 
     videos = synthesize(out_dir, flame_model, texture, clips, seconds, seed, iod_px, actor, background,
-                        swing_deg=swing_deg, lighting=lighting)
+                        swing_deg=swing_deg, lighting=lighting, closures=closures)
     click.echo(f"wrote {len(videos)} clips with truth files to {out_dir}")

@@ -18,7 +18,7 @@ from recon3d.flame import FlameLayer, load_flame_model, load_mediapipe_embedding
 from recon3d.io.ravdess import EMOTIONS
 from recon3d.shards.schema import AUDIO_RATE, ClipAttrs, audio_samples
 from recon3d.shards.writer import ClipRecord, write_dataset
-from recon3d.synth.motion import Motion, canonical_vertices, identity_template, sample_motion
+from recon3d.synth.motion import Motion, canonical_vertices, identity_template, sample_motion, with_closures
 from recon3d.synth.speech import loudness, speech_audio
 
 INTENSITY_SCALE = {1: 0.6, 2: 1.0}
@@ -33,9 +33,10 @@ def emotion_direction(n_expr: int, emotion_id: int, seed: int = 1234) -> np.ndar
 
 
 def labelled_motion(layer: FlameLayer, embedding, shape: np.ndarray, emotion_id: int, intensity: int,
-                    audio: np.ndarray, fps: float, seed: int, **head) -> Motion:
+                    audio: np.ndarray, fps: float, seed: int, closures: bool = False, **head) -> Motion:
     """A talking-head motion driven by ``audio`` (mouth and jaw follow its loudness) with the
-    expression of its emotion label ramping in; ``head`` sets head-motion ranges (yaw_deg, ...)."""
+    expression of its emotion label ramping in; ``head`` sets head-motion ranges (yaw_deg, ...);
+    ``closures``: the lips close between some syllables (:func:`~recon3d.synth.motion.with_closures`)."""
     n_frames = max(2, int(round(len(audio) / AUDIO_RATE * fps)))
     motion = sample_motion(layer, embedding, n_frames, fps, seed, loudness=loudness(audio, n_frames),
                            emotion_scale=0.0, **head)
@@ -43,7 +44,7 @@ def labelled_motion(layer: FlameLayer, embedding, shape: np.ndarray, emotion_id:
     level = np.clip(np.arange(n_frames) / (0.4 * fps), 0, 1)
     motion.expression = motion.expression + level[:, None] * INTENSITY_SCALE[intensity] * \
         emotion_direction(layer.n_expr, emotion_id)[None]
-    return motion
+    return with_closures(layer, embedding, motion, seed) if closures else motion
 
 
 def synthetic_clip(layer: FlameLayer, embedding, shape: np.ndarray, emotion_id: int, intensity: int,

@@ -3,7 +3,9 @@
 A talking head: an identity drawn from all of the model's identity components, speech-rate jaw
 motion (syllables at ~4 Hz), mouth components that follow the speech envelope, an emotion
 expression that ramps in and holds, slow background expression drift over all components, blinks,
-small gaze shifts and head motion (global rotation, a little neck rotation, translation).
+small gaze shifts and head motion (global rotation, a little neck rotation, translation). On
+request, lip closures (the bilabials /p b m/): between syllables the lips meet as on the model's
+closed template for ~80 ms.
 """
 
 from __future__ import annotations
@@ -92,6 +94,36 @@ def blink_direction(layer: FlameLayer, embedding: LandmarkEmbedding) -> np.ndarr
     return coef
 
 
+def lip_closing(layer: FlameLayer, embedding: LandmarkEmbedding) -> np.ndarray:
+    """A matrix ``(E, E)``: expression ``e`` plus ``closing @ e`` puts every inner-lip pair
+    (``MEDIAPIPE.lip_pairs``) where it is on the template, i.e. closes the lips with the jaw at rest.
+
+    The smallest such change of ``e`` (ridge least squares on the pairs' offsets, which are linear
+    in the expression), so it works for any FLAME-like model."""
+    model = layer.model
+    pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
+    pairs = [(pos[u], pos[l]) for u, l in MEDIAPIPE.lip_pairs if u in pos and l in pos]
+    tri = model.faces[embedding.face_idx]
+    dirs = np.einsum("nc,ncde->nde", embedding.bary, model.exprdirs[:, :, :layer.n_expr][tri])  # (N, 3, E)
+    a = np.concatenate([dirs[u] - dirs[l] for u, l in pairs])  # pair offsets per unit expression
+    ata = a.T @ a
+    return -np.linalg.solve(ata + 1e-8 * np.trace(ata) / len(ata) * np.eye(len(ata)), ata)
+
+
+def closure_curve(rng: np.random.Generator, env: np.ndarray, fps: float, chance: float = 0.7,
+                  hold_s: float = 0.08, ramp_s: float = 0.05) -> np.ndarray:
+    """Closure weights ``(T,)`` in [0, 1]: at a share ``chance`` of the envelope's troughs between
+    syllables the lips close fully for ``hold_s``, ramping in and out over ``ramp_s``."""
+    t = np.arange(len(env)) / fps
+    troughs = [i for i in range(1, len(env) - 1) if env[i] <= env[i - 1] and env[i] < env[i + 1] and env[i] < 0.3]
+    curve = np.zeros(len(env))
+    for i in troughs:
+        if rng.uniform() < chance:
+            x = np.clip((hold_s / 2 + ramp_s - np.abs(t - t[i])) / ramp_s, 0, 1)
+            curve = np.maximum(curve, x * x * (3 - 2 * x))
+    return curve
+
+
 #: The synthetic faces' jaw opening between syllables (radians).
 REST_JAW_RAD = 0.02
 
@@ -104,7 +136,7 @@ def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int
 
     ``swing_deg``: the head turns from one side to the other (yaw ``+-swing_deg``, one full swing
     over the clip from a random phase, as a speaker turning to a near profile and back) instead of
-    wandering within ``+-yaw_deg``."""
+    wandering within ``+-yaw_deg``. Add lip closures with :func:`with_closures`."""
     rng = np.random.default_rng(seed)
     n_shape, n_expr = layer.n_shape, layer.n_expr
     env = syllable_envelope(rng, n_frames, fps, loudness=loudness)
@@ -144,6 +176,18 @@ def sample_motion(layer: FlameLayer, embedding: LandmarkEmbedding, n_frames: int
     trans = 0.004 * smooth_noise(rng, n_frames, 3, fps, 0.4)
     return Motion(shape=rng.standard_normal(n_shape), expression=expression, jaw_pose=jaw, eye_pose=eyes,
                   neck_pose=neck, global_pose=head, translation=trans, fps=fps)
+
+
+def with_closures(layer: FlameLayer, embedding: LandmarkEmbedding, motion: Motion, seed: int) -> Motion:
+    """``motion`` with lip closures in the troughs between syllables (those of its jaw opening):
+    the jaw goes to zero and the expression is corrected by :func:`lip_closing`, weighted by
+    :func:`closure_curve`. Apply it last: expression added afterwards would open the lips again."""
+    opening = motion.jaw_pose[:, 0] - motion.jaw_pose[:, 0].min()
+    env = opening / max(opening.max(), 1e-9)
+    curve = closure_curve(np.random.default_rng([seed, 37]), env, motion.fps)[:, None]
+    closing = lip_closing(layer, embedding)
+    return replace(motion, expression=motion.expression + curve * (motion.expression @ closing.T),
+                   jaw_pose=motion.jaw_pose * (1 - curve))
 
 
 def without_expression(motion: Motion) -> Motion:

@@ -2,7 +2,7 @@
 
 Each clip: a textured head (the texture's own fitted identity) speaking an espeak-ng sentence (or,
 without espeak-ng, silence with a warning), mouth and jaw following the audio's loudness, the
-expression of its emotion label ramping in, blinks, gaze shifts, head rotation within
+expression of its emotion label ramping in, blinks, lip closures on request, gaze shifts, head rotation within
 +-15 deg yaw / +-8 deg pitch and a little translation; rendered at 1280x720, 29.97 fps with the
 headless rasteriser and encoded as H.264 + AAC. Beside each ``<name>.mp4`` a ``<name>.truth.npz``
 holds the parameters, the camera and the projected landmarks.
@@ -87,11 +87,12 @@ def save_truth(path: Path, motion: Motion, camera: PinholeCamera, landmarks: np.
 def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path, n_clips: int = 4,
                seconds: float | None = 3.0, seed: int = 0, iod_px: float = 250.0, actor: int | None = None,
                background: str | Path | None = None, progress: bool = True,
-               swing_deg: float | None = None, lighting: str = "camera") -> list[Path]:
+               swing_deg: float | None = None, lighting: str = "camera", closures: bool = False) -> list[Path]:
     """Write ``n_clips`` synthetic clips (and their truth files) to ``out_dir``; returns the videos.
 
     ``swing_deg``: each head swings from one side to the other (yaw ``+-swing_deg``) instead of
-    wandering within +-15 deg. ``lighting``: a preset of :data:`~recon3d.synth.texture.LIGHTINGS`."""
+    wandering within +-15 deg. ``lighting``: a preset of :data:`~recon3d.synth.texture.LIGHTINGS`.
+    ``closures``: the lips close between some syllables (bilabials)."""
     if lighting not in LIGHTINGS:
         raise SetupError(f"lighting {lighting!r} is not one of {', '.join(LIGHTINGS)}")
     from tqdm import tqdm
@@ -115,7 +116,8 @@ def synthesize(out_dir: str | Path, flame_model: str | Path, texture: str | Path
         else:
             audio = np.zeros(int((seconds or 3.0) * AUDIO_RATE), np.float32)
         motion = labelled_motion(layer, embedding, head.shape, spec.emotion_id, spec.intensity, audio, FPS,
-                                 spec.seed, yaw_deg=15.0, pitch_deg=8.0, swing_deg=swing_deg)
+                                 spec.seed, closures=closures, yaw_deg=15.0, pitch_deg=8.0,
+                                 swing_deg=swing_deg)
         offset = tuple(rng.uniform(-0.08, 0.08, 2) * [WIDTH, HEIGHT])
         motion = place_in_front_of(layer, embedding, motion, camera, iod_px, offset_px=offset)
         video = out_dir / f"{spec.name}.mp4"

@@ -11,7 +11,8 @@ from emoface_model.infer import predict
 from emoface_model.run import RunDir, load_model, load_regions
 from recon3d.errors import SetupError
 from recon3d.io.mesh import read_mesh, write_obj, write_ply
-from recon3d.io.ravdess import EMOTIONS, INTENSITIES
+from recon3d.io.labels import EMOTION_NAMES
+from recon3d.io.ravdess import INTENSITIES
 from recon3d.io.video import load_audio, write_video
 from recon3d.shards.reader import open_dataset
 from recon3d.shards.schema import AUDIO_RATE, audio_samples
@@ -19,25 +20,29 @@ from recon3d.shards.schema import AUDIO_RATE, audio_samples
 MIN_SECONDS = 0.1
 
 
-def emotion_id(value: str) -> int:
-    """0-7 from a name (``happy``) or a RAVDESS number (``3``)."""
+def emotion_id(value: str, n_emotions: int = len(EMOTION_NAMES)) -> int:
+    """0-8 from a name (``happy``) or a number (``3``, RAVDESS's; 9 is MEAD's contempt), among
+    the first ``n_emotions`` (those a model was trained with)."""
     v = str(value).strip().lower()
-    if v in EMOTIONS:
-        return EMOTIONS.index(v)
-    if v.isdigit() and 1 <= int(v) <= len(EMOTIONS):
+    names = EMOTION_NAMES[:n_emotions]
+    if v in names:
+        return names.index(v)
+    if v.isdigit() and 1 <= int(v) <= len(names):
         return int(v) - 1
-    raise SetupError(f"unknown emotion '{value}': use one of {', '.join(EMOTIONS)} (or 1-8)")
+    hint = " (a model trained with MEAD's labels knows contempt)" if v in EMOTION_NAMES else ""
+    raise SetupError(f"unknown emotion '{value}': use one of {', '.join(names)} (or 1-{len(names)}){hint}")
 
 
-def intensity_id(value: str) -> int:
-    """0-1 from ``normal``/``strong`` or ``1``/``2``."""
+def intensity_id(value: str, n_intensities: int = 2) -> int:
+    """0-2 from ``normal``/``strong`` or a level ``1``-``n_intensities`` (3: MEAD's and CREMA-D's
+    highest, for a model trained with them)."""
     v = str(value).strip().lower()
     names = {n: k - 1 for k, n in INTENSITIES.items()}
     if v in names:
         return names[v]
-    if v in ("1", "2"):
+    if v.isdigit() and 1 <= int(v) <= n_intensities:
         return int(v) - 1
-    raise SetupError(f"unknown intensity '{value}': use normal or strong (or 1, 2)")
+    raise SetupError(f"unknown intensity '{value}': use normal or strong (or 1-{n_intensities})")
 
 
 def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | None, n_vertices: int):
@@ -75,7 +80,6 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
             framing: str = "face") -> dict:
     """Write ``OUT.npy`` (T, V, 3) metres, optionally ``OUT_meshes/*.obj|ply``, and ``OUT.mp4``
     (``framing``: ``face`` around the mouth, or the whole ``head``; :func:`lips_to_frame`)."""
-    emo, inten = emotion_id(emotion), intensity_id(intensity)
     audio_path = Path(audio_path)
     if not audio_path.exists():
         raise SetupError(f"{audio_path}: file not found")
@@ -83,6 +87,8 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
     if len(audio) < MIN_SECONDS * AUDIO_RATE:
         raise SetupError(f"{audio_path}: only {len(audio) / AUDIO_RATE:.3f} s of audio; need at least {MIN_SECONDS} s")
     model, state = load_model(run_dir, device, checkpoint)
+    emo = emotion_id(emotion, model.config.n_emotions)
+    inten = intensity_id(intensity, model.config.n_intensities)
     run = RunDir(Path(run_dir))
     style, tmpl = speaker(run, state["actors"], actor, template, state["n_vertices"])
     offsets = predict(model, audio, fps, emo, inten, style, tmpl, device=device)
@@ -151,4 +157,4 @@ def compare_clip(dataset_dir: str | Path, clip_id: str, runs: list[str | Path], 
     n = write_video(out, frames(), clip.fps, clip.audio, AUDIO_RATE)
     ds.close()
     return {"mp4": str(out), "frames": n, "panels": [name for name, _ in panels], "framing": framed,
-            "emotion": EMOTIONS[emotion], "intensity": INTENSITIES[intensity + 1]}
+            "emotion": EMOTION_NAMES[emotion], "intensity": INTENSITIES.get(intensity + 1, intensity + 1)}

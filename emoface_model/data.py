@@ -19,8 +19,8 @@ class Batch:
     offsets: torch.Tensor  # (B, T, V, 3) vertices minus the actor template
     audio: torch.Tensor  # (B, N) 16 kHz
     template: torch.Tensor  # (B, V, 3)
-    emotion: torch.Tensor  # (B,) 0-7
-    intensity: torch.Tensor  # (B,) 0-1
+    emotion: torch.Tensor  # (B,) 0-8 (recon3d.io.labels.EMOTION_NAMES)
+    intensity: torch.Tensor  # (B,) 0-2
     actor: torch.Tensor  # (B,) index into the training actors, -1 if unseen
     initial: torch.Tensor  # (B, V, 3) the frame before the window (zeros at a clip start)
     has_initial: torch.Tensor  # (B,) bool
@@ -30,9 +30,10 @@ class Batch:
 
 
 def labels_of(entry: dict) -> tuple[int, int]:
-    """(emotion 0-7, intensity 0-1) of a manifest entry; unlabeled clips count as neutral, normal."""
+    """(emotion 0-8, intensity 0-2) of a manifest entry; unlabeled clips count as neutral, normal,
+    and so does an unspecified intensity (CREMA-D's XX)."""
     labels = entry.get("labels") or {}
-    return int(labels.get("emotion_id", 1)) - 1, int(labels.get("intensity", 1)) - 1
+    return int(labels.get("emotion_id", 1)) - 1, max(int(labels.get("intensity", 1)), 1) - 1
 
 
 #: Why a clip is not trained, validated or tested on (``clips.json``'s ``excluded``).

@@ -12,7 +12,7 @@ from emoface_model.data import SPLITS, ClipData, labels_of, select_clips
 from emoface_model.metrics import MetricSums, Regions, opening_agreement, opening_pair
 from emoface_model.models import TalkingFace
 from recon3d.errors import SetupError
-from recon3d.io.ravdess import EMOTIONS
+from recon3d.io.labels import EMOTION_NAMES
 from recon3d.shards.reader import open_dataset
 from recon3d.shards.schema import AUDIO_RATE
 
@@ -120,7 +120,7 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
     lips: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     template_lips = None
     for entry, pred, gt, template in clip_predictions(model, data, device, progress, f"evaluate {split}"):
-        emotion = EMOTIONS[labels_of(entry)[0]]
+        emotion = EMOTION_NAMES[labels_of(entry)[0]]
         lips[entry["id"]] = pred[:, regions.lips], gt[:, regions.lips]
         template_lips = template[regions.lips] if template_lips is None else template_lips
         sums.add(pred, gt, template, regions)

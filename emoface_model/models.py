@@ -23,7 +23,6 @@ from recon3d.config_io import ConfigError
 from emoface_model.layers import CausalDecoder, SpiralConv3D
 from emoface_model.mesh import MeshHierarchy
 
-N_EMOTIONS, N_INTENSITIES = 8, 2
 #: Motion is handled in millimetres inside the networks (offsets are a few mm; metres outside).
 MM = 1000.0
 
@@ -45,6 +44,10 @@ class ModelConfig:
     # Ablations (docs/model.md#ablations): how the two streams are fused, and whether there are two.
     fusion: str = "mesh_attention"  # mesh_attention | plain (the streams' offsets added, no gates)
     emotion_stream: bool = True  # False: one stream, conditioned on style + emotion + intensity
+    # Label embeddings: RAVDESS's 8 emotions and 2 intensities; a run on data with MEAD's contempt
+    # (emotion 9) or a third level (MEAD, CREMA-D) grows them (emoface_model.run.prepare_run).
+    n_emotions: int = 8
+    n_intensities: int = 2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,8 +150,8 @@ class EmoFace(TalkingFace):
         self.register_buffer("up", up, persistent=False)  # (V, C) sparse: coarse -> full mesh
         spirals = torch.from_numpy(hierarchy.spirals)
         self.motion_in = nn.Linear(c * 3, d)
-        self.emotion = nn.Embedding(N_EMOTIONS, d)
-        self.intensity = nn.Embedding(N_INTENSITIES, d)
+        self.emotion = nn.Embedding(config.n_emotions, d)
+        self.intensity = nn.Embedding(config.n_intensities, d)
         if config.fusion not in ("mesh_attention", "plain"):
             raise ConfigError(f"model.fusion: '{config.fusion}' is not mesh_attention or plain")
         self.two_streams = bool(config.emotion_stream)

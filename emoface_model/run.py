@@ -11,6 +11,7 @@ the training loop.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import yaml
 from emoface_model.audio import encoder_fingerprint
 from emoface_model.checkpoint import load_checkpoint
 from emoface_model.config import TrainConfig
-from emoface_model.data import select_clips
+from emoface_model.data import labels_of, select_clips
 from emoface_model.mesh import MeshHierarchy
 from emoface_model.metrics import Regions
 from emoface_model.models import ModelConfig, TalkingFace, build_model
@@ -126,6 +127,15 @@ def no_train_clips(shards_dir: Path, dataset: Dataset3D, clips: dict) -> str:
             "or other split.val / split.test actors in a --config file, or train on another dataset")
 
 
+def label_sizes(config: TrainConfig, entries: list[dict]) -> TrainConfig:
+    """``config`` with the model's emotion and intensity embeddings large enough for the labels
+    of ``entries`` (RAVDESS's 8 and 2 at least: MEAD's contempt and third level grow them)."""
+    labels = [labels_of(e) for e in entries]
+    model = replace(config.model, n_emotions=max([config.model.n_emotions] + [e + 1 for e, _ in labels]),
+                    n_intensities=max([config.model.n_intensities] + [i + 1 for _, i in labels]))
+    return replace(config, model=model)
+
+
 def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool, masks: str | None) -> TrainConfig:
     """Create RUN_DIR (or check it for --resume); returns the configuration to use."""
     if run.checkpoint.exists() and not resume:
@@ -142,6 +152,8 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
         select_clips(dataset.clips(), config.data.include_song)
     if not clips["train"]:
         raise TrainError(no_train_clips(shards_dir, dataset, clips))
+    if not (resume and run.config.exists()):
+        config = label_sizes(config, [dataset.info(c) for part in ("train", "val", "test") for c in clips[part]])
     run.root.mkdir(parents=True, exist_ok=True)
     write_json(run.clips, clips)
     actors = sorted({str(dataset.info(c)["actor"]) for c in clips["train"]})

@@ -23,5 +23,12 @@ class ClipError(Recon3dError):
         self.stage = stage
 
 
+class LabelError(ClipError):
+    """A file whose name or place is not of the dataset layout being built (e.g. not a RAVDESS name)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason, stage="plan")
+
+
 class SetupError(Recon3dError):
     """The command cannot work as asked; nothing was done."""

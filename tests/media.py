@@ -28,12 +28,17 @@ def write_no_face_video(path: Path, n_frames: int = 12) -> Path:
 def write_audio_only_mp4(path: Path, seconds: float = 1.0) -> Path:
     """An .mp4 with an AAC audio stream and no video stream."""
     sr = AUDIO_RATE
+    write_aac(path, (0.2 * np.sin(np.arange(int(sr * seconds)) * 2 * np.pi * 220 / sr)).astype(np.float32))
+    return path
+
+
+def write_aac(path: Path, samples: np.ndarray) -> Path:
+    """Mono float32 ``samples`` at 16 kHz as AAC, alone in the container ``path``'s extension names."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=sr)
+        stream = container.add_stream("aac", rate=AUDIO_RATE)
         stream.layout = "mono"
-        samples = (0.2 * np.sin(np.arange(int(sr * seconds)) * 2 * np.pi * 220 / sr)).astype(np.float32)
         frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
-        frame.sample_rate, frame.pts = sr, 0
+        frame.sample_rate, frame.pts = AUDIO_RATE, 0
         for packet in stream.encode(frame):
             container.mux(packet)
         for packet in stream.encode(None):
@@ -86,3 +91,40 @@ def write_tone_wav(path: Path, seconds: float = 1.0, rate: int = 22050) -> Path:
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
+
+
+def write_resized(source: Path, path: Path, width: int, n_frames: int) -> Path:
+    """The first ``n_frames`` of a real video scaled to ``width`` (aspect kept), with its audio, in
+    the container ``path``'s extension names (e.g. CREMA-D's 480-px .flv)."""
+    import cv2
+
+    from recon3d.io.video import load_audio, probe
+
+    fps = probe(source).fps
+    frames = []
+    for rgb, _ in iter_frames(source):
+        h = int(round(rgb.shape[0] * width / rgb.shape[1]))
+        frames.append(cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA))
+        if len(frames) == n_frames:
+            break
+    audio = load_audio(source, AUDIO_RATE)[:audio_samples(n_frames, fps)]
+    write_video(path, frames, fps, audio, AUDIO_RATE)
+    return path
+
+
+def split_audio(source: Path, video: Path, audio: Path) -> tuple[Path, Path]:
+    """``source``'s video packets alone into ``video`` (no audio stream) and its audio, as AAC,
+    into ``audio`` (e.g. MEAD's .m4a beside its videos)."""
+    from recon3d.io.video import load_audio
+
+    video.parent.mkdir(parents=True, exist_ok=True)
+    audio.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as src, av.open(str(video), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            dst.mux(packet)
+    write_aac(audio, load_audio(source, AUDIO_RATE))
+    return video, audio

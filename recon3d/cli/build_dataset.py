@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from recon3d.cli.common import flame_model_option, friendly_errors
+from recon3d.io.labels import LABEL_CHOICES
 from recon3d.io.ravdess import MODALITY_CHOICES
 from recon3d.landmarks.schemes import DLIB_CHOICES
 
@@ -61,9 +62,16 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 @click.option("--force", is_flag=True, help="Delete earlier results in --out and rebuild everything.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML build config; pipelines/ravdess.yaml documents every key (its values are the defaults).")
-@click.option("--labels", type=click.Choice(["ravdess", "none"]), default=None,
-              help="ravdess: parse labels from MM-VV-EE-II-SS-RR-AA names, reject other names. "
-                   "none: accept any video, labels empty, one identity per video.")
+@click.option("--labels", type=click.Choice(LABEL_CHOICES), default=None,
+              help="Where labels (actor, emotion, intensity, ...) come from; videos not in that layout are rejected "
+                   "by name. ravdess: MM-VV-EE-II-SS-RR-AA names. mead: MEAD as downloaded, "
+                   "MXXX/video/VIEW/EMOTION/level_N/NNN.mp4 (audio from the video, or MXXX/audio/.../NNN.m4a). "
+                   "crema-d: AAAA_SSS_EEE_LL names (e.g. 1001_DFA_ANG_XX.flv). none: any video, no labels, one "
+                   "identity per video. Default (auto, or the config's `labels`): the layout that names most of "
+                   "the videos, said in the first line.")
+@click.option("--views", default=None,
+              help="MEAD's cameras to build: a comma-separated list of front, down, top, left_30, left_60, right_30, "
+                   "right_60, or all (default front, or the config's `views`); the others are skipped.")
 @click.option("--modality", type=click.Choice(MODALITY_CHOICES), default=None,
               help="Which files of a RAVDESS recording to build (default auto, or the config's `modality`). "
                    "auto: one per recording: the audio-video file (01-...); its video-only twin (02-..., the same "
@@ -110,7 +118,7 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
               help="Let MediaPipe's native start-up lines through to stderr (else: OUT/work/logs/native.log).")
 @friendly_errors
 def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int | None, force: bool,
-                  config_path: Path | None, labels: str | None, modality: str | None, qc_mode: str, landmark_backend: str | None,
+                  config_path: Path | None, labels: str | None, views: str | None, modality: str | None, qc_mode: str, landmark_backend: str | None,
                   dlib: str | None, device: str | None, executor: str, partition: str | None, time_min: int, mem_gb: float, cpus_per_task: int,
                   array_parallelism: int, slurm_additional: tuple[str, ...], no_wait: bool, plan_only: bool,
                   retry_failed: bool, prune: bool, progress: bool, verbose: bool) -> None:
@@ -120,6 +128,9 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     Video_Song_Actor_XX.zip, ... each to Actor_XX/, at any depth, audio-only .wav files among
     them), or a flat folder of MM-VV-EE-II-SS-RR-AA.mp4. Each recording is built once: a
     video-only twin (02-...) of an audio-video file (01-...) is skipped, not failed (--modality).
+    Or MEAD as downloaded (MXXX/video/VIEW/EMOTION/level_N/NNN.mp4, --views), or CREMA-D's
+    AAAA_SSS_EEE_LL.flv, or any videos (--labels none): the first line says which layout was
+    detected.
     For each clip: PyAV decodes the frames and the audio (16 kHz mono), MediaPipe tracks 478
     landmarks (and dlib's 68-point predictor its 68, where installed: --dlib), FLAME is fitted with one identity per actor (fitted on the actor's neutral clips),
     and the per-frame parameters, canonical meshes, landmarks, audio and labels are written to
@@ -156,6 +167,8 @@ def build_dataset(video_dir: Path, flame_model: str, out_dir: Path, workers: int
     config = BuildConfig.load(config_path)
     if labels:
         config.labels = labels
+    if views:
+        config.views = views
     if modality:
         config.modality = modality
     if landmark_backend:
@@ -217,11 +230,14 @@ def _build(runner, video_dir: Path, flame_model: str, out_dir: Path, config, for
 
     from recon3d.landmarks.dlib_backend import LICENCE_NOTE
     from recon3d.pipeline.config import resolve_landmark_sources
+    from recon3d.pipeline.plan import resolve_labels
 
     config, note = resolve_landmark_sources(config)
+    config, labels_note = resolve_labels(config, video_dir) if video_dir.is_dir() else (config, "")
     runner.start()
     ctx, plan, redo = prepare(video_dir, out_dir, flame_model, config, force, retry_failed, verbose,
                               runner.check_setup, prune)
+    click.echo(labels_note, err=True)
     if note:  # after the setup check: a bad setup stays one line
         click.echo(note, err=True)
     elif config.landmarks.dlib == "on":

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from recon3d.errors import ClipError, SetupError
+from recon3d.errors import LabelError, SetupError
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MODALITIES = {1: "audio-video", 2: "video-only", 3: "audio-only"}
@@ -38,13 +38,6 @@ SKIP_AUDIO_ONLY = "audio-only"
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".flv", ".webm")
 AUDIO_EXTENSIONS = (".wav",)
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
-
-
-class LabelError(ClipError):
-    """A file name that is not a RAVDESS name."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason, stage="plan")
 
 
 @dataclass(frozen=True)
@@ -71,6 +64,12 @@ class ClipLabels:
         """The name without its modality (``VV-EE-II-SS-RR-AA``): the same for a file and its twins."""
         fields = (self.vocal_channel, self.emotion_id, self.intensity, self.statement, self.repetition, self.actor)
         return "-".join(f"{x:02d}" for x in fields)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClipLabels":
+        """From :meth:`to_dict`'s keys (others ignored)."""
+        return cls(*(int(d[f]) for f in ("modality", "vocal_channel", "emotion_id", "intensity", "statement",
+                                          "repetition", "actor")))
 
     def to_dict(self) -> dict:
         d = asdict(self)

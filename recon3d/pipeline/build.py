@@ -20,7 +20,7 @@ from recon3d.flame import resolve_flame_model_path
 from recon3d.io.fingerprint import sha256_of
 from recon3d.io.ravdess import VIDEO_EXTENSIONS
 from recon3d.pipeline.config import BuildConfig, changed_options, resolve_landmark_sources
-from recon3d.pipeline.plan import Plan, PlannedClip, plan_build
+from recon3d.pipeline.plan import Plan, PlannedClip, plan_build, resolve_labels
 from recon3d.pipeline.retry import Redo, clips_to_redo, recorded_sources, remove_results, reopen
 from recon3d.pipeline.slurm_jobs import tasks_may_run
 from recon3d.pipeline.stages import BuildContext, check_setup
@@ -56,6 +56,7 @@ def prepare(video_dir: Path, out_dir: Path, flame_model: str | None, config: Bui
         raise BuildError(f"video folder not found: {video_dir}")
     ws = Workspace(out_dir)
     config = resolve_landmark_sources(config)[0]  # what the stamp and the workers see: dlib on or off
+    config = resolve_labels(config, video_dir)[0]  # and the labels' layout
     identity = build_identity(config, model_path)
     stamp = ws.work / "build.json"
     if stamp.exists() and not force:

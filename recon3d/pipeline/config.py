@@ -93,7 +93,10 @@ def video_fitting() -> FitConfig:
 
 @dataclass
 class BuildConfig:
-    labels: str = "ravdess"  # ravdess | none
+    # where labels come from (recon3d.io.labels): auto (the layout that names most videos), ravdess, mead,
+    # crema-d, none (any video, no labels, one identity per video)
+    labels: str = "auto"
+    views: str = "front"  # MEAD's cameras to build: a comma-separated list (front,left_30,...) or all
     # which files of a RAVDESS recording are built (recon3d.io.ravdess.MODALITY_CHOICES): auto, one per
     # recording (audio-video, or the video-only file without its twin); audio-video; all (twins too)
     modality: str = "auto"
@@ -138,6 +141,8 @@ def result_options(config: dict) -> dict:
     compares equal to the same one built in memory (tuples become lists)."""
     d = json.loads(json.dumps(config))
     d.get("fitting", {}).pop("device", None)
+    if d.get("labels") != "mead":
+        d.pop("views", None)  # only MEAD has cameras
     d.pop("storage", None)
     return d
 

@@ -6,18 +6,22 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recon3d.config_io import ConfigError
-from recon3d.io.ravdess import LabelError, choose_recordings, discover_media, parse_ravdess_name, skip_counts
+from recon3d.errors import LabelError
+from recon3d.io.labels import LABEL_CHOICES, LAYOUT_NAMES, detect_layout, label_video, parse_views
+from recon3d.io.mead import mead_audio_path
+from recon3d.io.ravdess import ClipLabels, choose_recordings, discover_media, skip_counts
 from recon3d.pipeline.config import BuildConfig, SplitConfig
 
 
 @dataclass(frozen=True)
 class PlannedClip:
-    clip_id: str  # the file's stem
+    clip_id: str  # the file's stem (MEAD: its folders joined, recon3d.io.mead)
     path: str
-    actor: str  # "05" for RAVDESS; the clip id itself when labels are unknown
+    actor: str  # "05" for RAVDESS, "M003" for MEAD, "1001" for CREMA-D; the clip id itself when labels are unknown
     shard: str
     split: str
-    labels: dict | None  # parsed RAVDESS labels, None with --labels none
+    labels: dict | None  # parsed labels (recon3d.io.labels), None with --labels none
+    audio_path: str | None = None  # where the audio is when the video has none (MEAD's .m4a)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,9 +72,23 @@ SPLIT_METHODS = ("auto", "actor", "take")
 
 
 def actor_split(labels: list[dict], config: SplitConfig) -> list[str]:
-    """By actor: the configured ``test`` and ``val`` actors are held out, the rest train."""
-    return ["test" if lab["actor"] in config.test else "val" if lab["actor"] in config.val else "train"
-            for lab in labels]
+    """By actor: the configured ``test`` and ``val`` actors are held out, the rest train. In a
+    dataset other than RAVDESS (MEAD, CREMA-D) where none of them is present, the last actors in
+    sorted order are held out instead (:func:`held_out_actors`)."""
+    test, val = {str(a) for a in config.test}, {str(a) for a in config.val}
+    actors = sorted({str(lab["actor"]) for lab in labels})
+    if labels and "dataset" in labels[0] and not (test | val) & set(actors):
+        test, val = held_out_actors(actors)
+    return ["test" if str(lab["actor"]) in test else "val" if str(lab["actor"]) in val else "train" for lab in labels]
+
+
+def held_out_actors(actors: list[str]) -> tuple[set[str], set[str]]:
+    """(test, val) actors of a dataset without configured ones: the last ~15 % of the sorted
+    actors test (one from two actors on) and the ~10 % before them val (one from four on)."""
+    n_test = max(1, round(0.15 * len(actors))) if len(actors) >= 2 else 0
+    n_val = max(1, round(0.10 * len(actors))) if len(actors) >= 4 else 0
+    order = actors[::-1]
+    return set(order[:n_test]), set(order[n_test:n_test + n_val])
 
 
 def animator_usable(labels: dict) -> bool:
@@ -113,6 +131,25 @@ def assign_splits(labels: list[dict], config: SplitConfig) -> tuple[list[str], s
     return take_split(labels), "take"
 
 
+def resolve_labels(config: BuildConfig, video_dir: Path) -> tuple[BuildConfig, str]:
+    """``config`` with ``labels: auto`` resolved to the layout that names most of the videos under
+    ``video_dir`` (:func:`~recon3d.io.labels.detect_layout`), and the line that says which labels
+    the build reads (and, for ``auto``, that they were detected)."""
+    if config.labels not in LABEL_CHOICES:
+        raise ConfigError(f"labels '{config.labels}' is not one of {', '.join(LABEL_CHOICES)}")
+    if config.labels == "mead":
+        parse_views(config.views)
+    if config.labels != "auto":
+        return config, f"labels: {config.labels} (--labels)"
+    videos, _ = discover_media(video_dir)
+    layout, count = detect_layout(videos)
+    if layout == "mead":
+        parse_views(config.views)
+    how = (f"{count} of {len(videos)} videos named as {LAYOUT_NAMES[layout]}" if count else
+           "no video is named as RAVDESS, MEAD or CREMA-D names them: no labels, one identity per video")
+    return replace(config, labels=layout), f"labels: {layout}, detected ({how}; --labels chooses)"
+
+
 def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = ()) -> Plan:
     """Discover videos and assign each to an actor, a shard and a split; unusable names are rejected,
     and with RAVDESS labels one file per recording is kept (``config.modality``:
@@ -120,29 +157,40 @@ def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = (
 
     ``kept``: clips of an earlier plan whose video is gone but whose result stays in the dataset
     (``Plan.missing``); planned as if their files were there, so shards and splits do not move."""
+    if config.labels == "auto":
+        config = resolve_labels(config, video_dir)[0]
     videos, audio_only = discover_media(video_dir)
-    found = {p.stem for p in videos}
-    missing = [c for c in kept if c.clip_id not in found]
+    found = {str(p) for p in videos}
+    missing = [c for c in kept if c.path not in found]
     videos = sorted(videos + [Path(c.path) for c in missing])
     rejected, seen, unlabeled, labelled = [], {}, [], []
+    views = parse_views(config.views) if config.labels == "mead" else ()
+    view_skipped = []
     for path in videos:
-        clip_id = path.stem
+        try:
+            clip_id, labels = (path.stem, None) if config.labels == "none" else label_video(config.labels, path)
+        except LabelError as exc:
+            rejected.append({"id": path.stem, "path": str(path), "stage": "plan", "reason": str(exc)})
+            continue
         if clip_id in seen:
             rejected.append({"id": clip_id, "path": str(path), "stage": "plan",
                              "reason": f"duplicate clip id: same file name as {seen[clip_id]}"})
             continue
         seen[clip_id] = str(path)
-        if config.labels == "none":
+        if labels is None:
             unlabeled.append(path)
-            continue
-        try:
-            labelled.append((path, parse_ravdess_name(clip_id)))
-        except LabelError as exc:
-            rejected.append({"id": clip_id, "path": str(path), "stage": "plan", "reason": str(exc)})
-    keep, skipped = choose_recordings([(p.stem, labels) for p, labels in labelled], config.modality)
-    clips = [PlannedClip(p.stem, str(p), f"{labels.actor:02d}", f"actor_{labels.actor:02d}", "train", labels.to_dict())
-             for p, labels in labelled if p.stem in keep]
-    skipped_files = [{"id": p.stem, "path": str(p), **skipped[p.stem]} for p, _ in labelled if p.stem in skipped]
+        elif views and labels["view"] not in views:
+            view_skipped.append({"id": clip_id, "path": str(path), "reason": f"camera {labels['view']} (views: "
+                                 f"{','.join(views)})", "twin": None})
+        else:
+            labelled.append((clip_id, path, labels))
+    if config.labels == "ravdess":
+        keep, skipped = choose_recordings([(i, ClipLabels.from_dict(lab)) for i, _, lab in labelled], config.modality)
+    else:
+        keep, skipped = {i for i, _, _ in labelled}, {}
+    clips = [PlannedClip(i, str(p), _actor(lab), f"actor_{_actor(lab)}", "train", lab, _audio_path(config.labels, p))
+             for i, p, lab in labelled if i in keep]
+    skipped_files = view_skipped + [{"id": i, "path": str(p), **skipped[i]} for i, p, _ in labelled if i in skipped]
     splits, method = assign_splits([c.labels for c in clips], config.split)
     clips = [replace(c, split=split) for c, split in zip(clips, splits)]
     per = max(1, config.shards.clips_per_shard)
@@ -150,6 +198,17 @@ def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = (
         clips.append(PlannedClip(path.stem, str(path), path.stem, f"clips_{i // per:03d}", "train", None))
     return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected, method, skipped_files,
                 len(audio_only), [c.clip_id for c in missing])
+
+
+def _actor(labels: dict) -> str:
+    """The actor's name: RAVDESS's number in two digits, others' as named (``M003``, ``1001``)."""
+    actor = labels["actor"]
+    return f"{actor:02d}" if isinstance(actor, int) else str(actor)
+
+
+def _audio_path(layout: str, video: Path) -> str | None:
+    """Where a video's audio is kept apart, if its layout has such a place (MEAD's .m4a)."""
+    return str(mead_audio_path(video)) if layout == "mead" else None
 
 
 def _split_large_shards(clips: list[PlannedClip], limit: int) -> list[PlannedClip]:

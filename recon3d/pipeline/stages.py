@@ -40,6 +40,7 @@ from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
 from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
 from recon3d.io.fingerprint import fingerprint
+from recon3d.io.video import DecodedAudio, load_audio
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
@@ -217,8 +218,11 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
         raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
     if not track.valid.any():
         raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
-    audio = track.audio.window(float(track.times[0]), audio_samples(n_frames, track.fps))
-    has_stream = track.audio.has_stream
+    decoded = track.audio
+    if not decoded.has_stream and clip.audio_path and Path(clip.audio_path).exists():  # MEAD's audio folder
+        decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
+    audio = decoded.window(float(track.times[0]), audio_samples(n_frames, track.fps))
+    has_stream = decoded.has_stream
     source = fingerprint(path)  # what this result is built from: the file just decoded
     total = time.perf_counter() - t0
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recon3d.io.ravdess import EMOTIONS
+from recon3d.io.labels import EMOTION_NAMES
 
 REGIONS = ("lips", "forehead", "eye_region")
 VERTICES_PER_REGION = 48
@@ -97,7 +97,7 @@ def evaluate(features: np.ndarray, emotions: list[int], actors: list[str],
     total = int(confusion.sum())
     return SeparabilityResult(accuracy=float(np.trace(confusion) / total) if total else float("nan"),
                               chance=1.0 / len(present), evaluation=how, clips=total,
-                              emotions=[EMOTIONS[e - 1] for e in present], confusion=confusion, folds=folds)
+                              emotions=[EMOTION_NAMES[e - 1] for e in present], confusion=confusion, folds=folds)
 
 
 def dataset_features(ds, masks: dict[str, np.ndarray], max_clips: int = 400, seed: int = 0):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recon3d.io.ravdess import EMOTIONS, INTENSITIES
+from recon3d.io.labels import EMOTION_NAMES
+from recon3d.io.ravdess import INTENSITIES
 from recon3d.report import figures
 from recon3d.report.emotion import SeparabilityResult, dataset_separability
 from recon3d.shards import schema as S
@@ -73,10 +74,11 @@ class Report:
                                                       for f in s["failure_list"]], ["clip", "stage", "when", "reason"]))
         if self.labelled:
             actors = sorted({str(c["actor"]) for c in self.labelled})
-            counts = np.zeros((len(actors), len(EMOTIONS)), int)
+            names = EMOTION_NAMES[:max([8] + [c["labels"]["emotion_id"] for c in self.labelled])]  # contempt if any
+            counts = np.zeros((len(actors), len(names)), int)
             for c in self.labelled:
                 counts[actors.index(str(c["actor"])), c["labels"]["emotion_id"] - 1] += 1
-            parts.append(_img(figures.heat_map(counts, [f"actor {a}" for a in actors], list(EMOTIONS),
+            parts.append(_img(figures.heat_map(counts, [f"actor {a}" for a in actors], list(names),
                                                "clips per actor and emotion"), "clips per actor and emotion"))
         else:
             parts.append("<p>No labels: the dataset was built with <code>--labels none</code>, so the emotion "
@@ -166,7 +168,7 @@ class Report:
         parts.append("<div class=grid>")
         for (emotion, intensity), (values, template, n) in maps.items():
             img = figures.colour_map_render(template, faces, values, vmax)
-            name = f"{EMOTIONS[emotion - 1]}, {INTENSITIES.get(intensity, intensity)}"
+            name = f"{EMOTION_NAMES[emotion - 1]}, {INTENSITIES.get(intensity, intensity)}"
             parts.append(f"<figure>{_img(figures.png_of_image(img), name, 200)}"
                          f"<figcaption>{html.escape(name)} ({n} clips)</figcaption></figure>")
         parts.append("</div>")
@@ -191,7 +193,7 @@ class Report:
             chosen.setdefault(c["labels"]["emotion_id"], c)
         for emotion, entry in sorted(chosen.items()):
             parts.append(f"<figure>{_img(self._motion_curves(entry), entry['id'], 420)}"
-                         f"<figcaption>{html.escape(EMOTIONS[emotion - 1])}: {html.escape(entry['id'])}</figcaption></figure>")
+                         f"<figcaption>{html.escape(EMOTION_NAMES[emotion - 1])}: {html.escape(entry['id'])}</figcaption></figure>")
         parts.append("</div>")
         self.sections.append(("motion", "Motion over time", "".join(parts)))
 

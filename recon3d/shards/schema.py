@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recon3d.io.ravdess import EMOTIONS, VOCAL_CHANNELS
+from recon3d.io.labels import EMOTION_NAMES
+from recon3d.io.ravdess import VOCAL_CHANNELS
 
 FORMAT_VERSION = 1
 #: Sample rate of every clip's audio (and of the animator's audio input).
@@ -40,6 +41,8 @@ CAMERA_KEYS = ("focal", "cx", "cy", "width", "height")
 CAMERA_MODEL = "pinhole, camera looks along -z, y up; pixels u = cx + focal*x/(-z), v = cy - focal*y/(-z)"
 QC_PREFIX = "qc_"
 LABEL_KEYS = ("modality", "vocal_channel", "emotion_id", "intensity", "statement", "repetition")
+#: Labels of some layouts only (MEAD's camera, CREMA-D's sentence code, either's dataset), kept as text attributes.
+TEXT_LABEL_KEYS = ("dataset", "view", "sentence")
 
 
 def shard_path(root: str | Path, name: str) -> Path:
@@ -77,8 +80,8 @@ class ClipAttrs:
     fps: float
     n_frames: int
     emotion: str = ""
-    emotion_id: int = 0  # 1-8, 0 when unlabeled
-    intensity: int = 0  # 1 normal, 2 strong
+    emotion_id: int = 0  # 1-9 (recon3d.io.labels.EMOTION_NAMES), 0 when unlabeled
+    intensity: int = 0  # RAVDESS: 1 normal, 2 strong; MEAD's level and CREMA-D's LO/MD/HI: 1-3 (0: unspecified)
     statement: int = 0
     repetition: int = 0
     vocal_channel: int = 0
@@ -99,10 +102,12 @@ class ClipAttrs:
 
     @classmethod
     def from_labels(cls, actor: str, fps: float, n_frames: int, labels: dict | None, **values) -> "ClipAttrs":
-        """Attributes with the RAVDESS ``labels`` (``ClipLabels.to_dict()``) filled in, if any."""
+        """Attributes with the ``labels`` (:func:`recon3d.io.labels.label_video`) filled in, if any."""
         labels = labels or {}
         known = {k: labels[k] for k in ("emotion", "emotion_id", *LABEL_KEYS) if k in labels}
-        return cls(actor=actor, fps=float(fps), n_frames=int(n_frames), **known, **values)
+        text = {k: str(labels[k]) for k in TEXT_LABEL_KEYS if k in labels}
+        extra = {**text, **values.pop("extra", {})}
+        return cls(actor=actor, fps=float(fps), n_frames=int(n_frames), **known, **values, extra=extra)
 
     def write(self, attrs) -> None:
         """Store into an h5py ``AttributeManager``."""
@@ -128,10 +133,11 @@ class ClipAttrs:
         if int(self.emotion_id or 0) <= 0:
             return None
         labels = {k: int(getattr(self, k)) for k in LABEL_KEYS}
-        labels["emotion"] = EMOTIONS[labels["emotion_id"] - 1]
+        labels["emotion"] = EMOTION_NAMES[labels["emotion_id"] - 1]
         if labels["vocal_channel"] in VOCAL_CHANNELS:
             labels["vocal"] = VOCAL_CHANNELS[labels["vocal_channel"]]
         labels["actor"] = int(self.actor) if self.actor.isdigit() else self.actor
+        labels.update({k: str(self.extra[k]) for k in TEXT_LABEL_KEYS if k in self.extra})
         return labels
 
     @property

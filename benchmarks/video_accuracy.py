@@ -160,7 +160,7 @@ def main() -> None:
                                 sources, overrides)
                     clips = clip_rows(out, videos, layer, masks, embedding)
                     per_choice[offsets, sources] += clips
-                    seed_means[offsets, sources].append(column_means(clips, KEYS))
+                    seed_means[offsets, sources].append({**column_means(clips, KEYS), **closure_rates(clips)})
             for (offsets, sources), clip_results in per_choice.items():
                 head = {"iod_px": iod, "yaw_swing_deg": swing or "", "lighting": lighting, "closures": args.closures,
                         "background": background, "landmark_offsets": offsets, "sources": sources}

@@ -247,3 +247,51 @@ def test_a_replaced_video_is_rebuilt_by_the_array_job(tmp_path):
     entries = {e["id"]: e for e in json.loads((out / "manifest.json").read_text())["clips"]}
     assert entries["01-01-04-01-01-01-05"]["frames"] == 40
     assert open_dataset(out).load_clip("01-01-04-01-01-01-05").vertices.shape[0] == 40
+
+
+def _stop_a_writer(out: Path, timeout: float = 300) -> tuple[int, Path]:
+    """SIGSTOP a build task in the middle of a write: poll for a temporary file whose writer (named
+    in it) runs here, stop that process, and keep it stopped only if the file is still there (its
+    write not finished). Returns (pid, the temporary file)."""
+    import signal
+
+    from recon3d.atomic import temp_owner
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for tmp in out.rglob("*.tmp"):
+            owner = temp_owner(tmp)
+            if owner is None:
+                continue
+            try:
+                os.kill(owner[1], signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            if tmp.exists():
+                return owner[1], tmp
+            os.kill(owner[1], signal.SIGCONT)  # the write ended first: try the next one
+        time.sleep(0.002)
+    raise AssertionError("timed out waiting to catch a task in the middle of a write")
+
+
+def test_reruns_while_a_task_is_held_mid_write_destroy_nothing(tmp_path, split_config, videos, local_build):
+    """Issue 38: the submitting command, status and verify rerun while an array task is stopped in
+    the middle of a write (its temporary file open) leave that file alone; the task, continued,
+    completes and the dataset equals the local build."""
+    import signal
+
+    out = tmp_path / "slurm"
+    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
+    pid, tmp = _stop_a_writer(out)
+    try:
+        rerun = recon3d(*build_args(out, split_config, videos, *SLURM_ARGS, "--no-wait"))
+        assert "still queued or running, not resubmitted" in rerun.stderr
+        recon3d("status", str(out))
+        recon3d("verify", str(out), check=None)  # not finished: verify may say so, but must not touch the file
+        assert tmp.exists(), "a rerun deleted a running task's temporary file"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    tasks = _array_tasks(out)[0]["tasks"]
+    _wait(lambda: all((out / "shards" / f"{s}.h5").exists() for s in tasks), 900, "both shards to finish")
+    recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))  # finalizes
+    _assert_equals_local(out, local_build)

@@ -295,3 +295,25 @@ def test_reruns_while_a_task_is_held_mid_write_destroy_nothing(tmp_path, split_c
     _wait(lambda: all((out / "shards" / f"{s}.h5").exists() for s in tasks), 900, "both shards to finish")
     recon3d(*build_args(out, split_config, videos, *SLURM_ARGS))  # finalizes
     _assert_equals_local(out, local_build)
+
+
+def test_a_task_past_its_time_limit_is_requeued_and_completes(tmp_path, split_config, videos, local_build):
+    """Issue 38: with --time 1 the 16-clip task cannot finish in one run. SLURM signals it before
+    the limit, submitit requeues it (its time-out handling), and each run continues the shard
+    where the last one stopped; the finalize job merges the manifest, the status says done, and
+    the dataset equals the local build with every clip once."""
+    out = tmp_path / "slurm"
+    short = [a if a != "20" else "1" for a in SLURM_ARGS]  # --time 1 (minute)
+    recon3d(*build_args(out, split_config, videos, *short, "--no-wait"))
+    tasks = _array_tasks(out)[0]["tasks"]
+    array = next(iter(tasks.values())).split("_")[0]
+
+    def states() -> str:
+        return subprocess.run(["sacct", "-n", "-X", "-D", "-j", array, "-o", "JobID,State"], capture_output=True,
+                              text=True).stdout
+
+    _wait(lambda: (out / "manifest.json").exists(), 1500, "the requeued tasks and the finalize job to finish")
+    assert "REQUEUED" in states() or "TIMEOUT" in states(), states()
+    rows = json.loads(recon3d("status", str(out), "--json").stdout)
+    assert {r["status"] for r in rows} == {"done"}, rows
+    _assert_equals_local(out, local_build)

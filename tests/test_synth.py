@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -131,3 +132,19 @@ def test_closures_close_the_lips_between_syllables_and_change_nothing_else(model
     assert np.abs(gaps[True][motion.jaw_pose[:, 0] == 0]).max() < 0.05  # fully closed: the template's gap
     assert np.array_equal(gaps[True][~changed], gaps[False][~changed])
     assert changed.mean() < 0.5
+
+
+def test_a_small_face_is_flagged_and_counted(tmp_path):
+    """Issue 39: a face below SMALL_FACE_IOD_PX between the outer eye corners (a render at 85 px)
+    is built, flagged small_face by QC and counted in the build's last lines."""
+    from tests.cli import build
+
+    videos = tmp_path / "videos"
+    subprocess.run([sys.executable, "-m", "recon3d", "synth", "--flame-model", str(need(STAND_IN)), "--texture",
+                    str(need(FLAME_DIR / "texture_mesh.obj")), "--out", str(videos), "--clips", "1", "--seconds", "1.0",
+                    "--seed", "11", "--iod-px", "85"], check=True, capture_output=True)
+    out = tmp_path / "out"
+    proc = build(videos, out, "--workers", "1")
+    clip = json.loads((out / "manifest.json").read_text())["clips"][0]
+    assert 75 < clip["qc"]["inter_ocular_px"] < 95 and "small_face" in clip["qc"]["flags"]
+    assert "1 clip(s) with faces smaller than 100 px between the outer eye corners" in proc.stderr

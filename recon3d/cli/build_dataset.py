@@ -33,12 +33,16 @@ def _report(out_dir: Path, manifest: dict, outcome=None) -> None:
 
     if outcome is not None:
         click.echo(stage_summary(outcome.stages, outcome.seconds), err=True)
-    from recon3d.pipeline.summary import format_skipped, format_speech_splits, skipped_counts, speech_by_split
+    from recon3d.pipeline.summary import (format_skipped, format_small_faces, format_speech_splits, skipped_counts,
+                                          small_faces, speech_by_split)
 
     failures = manifest["failures"]
     click.echo(f"{len(manifest['clips'])} clips written to {out_dir / 'shards'}; {len(failures)} failed; "
                f"{format_skipped(skipped_counts(manifest))}", err=True)
     click.echo("\n".join(format_speech_splits(speech_by_split(manifest["clips"]))), err=True)
+    small = format_small_faces(small_faces(manifest["clips"]))
+    if small:
+        click.echo(small, err=True)
     for f in failures[:20]:
         click.echo(f"  FAILED {f['id']} [{f['stage']}]: {f['reason']}", err=True)
     if len(failures) > 20:

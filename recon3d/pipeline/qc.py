@@ -8,6 +8,13 @@ from recon3d.fitting.sequence import FitResult, LandmarkSequence
 from recon3d.flame.embeddings import LandmarkEmbedding
 from recon3d.pipeline.config import QCConfig
 
+#: Faces smaller than this (median outer-eye-corner distance, pixels) are flagged ``small_face``:
+#: on renders with known truth (benchmarks/video_accuracy.py, both test models, seeds 1-3) the lips'
+#: motion error at 120 px is within 1 % of the 250-px figure, at 80 px it is 4-8 % higher with the
+#: lips' absolute error 1.3-1.5x and their jitter +7 %, and at 60 px in a 1280x720 frame MediaPipe
+#: finds no face in 17 of 18 clips.
+SMALL_FACE_IOD_PX = 100.0
+
 
 def _iod_figures(rel: np.ndarray, suffix: str = "") -> dict:
     """Mean and 95th percentile of a reprojection error over the IOD (finite frames only)."""
@@ -63,6 +70,8 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
         flags.append("face_fraction")
     if jitter > config.max_lip_jitter_mm:
         flags.append("lip_jitter")
+    if figures["inter_ocular_px"] < SMALL_FACE_IOD_PX:
+        flags.append("small_face")
     figures["flags"] = ",".join(flags)
     figures["pass"] = not flags
     return figures

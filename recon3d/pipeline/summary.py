@@ -70,6 +70,25 @@ def format_speech_splits(counts: dict[str, int]) -> list[str]:
     return lines
 
 
+def small_faces(clips: list[dict]) -> list[str]:
+    """The clips whose face is smaller than :data:`~recon3d.pipeline.qc.SMALL_FACE_IOD_PX` (from
+    their QC's ``inter_ocular_px``, so clips built before the flag existed count too)."""
+    from recon3d.pipeline.qc import SMALL_FACE_IOD_PX
+
+    return [c["id"] for c in clips if float(c.get("qc", {}).get("inter_ocular_px", np.inf)) < SMALL_FACE_IOD_PX]
+
+
+def format_small_faces(ids: list[str]) -> str:
+    """One line on the clips :func:`small_faces` found ("" when none)."""
+    from recon3d.pipeline.qc import SMALL_FACE_IOD_PX
+
+    if not ids:
+        return ""
+    return (f"{len(ids)} clip(s) with faces smaller than {SMALL_FACE_IOD_PX:.0f} px between the outer eye corners "
+            f"(QC flag small_face; e.g. {ids[0]}): below that size the fit's lips are less accurate "
+            "(docs/benchmarks.md, small faces)")
+
+
 def dataset_summary(manifest: dict) -> dict:
     """Counts, duration, label and QC distributions and failures of a build."""
     clips = manifest["clips"]
@@ -97,6 +116,7 @@ def dataset_summary(manifest: dict) -> dict:
         "emotions": dict(sorted(emotions.items())),
         "actors": dict(sorted(Counter(str(c["actor"]) for c in clips).items())),
         "qc": qc, "qc_flagged": sum(1 for c in clips if not c["qc"].get("pass", True)), "qc_flags": dict(flags),
+        "small_faces": len(small_faces(clips)),
         "failures": len(failures), "failures_by_stage": dict(Counter(f["stage"] for f in failures)),
         "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
         "vocal": dict(sorted(Counter(vocal_of(c) for c in clips).items())),
@@ -133,6 +153,11 @@ def format_summary(s: dict) -> str:
             lines.append(f"{key:34s} {v['median']:9.4f} {v['p95']:9.4f} {v['max']:9.4f}")
     lines.append(f"QC flagged: {s['qc_flagged']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['qc_flags'].items())})"
                                                      if s["qc_flags"] else ""))
+    if s.get("small_faces"):
+        from recon3d.pipeline.qc import SMALL_FACE_IOD_PX
+
+        lines.append(f"faces smaller than {SMALL_FACE_IOD_PX:.0f} px between the outer eye corners: "
+                     f"{s['small_faces']} clip(s) (less accurate lips)")
     for actor, r in s["identity"].items():
         if "neutral_mean_expression_norm" in r:
             lines.append(f"actor {actor}: identity {r.get('identity_source', '?')}"

@@ -131,12 +131,13 @@ def folder_jobs(out: Path) -> list[str]:
             + [str(r["finalize_job"]) for r in records if "finalize_job" in r])
 
 
-def queued(jobs: list[str], states: str = "all") -> list[str]:
-    """Those of ``jobs`` in SLURM's queue in ``states`` (``all``: pending, running or completing)."""
+def queued(jobs: list[str], states: str | None = None) -> list[str]:
+    """Those of ``jobs`` in SLURM's queue in ``states`` (default: pending, running or completing;
+    not the finished jobs squeue keeps listing for a while with ``-t all``)."""
     if not jobs:
         return []
-    listed = subprocess.run(["squeue", "-h", "-r", "-t", states, "-o", "%i", "-j", ",".join(jobs)],
-                            capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(["squeue", "-h", "-r", *(["-t", states] if states else []), "-o", "%i", "-j",
+                             ",".join(jobs)], capture_output=True, text=True).stdout.split()
     return [j for j in jobs if j in listed]
 
 

@@ -135,3 +135,18 @@ def test_a_crema_d_folder_of_flv_builds_and_trains(tmp_path):
     run_cli("train", str(out), "--out", str(run), "--config", str(tiny_train_config(tmp_path / "t.yaml")),
             "--epochs", "1", "--no-progress")
     assert "n_intensities: 3" in (run / "config.yaml").read_text()
+
+
+def test_a_video_moved_within_the_tree_is_found_not_kept_as_missing(tmp_path):
+    """A clip of the last plan whose video moved to another folder of the tree is planned from its
+    new place (MEAD's clip ids come from the folders, so the id is matched, not the path)."""
+    from recon3d.pipeline.plan import PlannedClip
+
+    for config, old, new in ((BuildConfig(labels="ravdess"), "a/01-01-01-01-01-01-05.mp4", "b/01-01-01-01-01-01-05.mp4"),
+                             (BuildConfig(labels="mead"), "x/M003/video/front/angry/level_1/001.mp4",
+                              "y/M003/video/front/angry/level_1/001.mp4")):
+        root = touch(tmp_path / config.labels, new)
+        before = plan_build(touch(tmp_path / f"{config.labels}_old", old), config).clips[0]
+        kept = PlannedClip(**{**before.to_dict(), "path": str(root / old)})  # its video is gone from there
+        plan = plan_build(root, config, kept=[kept])
+        assert [c.path for c in plan.clips] == [str(root / new)] and not plan.missing and not plan.rejected

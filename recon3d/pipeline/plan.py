@@ -8,7 +8,7 @@ from pathlib import Path
 from recon3d.config_io import ConfigError
 from recon3d.errors import LabelError
 from recon3d.io.labels import LABEL_CHOICES, LAYOUT_NAMES, detect_layout, label_video, parse_views
-from recon3d.io.mead import mead_audio_path
+from recon3d.io.mead import mead_audio_path, parse_mead_path
 from recon3d.io.ravdess import ClipLabels, choose_recordings, discover_media, skip_counts
 from recon3d.pipeline.config import BuildConfig, SplitConfig
 
@@ -160,8 +160,8 @@ def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = (
     if config.labels == "auto":
         config = resolve_labels(config, video_dir)[0]
     videos, audio_only = discover_media(video_dir)
-    found = {str(p) for p in videos}
-    missing = [c for c in kept if c.path not in found]
+    found = {_clip_id(config.labels, p) for p in videos}  # a video moved within the tree is found, not missing
+    missing = [c for c in kept if c.clip_id not in found]
     videos = sorted(videos + [Path(c.path) for c in missing])
     rejected, seen, unlabeled, labelled = [], {}, [], []
     views = parse_views(config.views) if config.labels == "mead" else ()
@@ -198,6 +198,16 @@ def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = (
         clips.append(PlannedClip(path.stem, str(path), path.stem, f"clips_{i // per:03d}", "train", None))
     return Plan(_split_large_shards(clips, config.shards.max_clips_per_shard), rejected, method, skipped_files,
                 len(audio_only), [c.clip_id for c in missing])
+
+
+def _clip_id(layout: str, video: Path) -> str:
+    """The clip id a video would get: MEAD's from its folders, else its stem."""
+    if layout == "mead":
+        try:
+            return parse_mead_path(video)[0]
+        except LabelError:
+            pass
+    return video.stem
 
 
 def _actor(labels: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from recon3d.config_io import ConfigError
 from recon3d.errors import LabelError
 from recon3d.io.labels import LABEL_CHOICES, LAYOUT_NAMES, detect_layout, label_video, parse_views
-from recon3d.io.mead import mead_audio_path, parse_mead_path
+from recon3d.io.mead import mead_audio_path
 from recon3d.io.ravdess import ClipLabels, choose_recordings, discover_media, skip_counts
 from recon3d.pipeline.config import BuildConfig, SplitConfig
 
@@ -137,17 +137,17 @@ def resolve_labels(config: BuildConfig, video_dir: Path) -> tuple[BuildConfig, s
     the build reads (and, for ``auto``, that they were detected)."""
     if config.labels not in LABEL_CHOICES:
         raise ConfigError(f"labels '{config.labels}' is not one of {', '.join(LABEL_CHOICES)}")
+    if config.labels == "auto":
+        videos, _ = discover_media(video_dir)
+        layout, count = detect_layout(videos)
+        how = (f"{count} of {len(videos)} videos named as {LAYOUT_NAMES[layout]}" if count else
+               "no video is named as RAVDESS, MEAD or CREMA-D names them: no labels, one identity per video")
+        config, line = replace(config, labels=layout), f"labels: {layout}, detected ({how}; --labels chooses)"
+    else:
+        line = f"labels: {config.labels} (--labels)"
     if config.labels == "mead":
-        parse_views(config.views)
-    if config.labels != "auto":
-        return config, f"labels: {config.labels} (--labels)"
-    videos, _ = discover_media(video_dir)
-    layout, count = detect_layout(videos)
-    if layout == "mead":
-        parse_views(config.views)
-    how = (f"{count} of {len(videos)} videos named as {LAYOUT_NAMES[layout]}" if count else
-           "no video is named as RAVDESS, MEAD or CREMA-D names them: no labels, one identity per video")
-    return replace(config, labels=layout), f"labels: {layout}, detected ({how}; --labels chooses)"
+        parse_views(config.views)  # a mistyped camera stops the command here
+    return config, line
 
 
 def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = ()) -> Plan:
@@ -160,17 +160,17 @@ def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = (
     if config.labels == "auto":
         config = resolve_labels(config, video_dir)[0]
     videos, audio_only = discover_media(video_dir)
-    found = {_clip_id(config.labels, p) for p in videos}  # a video moved within the tree is found, not missing
+    entries = [(p, *_labelled(config.labels, p)) for p in videos]
+    found = {clip_id for _, clip_id, _, _ in entries}  # by clip id: a video moved within the tree is found
     missing = [c for c in kept if c.clip_id not in found]
-    videos = sorted(videos + [Path(c.path) for c in missing])
+    entries = sorted(entries + [(Path(c.path), *_labelled(config.labels, Path(c.path))) for c in missing],
+                     key=lambda e: e[0])
     rejected, seen, unlabeled, labelled = [], {}, [], []
     views = parse_views(config.views) if config.labels == "mead" else ()
     view_skipped = []
-    for path in videos:
-        try:
-            clip_id, labels = (path.stem, None) if config.labels == "none" else label_video(config.labels, path)
-        except LabelError as exc:
-            rejected.append({"id": path.stem, "path": str(path), "stage": "plan", "reason": str(exc)})
+    for path, clip_id, labels, why_not in entries:
+        if why_not:
+            rejected.append({"id": clip_id, "path": str(path), "stage": "plan", "reason": why_not})
             continue
         if clip_id in seen:
             rejected.append({"id": clip_id, "path": str(path), "stage": "plan",
@@ -200,14 +200,15 @@ def plan_build(video_dir: Path, config: BuildConfig, kept: list[PlannedClip] = (
                 len(audio_only), [c.clip_id for c in missing])
 
 
-def _clip_id(layout: str, video: Path) -> str:
-    """The clip id a video would get: MEAD's from its folders, else its stem."""
-    if layout == "mead":
-        try:
-            return parse_mead_path(video)[0]
-        except LabelError:
-            pass
-    return video.stem
+def _labelled(layout: str, video: Path) -> tuple[str, dict | None, str | None]:
+    """``(clip id, labels, why not)`` of a video in ``layout``: its labels (None with ``none``), or
+    why it is not in the layout (the :class:`LabelError`'s reason; the clip id is then its stem)."""
+    if layout == "none":
+        return video.stem, None, None
+    try:
+        return (*label_video(layout, video), None)
+    except LabelError as exc:
+        return video.stem, None, str(exc)
 
 
 def _actor(labels: dict) -> str:

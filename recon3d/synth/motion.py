@@ -71,19 +71,23 @@ def syllable_envelope(rng: np.random.Generator, n_frames: int, fps: float, rate_
     return env
 
 
+def _embedded_pairs(layer: FlameLayer, embedding: LandmarkEmbedding, pairs: tuple[tuple[int, int], ...]
+                    ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """The ``pairs`` of MediaPipe ids that are embedded, as rows of the embedding, with the
+    embedded points on the template ``(N, 3)`` and their expression directions ``(N, 3, E)``."""
+    pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
+    tri = layer.model.faces[embedding.face_idx]
+    pts = np.einsum("nc,ncd->nd", embedding.bary, layer.model.v_template[tri])
+    dirs = np.einsum("nc,ncde->nde", embedding.bary, layer.model.exprdirs[:, :, :layer.n_expr][tri])
+    return [(pos[u], pos[l]) for u, l in pairs if u in pos and l in pos], pts, dirs
+
+
 def blink_direction(layer: FlameLayer, embedding: LandmarkEmbedding) -> np.ndarray:
     """Expression coefficients ``(E,)`` that close both eyes (upper lids onto lower lids).
 
     Found by ridge least squares on the eyelid landmarks, so it works for any FLAME-like model.
     """
-    model = layer.model
-    pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
-    pairs = [(pos[u], pos[l]) for u, l in MEDIAPIPE.eyelid_pairs if u in pos and l in pos]
-    face_idx = embedding.face_idx
-    bary = embedding.bary
-    tri = model.faces[face_idx]
-    pts = np.einsum("nc,ncd->nd", bary, model.v_template[tri])
-    dirs = np.einsum("nc,ncde->nde", bary, model.exprdirs[:, :, :layer.n_expr][tri])  # (N, 3, E)
+    pairs, pts, dirs = _embedded_pairs(layer, embedding, MEDIAPIPE.eyelid_pairs)
     rows, target = [], []
     for u, l in pairs:
         rows += [dirs[u], dirs[l]]
@@ -100,11 +104,7 @@ def lip_closing(layer: FlameLayer, embedding: LandmarkEmbedding) -> np.ndarray:
 
     The smallest such change of ``e`` (ridge least squares on the pairs' offsets, which are linear
     in the expression), so it works for any FLAME-like model."""
-    model = layer.model
-    pos = {int(i): k for k, i in enumerate(embedding.source_ids)}
-    pairs = [(pos[u], pos[l]) for u, l in MEDIAPIPE.lip_pairs if u in pos and l in pos]
-    tri = model.faces[embedding.face_idx]
-    dirs = np.einsum("nc,ncde->nde", embedding.bary, model.exprdirs[:, :, :layer.n_expr][tri])  # (N, 3, E)
+    pairs, _, dirs = _embedded_pairs(layer, embedding, MEDIAPIPE.lip_pairs)
     a = np.concatenate([dirs[u] - dirs[l] for u, l in pairs])  # pair offsets per unit expression
     ata = a.T @ a
     return -np.linalg.solve(ata + 1e-8 * np.trace(ata) / len(ata) * np.eye(len(ata)), ata)

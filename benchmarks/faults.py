@@ -142,9 +142,9 @@ def queued(jobs: list[str], states: str | None = None) -> list[str]:
 
 
 def inject_slurm(kind: str, job: str) -> None:
-    command = {"scancel": ["scancel", job], "requeue": ["scontrol", "requeue", job],
-               "usr2": ["scancel", "--signal=USR2", job]}[kind]
-    subprocess.run(command, check=False, capture_output=True)
+    args = {"scancel": ["scancel", job], "requeue": ["scontrol", "requeue", job],
+            "usr2": ["scancel", "--signal=USR2", job]}[kind]
+    subprocess.run(args, check=False, capture_output=True)
 
 
 def one_round_slurm(videos: Path, out: Path, config: Path, budget: int, undisturbed_s: float, counts: Counter,
@@ -247,8 +247,7 @@ def main() -> None:
     print(f"{sum(counts.values())} faults ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}) in {rounds} "
           f"round(s), {reruns} reruns: {lost} clips lost, {refitted} refitted, largest difference {diff:.2e} m")
     print_json({"faults": sum(counts.values()), "slurm": args.slurm, "kinds": dict(sorted(counts.items())),
-                "reruns": reruns,
-                "rounds": rounds, "clips_lost": lost, "clips_refitted": refitted, "max_abs_diff_m": diff})
+                "reruns": reruns, "rounds": rounds, "clips_lost": lost, "clips_refitted": refitted, "max_abs_diff_m": diff})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from recon3d.io.video import iter_frames, write_video
+from recon3d.io.video import iter_frames, load_audio, probe, write_video
 from recon3d.shards.schema import AUDIO_RATE, audio_samples
 
 
@@ -46,10 +46,11 @@ def write_aac(path: Path, samples: np.ndarray) -> Path:
     return path
 
 
-def remux(source: Path, path: Path) -> Path:
-    """The same video and audio packets in the container ``path``'s extension names (no re-encode)."""
+def remux(source: Path, path: Path, kinds: tuple[str, ...] = ("video", "audio")) -> Path:
+    """The same packets of the streams of ``kinds`` in the container ``path``'s extension names
+    (no re-encode)."""
     with av.open(str(source)) as src, av.open(str(path), "w") as dst:
-        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams if s.type in kinds}
         for packet in src.demux(*[s for s in src.streams if s.index in streams]):
             if packet.dts is None:
                 continue
@@ -98,8 +99,6 @@ def write_resized(source: Path, path: Path, width: int, n_frames: int) -> Path:
     the container ``path``'s extension names (e.g. CREMA-D's 480-px .flv)."""
     import cv2
 
-    from recon3d.io.video import load_audio, probe
-
     fps = probe(source).fps
     frames = []
     for rgb, _ in iter_frames(source):
@@ -115,16 +114,8 @@ def write_resized(source: Path, path: Path, width: int, n_frames: int) -> Path:
 def split_audio(source: Path, video: Path, audio: Path) -> tuple[Path, Path]:
     """``source``'s video packets alone into ``video`` (no audio stream) and its audio, as AAC,
     into ``audio`` (e.g. MEAD's .m4a beside its videos)."""
-    from recon3d.io.video import load_audio
-
     video.parent.mkdir(parents=True, exist_ok=True)
     audio.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(source)) as src, av.open(str(video), "w") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is None:
-                continue
-            packet.stream = stream
-            dst.mux(packet)
+    remux(source, video, kinds=("video",))
     write_aac(audio, load_audio(source, AUDIO_RATE))
     return video, audio

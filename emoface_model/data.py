@@ -10,7 +10,7 @@ import torch
 
 from recon3d.shards import schema as S
 from recon3d.shards.manifest import SPLITS, speech_clip
-from recon3d.shards.reader import Dataset3D
+from recon3d.shards.reader import Dataset3D, shot_starts_of, window_in_one_shot
 from recon3d.shards.schema import audio_span
 
 
@@ -129,6 +129,5 @@ def epoch_batches(data: ClipData, epoch: int, seed: int, window: int, batch_size
     plan = []
     for i in order:
         entry = data.entries[i]
-        length = min(window, int(entry["frames"]))
-        plan.append((entry, int(rng.integers(0, int(entry["frames"]) - length + 1)), length))
+        plan.append((entry, *window_in_one_shot(int(entry["frames"]), window, shot_starts_of(entry), rng)))
     return [plan[k:k + batch_size] for k in range(0, len(plan), batch_size)]

@@ -119,3 +119,28 @@ def split_audio(source: Path, video: Path, audio: Path) -> tuple[Path, Path]:
     remux(source, video, kinds=("video",))
     write_aac(audio, load_audio(source, AUDIO_RATE))
     return video, audio
+
+
+def zoomed(rgb: np.ndarray, zoom: float, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The frame as a second camera would see it: a crop ``1 / zoom`` of its size, its centre moved
+    by ``shift`` (fractions of the frame), scaled back to the frame's size."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    cw, ch = int(w / zoom), int(h / zoom)
+    x0, y0 = int(w / 2 + shift[0] * w - cw / 2), int(h / 2 + shift[1] * h - ch / 2)
+    return cv2.resize(rgb[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def write_spliced(first: Path, second: Path, out: Path, zoom: float = 1.6,
+                  shift: tuple[float, float] = (0.08, -0.1)) -> tuple[Path, Path, Path]:
+    """Two real clips joined by a cut, the second seen by another camera (:func:`zoomed`), into
+    ``out``; and each part alone, encoded the same way, beside it (``*_first.mp4``,
+    ``*_second.mp4``). Returns (first part, second part, the splice)."""
+    fps = probe(first).fps
+    parts = [[rgb for rgb, _ in iter_frames(first)], [zoomed(rgb, zoom, shift) for rgb, _ in iter_frames(second)]]
+    audio = [load_audio(p, AUDIO_RATE)[:audio_samples(len(f), fps)] for p, f in zip((first, second), parts)]
+    paths = [out.with_name(f"{out.stem}_first.mp4"), out.with_name(f"{out.stem}_second.mp4"), out]
+    for path, frames, samples in zip(paths, parts + [parts[0] + parts[1]], audio + [np.concatenate(audio)]):
+        write_video(path, frames, fps, samples, AUDIO_RATE, crf=18)
+    return paths[0], paths[1], paths[2]

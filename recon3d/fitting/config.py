@@ -89,6 +89,10 @@ class FitConfig:
     smooth_eyes: float = 20.0
     smooth_rot: float = 2000.0
     smooth_trans: float = 2.0e5
+    # Shot cuts (recon3d.landmarks.shots, from the image change measured while tracking and the
+    # landmarks' jump): each shot is fitted on its own with the clip's identity, so that neither
+    # the smoothness nor the mouth flow joins frames across a cut. false: the clip in one piece.
+    shot_cuts: bool = True
     # Optimisation schedule.
     rigid_iters: int = 6
     identity_frames: int = 16

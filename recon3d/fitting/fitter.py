@@ -608,7 +608,24 @@ class FlameFitter:
         return {si: np.unique(ts) for si, ts in picks.items()}
 
     def fit(self, seq: LandmarkSequence, shape: np.ndarray | None = None) -> FitResult:
-        """Fit a clip; the identity is fitted from this clip unless ``shape`` is given."""
+        """Fit a clip; the identity is fitted from this clip unless ``shape`` is given. With
+        ``shot_cuts``, a clip with cuts (:meth:`LandmarkSequence.shots`) is fitted shot by shot with
+        one identity, from the shots' own rigid starts."""
+        shots = seq.shots() if self.config.shot_cuts else [(0, seq.n_frames)]
+        if len(shots) == 1:
+            return self._fit_shot(seq, shape)
+        t0 = time.perf_counter()
+        if shape is None:
+            parts = [seq.window(a, b) for a, b in shots]
+            parts = [p for p in parts if self.usable_frames(p).any()]
+            shape = self.fit_identity(parts)
+        identity_time = time.perf_counter() - t0
+        result = FitResult.joined([self._fit_shot(seq.window(a, b), shape) for a, b in shots])
+        result.timings["identity"] = identity_time
+        return result
+
+    def _fit_shot(self, seq: LandmarkSequence, shape: np.ndarray | None) -> FitResult:
+        """Fit frames that are one shot (``shape`` as in :meth:`fit`)."""
         c = self.config
         timings = {}
         t0 = time.perf_counter()

@@ -9,6 +9,7 @@ import numpy as np
 
 from recon3d.landmarks.mouth_flow import MouthFlow
 from recon3d.landmarks.schemes import MEDIAPIPE, LandmarkScheme
+from recon3d.landmarks.shots import shot_ranges, shot_starts
 
 if TYPE_CHECKING:
     from recon3d.fitting.camera import PinholeCamera
@@ -26,6 +27,8 @@ class LandmarkSequence:
     score: np.ndarray | None = None  # (T,) detection confidence in [0, 1], optional
     scheme: LandmarkScheme = MEDIAPIPE
     flow: MouthFlow | None = None  # the mouth's optical flow between frames, when it was measured
+    # (T,) each frame's image change from the one before (recon3d.landmarks.shots), when measured
+    image_change: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float64)
@@ -36,6 +39,26 @@ class LandmarkSequence:
     @property
     def n_frames(self) -> int:
         return self.points.shape[0]
+
+    def window(self, start: int, stop: int) -> "LandmarkSequence":
+        """Frames ``start`` to ``stop - 1`` as a sequence of their own."""
+        part = slice(start, stop)
+        return LandmarkSequence(
+            self.points[part], self.valid[part], self.width, self.height, self.fps,
+            None if self.score is None else np.asarray(self.score)[part], self.scheme,
+            None if self.flow is None else self.flow.window(start, stop),
+            None if self.image_change is None else np.asarray(self.image_change)[part])
+
+    def shot_starts(self) -> np.ndarray:
+        """Frames where a new shot starts (:func:`recon3d.landmarks.shots.shot_starts`; none when the
+        image change was not measured)."""
+        if self.image_change is None:
+            return np.zeros(0, np.int64)
+        return shot_starts(self.points, self.valid, self.image_change, self.scheme.outer_eye_corners)
+
+    def shots(self) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` of the clip's shots (one, the whole clip, without cuts)."""
+        return shot_ranges(self.n_frames, self.shot_starts())
 
     def frame_weights(self) -> np.ndarray:
         """Weight of each frame's data: 0 without a face, else the detection score (or 1)."""
@@ -100,7 +123,36 @@ class FitResult:
     # motion from frame t to t + 1 minus the flow measured there (NaN where none was compared).
     flow_residual_px: np.ndarray | None = None
     timings: dict = field(default_factory=dict)
+    # Frames where a new shot starts (recon3d.landmarks.shots): each shot was fitted on its own.
+    shot_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n_frames(self) -> int:
         return self.expression.shape[0]
+
+    @classmethod
+    def joined(cls, parts: list["FitResult"]) -> "FitResult":
+        """The fits of consecutive shots of one clip (same identity and camera) as one result."""
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        arrays = ("expression", "jaw_pose", "eye_pose", "global_pose", "neck_pose", "translation",
+                  "head_translation", "vertices", "projected", "reprojection_px")
+        sizes = np.cumsum([p.n_frames for p in parts])
+        by_source = {name: np.concatenate([p.reprojection_px_by_source[name] for p in parts])
+                     for name in first.reprojection_px_by_source}
+        flows = [p.flow_residual_px for p in parts]
+        flow = (None if all(f is None for f in flows) else
+                np.concatenate([np.full(p.n_frames, np.nan) if f is None else f for p, f in zip(parts, flows)]))
+        timings: dict = {}
+        for p in parts:
+            for key, value in p.timings.items():
+                timings[key] = timings.get(key, 0.0) + value
+        return cls(shape=first.shape, camera=first.camera, **{name: cat(name) for name in arrays},
+                   reprojection_px_by_source=by_source,
+                   source_frames={name: sum(p.source_frames[name] for p in parts) for name in first.source_frames},
+                   flow_residual_px=flow, timings=timings, shot_starts=sizes[:-1].astype(np.int64))

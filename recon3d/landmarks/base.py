@@ -19,6 +19,7 @@ from recon3d.errors import SetupError
 from recon3d.io.video import DecodedAudio, VideoReader
 from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import LandmarkScheme
+from recon3d.landmarks.shots import image_change, image_spike, thumbnail
 
 
 class LandmarkBackendError(SetupError):
@@ -56,6 +57,7 @@ class LandmarkTrack:
     audio: DecodedAudio | None = None  # the file's audio, when track_video was asked for it
     mouth_flow: MouthFlow | None = None  # the lower face's optical flow, when track_video was asked for it
     flow_seconds: float = 0.0  # time spent measuring it
+    image_change: np.ndarray | None = None  # (T,) grey change from the frame before (recon3d.landmarks.shots)
 
 
 def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) -> tuple[np.ndarray, float] | None:
@@ -73,19 +75,27 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
                 ) -> LandmarkTrack:
     """Decode ``path`` (with ``threads`` decoding threads, 0: FFmpeg's choice) and detect landmarks
     frame by frame, following one face; with ``audio_rate``, the audio is decoded in the same pass
-    (``track.audio``); with ``flow``, the mouth's optical flow is measured too (``track.mouth_flow``)."""
+    (``track.audio``); with ``flow``, the mouth's optical flow is measured too (``track.mouth_flow``).
+    Each frame's image change is kept (``track.image_change``); where it spikes, as at a shot cut,
+    the face is detected afresh (:func:`recon3d.landmarks.shots.image_spike`)."""
     detector.reset()
     if flow is not None:
         flow.reset()
     flow_seconds = 0.0
-    points, valid, score, times = [], [], [], []
-    previous = None
+    points, valid, score, times, changes = [], [], [], [], []
+    previous = previous_thumb = None
     height = width = 0
     detect_seconds = 0.0
     reader = VideoReader(path, threads, audio_rate)
     for i, (rgb, t) in enumerate(_closing(reader)):
         height, width = rgb.shape[:2]
+        thumb = thumbnail(rgb)
+        changes.append(image_change(previous_thumb, thumb))
+        previous_thumb = thumb
         t0 = time.perf_counter()
+        if len(changes) > 1 and image_spike(changes[-1], changes[-2]):  # a cut: start the track afresh
+            detector.reset()
+            previous = None
         faces = detector.detect(rgb)
         detect_seconds += time.perf_counter() - t0
         chosen = _choose(faces, previous)
@@ -110,7 +120,8 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
                          valid=np.array(valid, bool), score=np.array(score, np.float32),
                          times=np.array(times, np.float64), width=width, height=height, fps=reader.fps,
                          rotation=reader.rotation, detect_seconds=detect_seconds, audio=reader.audio,
-                         mouth_flow=None if flow is None else flow.result(n), flow_seconds=flow_seconds)
+                         mouth_flow=None if flow is None else flow.result(n), flow_seconds=flow_seconds,
+                         image_change=np.array(changes, np.float32))
 
 
 def _closing(reader: VideoReader):

@@ -34,12 +34,18 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     each source (dlib's own: ``max_reprojection_*_dlib``), so a flag names the source that missed (``reprojection_p95_dlib``) and a failing
     detector neither hides nor fakes a bad fit. With the mouth flow in the fit,
     ``flow_residual_px_mean`` / ``flow_residual_iod_mean``: its surface samples' mean motion error
-    against the flow per frame (no threshold)."""
+    against the flow per frame (no threshold). ``shots``: how many shots the clip was fitted in,
+    ``shot_starts`` the frames where they start (comma-separated; the lip jitter is measured within
+    shots)."""
     iod = seq.inter_ocular_px()
     lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
     lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
     pts = lip_points.points(result.vertices.astype(np.float64), faces)
-    jitter = float(np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean() * 1000) if len(pts) > 2 else 0.0
+    accel = np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean(1)
+    within = np.ones(len(accel), bool)  # second differences within one shot
+    for start in result.shot_starts:
+        within[max(start - 2, 0):start] = False
+    jitter = float(accel[within].mean() * 1000) if within.any() else 0.0
     figures = _iod_figures(result.reprojection_px / iod)
     by_source = result.reprojection_px_by_source or {"mediapipe": result.reprojection_px}
     for source, err in by_source.items():
@@ -50,6 +56,8 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
         "face_fraction": float(seq.valid.mean()),
         "lip_jitter_mm": jitter,
         "inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
+        "shots": len(result.shot_starts) + 1,
+        "shot_starts": ",".join(str(int(s)) for s in result.shot_starts),
     })
     flow = result.flow_residual_px
     if flow is not None and np.isfinite(flow).any():  # the mouth flow's residual: what the pixel term left

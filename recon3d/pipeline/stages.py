@@ -230,7 +230,7 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> di
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
                      width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
                      has_audio_stream=has_stream, sha256=source["sha256"], source_size=source["size"],
-                     source_mtime_ns=source["mtime_ns"], backend=det.name,
+                     source_mtime_ns=source["mtime_ns"], backend=det.name, image_change=track.image_change,
                      **(track.mouth_flow.arrays() if track.mouth_flow is not None else {}))
     timings = {"decode": total - track.detect_seconds - track.flow_seconds, "landmarks": track.detect_seconds}
     return {**timings, "mouth_flow": track.flow_seconds} if flow is not None else timings
@@ -246,7 +246,8 @@ def sequence_of(cached: dict) -> LandmarkSequence:
 
     scheme = SCHEMES_BY_DETECTOR[str(cached["backend"])]
     return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
-                            float(cached["fps"]), cached["score"], scheme, MouthFlow.from_arrays(cached))
+                            float(cached["fps"]), cached["score"], scheme, MouthFlow.from_arrays(cached),
+                            cached.get("image_change"))
 
 
 # ------------------------------------------------------------------------------------- stage 2

@@ -214,14 +214,38 @@ def open_dataset(root: str | Path) -> Dataset3D:
     return Dataset3D(root)
 
 
+def shot_starts_of(entry: dict) -> list[int]:
+    """The frames where a manifest entry's clip starts a new shot (its QC's ``shot_starts``)."""
+    text = str((entry.get("qc") or {}).get("shot_starts") or "")
+    return [int(s) for s in text.split(",") if s]
+
+
+def window_in_one_shot(total: int, length: int, shot_starts: list[int], rng: np.random.Generator) -> tuple[int, int]:
+    """``(start, length)`` of a random window of ``length`` frames of a clip of ``total`` frames
+    that crosses no shot cut, every such window equally likely; where no shot is that long, the
+    longest shot whole (the whole clip without cuts). One draw from ``rng`` either way, so that a
+    clip without cuts takes the draws it took before cuts were known."""
+    bounds = [0, *shot_starts, total]
+    shots = list(zip(bounds[:-1], bounds[1:]))
+    long_enough = [(a, b) for a, b in shots if b - a >= length]
+    if not long_enough:
+        rng.integers(0, 1)
+        a, b = max(shots, key=lambda s: s[1] - s[0])
+        return a, b - a
+    ends = np.cumsum([b - a - length + 1 for a, b in long_enough])  # windows up to each shot's end
+    k = int(rng.integers(0, ends[-1]))
+    i = int(np.searchsorted(ends, k, side="right"))
+    return long_enough[i][0] + k - int(ends[i - 1] if i else 0), length
+
+
 class WindowDataset:
     """A torch ``Dataset`` of windows over the clips of one split.
 
     Items: ``offsets (T, V, 3)`` float32 (vertices minus the actor template), ``template (V, 3)``,
     ``audio (N,)`` (aligned 16 kHz samples), ``emotion`` (0-7), ``intensity`` (0-1), ``actor``
     (index into :attr:`actors`), ``clip_id``. With ``window_frames`` set, each access picks a random
-    window of that length (shorter clips are returned whole); ``window_frames=None`` gives whole
-    clips (evaluation).
+    window of that length within one shot (:func:`window_in_one_shot`; shorter clips are returned
+    whole); ``window_frames=None`` gives whole clips (evaluation).
     """
 
     def __init__(self, dataset: Dataset3D | str | Path, split: str | None = "train", window_frames: int | None = None,
@@ -241,9 +265,8 @@ class WindowDataset:
         entry = self.entries[index]
         total = int(entry["frames"])
         start, length = 0, total
-        if self.window_frames and total > self.window_frames:
-            length = self.window_frames
-            start = int(self._rng.integers(0, total - length + 1))
+        if self.window_frames:
+            start, length = window_in_one_shot(total, self.window_frames, shot_starts_of(entry), self._rng)
         clip = self.dataset.load_clip(entry["id"], start, length)
         labels = entry.get("labels") or {}
         actor = str(entry["actor"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from emoface_model.infer import predict
-from emoface_model.run import RunDir, load_model, load_regions
+from emoface_model.run import RunDir, load_model, load_regions, run_shards
 from recon3d.errors import SetupError
 from recon3d.io.mesh import read_mesh, write_obj, write_ply
 from recon3d.io.labels import EMOTION_NAMES
@@ -16,6 +16,7 @@ from recon3d.io.ravdess import INTENSITIES
 from recon3d.io.video import load_audio, write_video
 from recon3d.shards.reader import open_dataset
 from recon3d.shards.schema import AUDIO_RATE, audio_samples
+from recon3d.shards.union import open_datasets
 
 MIN_SECONDS = 0.1
 
@@ -57,7 +58,7 @@ def speaker(run: RunDir, actors: list[str], actor: str | None, template: Path | 
     name = name.zfill(2) if name.isdigit() else name
     if name not in actors:
         raise SetupError(f"unknown actor '{actor}': the run was trained on {', '.join(actors)} (or pass --template mesh.ply)")
-    ds = open_dataset(info["shards_dir"])
+    ds = open_datasets(run_shards(info))
     entry = next(c for c in ds.clips() if str(c["actor"]) == name)
     return actors.index(name), ds.template(name, entry["shard"]).astype(np.float32)
 
@@ -97,7 +98,7 @@ def animate(run_dir: str | Path, audio_path: str | Path, out: str | Path, emotio
     out.parent.mkdir(parents=True, exist_ok=True)
     written = {"npy": str(out.with_suffix(".npy"))}
     np.save(out.with_suffix(".npy"), vertices)
-    faces = open_dataset(json.loads(run.info.read_text())["shards_dir"]).faces()
+    faces = open_datasets(run_shards(json.loads(run.info.read_text()))).faces()
     if mesh_format:
         folder = out.parent / f"{out.name}_meshes"
         folder.mkdir(exist_ok=True)

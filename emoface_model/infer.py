@@ -13,7 +13,7 @@ from emoface_model.metrics import MetricSums, Regions, opening_agreement, openin
 from emoface_model.models import TalkingFace
 from recon3d.errors import SetupError
 from recon3d.io.labels import EMOTION_NAMES
-from recon3d.shards.reader import open_dataset
+from recon3d.shards.union import open_datasets
 from recon3d.shards.schema import AUDIO_RATE
 
 CHUNK_FRAMES = 600  # audio encoded in windows of 20 s at 30 fps
@@ -66,18 +66,19 @@ def predict(model: TalkingFace, audio: np.ndarray, fps: float, emotion: int, int
                             device)[0]
 
 
-def split_data(dataset_dir: str | Path, split: str, actors: list[str], clips: dict | None = None) -> ClipData:
+def split_data(dataset_dir: str | Path | list[str], split: str, actors: list[str], clips: dict | None = None) -> ClipData:
     """The clips of ``split`` to evaluate a model trained on ``actors`` on: from ``clips`` (a run's
     ``clips.json`` lists), else chosen as training chooses (:func:`select_clips`, no song takes);
     a clear error when there are none."""
     if split not in SPLITS:
         raise SetupError(f"--split '{split}': choose one of {', '.join(SPLITS)}")
-    dataset = open_dataset(dataset_dir)
+    dataset = open_datasets(dataset_dir)
     clips = clips or select_clips(dataset.clips(), include_song=False)
     data = ClipData(dataset, clips[split], actors)
     if not len(data):
         have = [s for s in SPLITS if clips[s]]
-        raise SetupError(f"{dataset_dir}: no clips with speech audio in the '{split}' split (it has: "
+        where = dataset_dir if isinstance(dataset_dir, (str, Path)) else ", ".join(map(str, dataset_dir))
+        raise SetupError(f"{where}: no clips with speech audio in the '{split}' split (it has: "
                          f"{', '.join(have) or 'none'}; choose one with --split)")
     return data
 
@@ -112,10 +113,13 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
                  device="cpu", progress: bool = True, clips: dict | None = None) -> dict:
     """LVE / EVE / FDD / MVE of the model on a split (whole clips, autoregressive), overall and per
     emotion, beside the template-only (zero motion) baseline; ``clips``: the lists to take the
-    split from (:func:`split_data`)."""
+    split from (:func:`split_data`). On several builds read as one, also per build (``per_dataset``,
+    and its template-only baseline ``per_dataset_template``)."""
     sums, base = MetricSums(), MetricSums()
     per_emotion: dict[str, MetricSums] = defaultdict(MetricSums)
     per_emotion_base: dict[str, MetricSums] = defaultdict(MetricSums)
+    per_dataset: dict[str, MetricSums] = defaultdict(MetricSums)
+    per_dataset_base: dict[str, MetricSums] = defaultdict(MetricSums)
     data = split_data(shards_dir, split, actors, clips)
     lips: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     template_lips = None
@@ -128,11 +132,17 @@ def evaluate_run(model: TalkingFace, actors: list[str], shards_dir: str | Path, 
         still = np.repeat(template[None], len(gt), 0)
         base.add(still, gt, template, regions)
         per_emotion_base[emotion].add(still, gt, template, regions)
+        if "dataset" in entry:
+            per_dataset[entry["dataset"]].add(pred, gt, template, regions)
+            per_dataset_base[entry["dataset"]].add(still, gt, template, regions)
     pair = opening_pair([gt for _, gt in lips.values()], template_lips)
     per_clip = {clip_id: opening_agreement(pred, gt, pair) for clip_id, (pred, gt) in lips.items()}
     opening = {key: _finite_mean([c[key] for c in per_clip.values()]) for key in ("amplitude_ratio", "correlation")}
     per_clip = {k: {key: (v if np.isfinite(v) else None) for key, v in c.items()} for k, c in per_clip.items()}
+    by_dataset = {"per_dataset": {k: v.result() for k, v in sorted(per_dataset.items())},
+                  "per_dataset_template": {k: v.result() for k, v in sorted(per_dataset_base.items())}}
     return {"split": split, "overall": sums.result(), "template_only": base.result(),
             "lip_opening": {**opening, "vertices": [int(regions.lips[k]) for k in pair], "per_clip": per_clip},
             "per_emotion": {k: v.result() for k, v in sorted(per_emotion.items())},
-            "per_emotion_template": {k: v.result() for k, v in sorted(per_emotion_base.items())}}
+            "per_emotion_template": {k: v.result() for k, v in sorted(per_emotion_base.items())},
+            **(by_dataset if per_dataset else {})}

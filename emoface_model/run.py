@@ -30,14 +30,21 @@ from recon3d.atomic import atomic_path, write_json
 from recon3d.device import torch_device
 from recon3d.errors import SetupError
 from recon3d.flame.model_file import FlameModelError
-from recon3d.shards.reader import Dataset3D, open_dataset
+from recon3d.shards.reader import Dataset3D
+from recon3d.shards.union import DatasetUnion, open_datasets
 
 
 class TrainError(SetupError):
     """Training cannot start as asked; the message says why."""
 
 
-def find_regions(dataset: Dataset3D, masks_path: str | Path | None = None) -> Regions | None:
+def run_shards(info: dict) -> list[str]:
+    """The build folders a run was trained on (``run.json``'s ``shards_dirs``; runs from before
+    several datasets have only ``shards_dir``)."""
+    return list(info.get("shards_dirs") or [info["shards_dir"]])
+
+
+def find_regions(dataset: Dataset3D | DatasetUnion, masks_path: str | Path | None = None) -> Regions | None:
     """Evaluation regions from FLAME_masks.pkl: given, else beside the FLAME model the data was built with."""
     from recon3d.flame.masks import find_masks, load_flame_masks
 
@@ -54,10 +61,10 @@ def find_regions(dataset: Dataset3D, masks_path: str | Path | None = None) -> Re
 def evaluation_clips(run: RunDir, config: TrainConfig, shards_dir: str | Path | None = None) -> dict:
     """The clip lists to evaluate on: the run's own (``clips.json``) on its dataset, or, on another
     dataset, that dataset's clips chosen by the run's rules (:func:`~emoface_model.data.select_clips`)."""
-    own = json.loads(run.info.read_text())["shards_dir"]
-    if (shards_dir is None or Path(shards_dir).resolve() == Path(own).resolve()) and run.clips.exists():
+    own = run_shards(json.loads(run.info.read_text()))
+    if (shards_dir is None or [Path(shards_dir).resolve()] == [Path(p).resolve() for p in own]) and run.clips.exists():
         return json.loads(run.clips.read_text())
-    return select_clips(open_dataset(shards_dir or own).clips(), config.data.include_song)
+    return select_clips(open_datasets(shards_dir or own).clips(), config.data.include_song)
 
 
 def load_regions(run: RunDir) -> Regions:
@@ -112,7 +119,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", checkpoint: str = "best
     return model.to(device).eval(), state
 
 
-def no_train_clips(shards_dir: Path, dataset: Dataset3D, clips: dict) -> str:
+def no_train_clips(shards_dir: Path | str, dataset: Dataset3D | DatasetUnion, clips: dict) -> str:
     """Why a dataset gives no training clip, and what re-splits it."""
     from collections import Counter
 
@@ -136,8 +143,9 @@ def label_sizes(config: TrainConfig, entries: list[dict]) -> TrainConfig:
     return replace(config, model=model)
 
 
-def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool, masks: str | None) -> TrainConfig:
-    """Create RUN_DIR (or check it for --resume); returns the configuration to use."""
+def prepare_run(shards_dirs: list[Path], run: RunDir, config: TrainConfig, resume: bool, masks: str | None) -> TrainConfig:
+    """Create RUN_DIR (or check it for --resume) for training on one build folder or several read as
+    one (:mod:`recon3d.shards.union`); returns the configuration to use."""
     if run.checkpoint.exists() and not resume:
         raise TrainError(f"{run.root} already holds a run; pass --resume to continue it, or choose another --out")
     if resume and run.config.exists():
@@ -147,26 +155,29 @@ def prepare_run(shards_dir: Path, run: RunDir, config: TrainConfig, resume: bool
         config = saved
     if resume:
         check_audio_encoder(run)
-    dataset = open_dataset(shards_dir)
+    dataset = open_datasets(shards_dirs)
     clips = json.loads(run.clips.read_text()) if resume and run.clips.exists() else \
         select_clips(dataset.clips(), config.data.include_song)
     if not clips["train"]:
-        raise TrainError(no_train_clips(shards_dir, dataset, clips))
+        raise TrainError(no_train_clips(", ".join(map(str, shards_dirs)), dataset, clips))
+    if len(shards_dirs) > 1 and "datasets" not in clips:  # each clip's build, by name
+        clips["datasets"] = {c: dataset.info(c)["dataset"] for part in ("train", "val", "test") for c in clips[part]}
     if not (resume and run.config.exists()):
         config = label_sizes(config, [dataset.info(c) for part in ("train", "val", "test") for c in clips[part]])
     run.root.mkdir(parents=True, exist_ok=True)
     write_json(run.clips, clips)
     actors = sorted({str(dataset.info(c)["actor"]) for c in clips["train"]})
+    roots = [str(Path(p).resolve()) for p in shards_dirs]
     if not run.info.exists():
         regions = find_regions(dataset, masks)
         if regions is not None:
             with atomic_path(run.regions) as tmp:
                 with open(tmp, "wb") as f:
                     np.savez(f, lips=regions.lips, eyes=regions.eyes, upper=regions.upper)
-        write_json(run.info, {"shards_dir": str(Path(shards_dir).resolve()), "actors": actors,
+        write_json(run.info, {"shards_dir": roots[0], "shards_dirs": roots, "actors": actors,
                               "recon3d_version": __version__, "lip_regions": regions is not None,
                               **encoder_record(config.model)})
     with atomic_path(run.config) as tmp:
-        tmp.write_text(yaml.safe_dump({"shards_dir": str(Path(shards_dir).resolve()), "train": config.to_dict()},
+        tmp.write_text(yaml.safe_dump({"shards_dir": roots[0], "shards_dirs": roots, "train": config.to_dict()},
                                       sort_keys=False))
     return config

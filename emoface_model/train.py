@@ -21,13 +21,13 @@ from emoface_model.losses import sequence_loss
 from emoface_model.mesh import MeshHierarchy, build_hierarchy
 from emoface_model.metrics import MetricSums, Regions
 from emoface_model.models import TalkingFace, build_model
-from emoface_model.run import RunDir, load_regions, prepare_run
+from emoface_model.run import RunDir, load_regions, prepare_run, run_shards
 from emoface_model.schedule import ground_truth_inputs, mixed_inputs, teacher_forced, teacher_ratio
 from recon3d import __version__
 from recon3d.atomic import atomic_path
 from recon3d.config_io import ConfigError
 from recon3d.device import torch_device
-from recon3d.shards.reader import open_dataset
+from recon3d.shards.union import open_datasets
 
 CSV_FIELDS = ["step", "epoch", "split", "loss", "mse", "velocity", "teacher_ratio", "lr", "seconds",
               "lve", "eve", "fdd", "best"]
@@ -70,9 +70,10 @@ def _trim_metrics(run: RunDir, step: int, epoch: int) -> None:
         w.writerows({k: r.get(k) or "" for k in CSV_FIELDS} for r in kept)
 
 
-def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resume: bool = False,
+def train(shards_dir: str | Path | list[str | Path], run_dir: str | Path, config: TrainConfig, resume: bool = False,
           masks: str | None = None, progress: bool = True, max_steps: int | None = None) -> dict:
-    """Train (or, with ``resume``, continue) a run. ``max_steps`` stops early (for tests and jobs).
+    """Train (or, with ``resume``, continue) a run on one build folder or several read as one.
+    ``max_steps`` stops early (for tests and jobs).
 
     Every ``config.best_every`` epochs (and at the last) the whole validation clips are generated and
     scored; the epoch with the lowest ``config.best_on`` score is kept as ``checkpoints/best.pt``
@@ -84,10 +85,11 @@ def train(shards_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision: '{config.precision}' is not one of {', '.join(PRECISIONS)}")
     run = RunDir(Path(run_dir))
-    config = prepare_run(Path(shards_dir), run, config, resume, masks)
+    roots = [Path(shards_dir)] if isinstance(shards_dir, (str, Path)) else [Path(p) for p in shards_dir]
+    config = prepare_run(roots, run, config, resume, masks)
     info = json.loads(run.info.read_text())
     device = torch_device(config.device)
-    dataset = open_dataset(info["shards_dir"])
+    dataset = open_datasets(run_shards(info))
     clips = json.loads(run.clips.read_text())
     data = ClipData(dataset, clips["train"], info["actors"])
     val = ClipData(dataset, clips["val"], info["actors"])

@@ -93,10 +93,29 @@ def mead_tree(tmp_path_factory) -> Path:
     return root
 
 
-def test_a_mead_tree_builds_with_its_labels_and_the_audio_folder(mead_tree, tmp_path):
-    out = tmp_path / "3d-mead"
-    proc = build(mead_tree, out, "--workers", "2")
-    assert proc.stderr.splitlines()[0].startswith("labels: mead, detected (5 of 5 videos")
+@pytest.fixture(scope="module")
+def mead_built(mead_tree, tmp_path_factory) -> tuple[Path, str]:
+    """The MEAD tree built (its folder, and the build's stderr)."""
+    out = tmp_path_factory.mktemp("built") / "3d-mead"
+    return out, build(mead_tree, out, "--workers", "2").stderr
+
+
+@pytest.fixture(scope="module")
+def crema_d_built(tmp_path_factory) -> tuple[Path, str]:
+    """CREMA-D's names and 480-px .flv files (RAVDESS takes, re-encoded and renamed), built."""
+    source = need(RAVDESS_VIDEO)
+    folder = tmp_path_factory.mktemp("crema") / "CREMA-D"
+    folder.mkdir()
+    for name, take in (("1001_IEO_NEU_XX", "01-01-01-01-02-01-05"), ("1001_DFA_SAD_LO", "01-01-04-01-01-01-05"),
+                       ("1002_TIE_FEA_HI", "01-01-06-02-01-01-05")):
+        media.write_resized(source / f"{take}.mp4", folder / f"{name}.flv", 480, 45)
+    out = folder.parent / "3d-crema-d"
+    return out, build(folder, out, "--workers", "2", "--labels", "crema-d").stderr
+
+
+def test_a_mead_tree_builds_with_its_labels_and_the_audio_folder(mead_built, tmp_path):
+    out, stderr = mead_built
+    assert stderr.splitlines()[0].startswith("labels: mead, detected (5 of 5 videos")
     manifest = json.loads((out / "manifest.json").read_text())
     clips = {c["id"]: c for c in manifest["clips"]}
     assert sorted(clips) == ["M003_front_disgusted_level_1_015", "M003_front_neutral_level_1_001",
@@ -117,17 +136,9 @@ def test_a_mead_tree_builds_with_its_labels_and_the_audio_folder(mead_tree, tmp_
     assert set(json.loads(result.stdout)["per_emotion"]) == {"surprised"}  # W023's take, by actor
 
 
-def test_a_crema_d_folder_of_flv_builds_and_trains(tmp_path):
-    """CREMA-D's names and 480-px .flv files (RAVDESS takes, re-encoded and renamed)."""
-    source = need(RAVDESS_VIDEO)
-    folder = tmp_path / "CREMA-D"
-    folder.mkdir()
-    for name, take in (("1001_IEO_NEU_XX", "01-01-01-01-02-01-05"), ("1001_DFA_SAD_LO", "01-01-04-01-01-01-05"),
-                       ("1002_TIE_FEA_HI", "01-01-06-02-01-01-05")):
-        media.write_resized(source / f"{take}.mp4", folder / f"{name}.flv", 480, 45)
-    out = tmp_path / "3d-crema-d"
-    proc = build(folder, out, "--workers", "2", "--labels", "crema-d")
-    assert proc.stderr.splitlines()[0] == "labels: crema-d (--labels)"
+def test_a_crema_d_folder_of_flv_builds_and_trains(crema_d_built, tmp_path):
+    out, stderr = crema_d_built
+    assert stderr.splitlines()[0] == "labels: crema-d (--labels)"
     clips = {c["id"]: c for c in json.loads((out / "manifest.json").read_text())["clips"]}
     assert clips["1002_TIE_FEA_HI"]["labels"]["sentence"] == "TIE" and clips["1002_TIE_FEA_HI"]["split"] == "test"
     assert clips["1001_IEO_NEU_XX"]["labels"]["intensity"] == 0
@@ -135,6 +146,32 @@ def test_a_crema_d_folder_of_flv_builds_and_trains(tmp_path):
     run_cli("train", str(out), "--out", str(run), "--config", str(tiny_train_config(tmp_path / "t.yaml")),
             "--epochs", "1", "--no-progress")
     assert "n_intensities: 3" in (run / "config.yaml").read_text()
+
+
+def test_two_datasets_train_as_one_and_are_evaluated_apart(mead_built, crema_d_built, tmp_path):
+    """`recon3d train 3D-MEAD 3D-CREMA-D`: one emotion vocabulary, clips.json names each clip's
+    build, evaluate reports each build beside the whole."""
+    (mead, _), (crema_d, _) = mead_built, crema_d_built
+    run = tmp_path / "run"
+    run_cli("train", str(mead), str(crema_d), "--out", str(run), "--config",
+            str(tiny_train_config(tmp_path / "t.yaml")), "--epochs", "1", "--no-progress")
+    clips = json.loads((run / "clips.json").read_text())
+    assert clips["datasets"]["M003_front_disgusted_level_1_015"] == "3d-mead"
+    assert clips["datasets"]["1001_DFA_SAD_LO"] == "3d-crema-d"
+    assert sorted(clips["test"]) == ["1002_TIE_FEA_HI", "W023_front_surprised_level_2_010"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["shards_dirs"] == [str(mead.resolve()), str(crema_d.resolve())]
+    assert info["actors"] == ["1001", "M003", "M030"]
+    result = json.loads(run_cli("evaluate", str(run), "--split", "test", "--json").stdout)
+    assert set(result["per_emotion"]) == {"surprised", "fearful"}  # MEAD's and CREMA-D's, one vocabulary
+    assert set(result["per_dataset"]) == {"3d-mead", "3d-crema-d"}
+    frames = {name: r["frames"] for name, r in result["per_dataset"].items()}
+    assert sum(frames.values()) == result["overall"]["frames"] and frames["3d-crema-d"] == 45
+    table = run_cli("evaluate", str(run), "--split", "test").stdout
+    assert "3d-mead" in table and "3d-crema-d" in table
+    # A clip id in both builds is refused before training, with both names.
+    again = run_cli("train", str(mead), str(mead), "--out", str(tmp_path / "twice"), check_exit=2)
+    assert "is in both 3d-mead and 3d-mead-2" in again.stderr
 
 
 def test_a_video_moved_within_the_tree_is_found_not_kept_as_missing(tmp_path):

@@ -24,7 +24,8 @@ def _framing_option(command):
 
 
 @click.command("train")
-@click.argument("shards_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("shards_dirs", metavar="SHARDS_DIR...", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: config.yaml, checkpoints/last.pt (and best.pt), metrics.csv, tensorboard/.")
 @click.option("--model", "model_name", type=click.Choice(["emoface", "faceformer"]), default=None,
@@ -62,12 +63,14 @@ def _framing_option(command):
 @click.option("--no-wait", is_flag=True, help="[slurm] print the job id and return.")
 @click.option("--progress/--no-progress", default=True)
 @friendly_errors
-def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, device, precision, resume, audio_encoder,
+def train_cmd(shards_dirs: tuple[Path, ...], run_dir: Path, model_name, config_path, epochs, device, precision, resume, audio_encoder,
               audio_encoder_path, audio_encoder_mode, flame_masks, max_steps, executor, partition, time_min, mem_gb, cpus_per_task,
               slurm_additional, no_wait, progress) -> None:
     """Train the EmoFace animator (or the FaceFormer baseline) on shards from build-dataset.
 
-    Windows of the train split (split by actor in the manifest) teach the model to map audio,
+    One build folder, or several trained on as one (e.g. 3D-RAVDESS and 3D-MEAD: one emotion
+    vocabulary, each build's own splits; RUN_DIR/clips.json names each clip's build under
+    `datasets`, and evaluate reports each build apart). Windows of the train split (split by actor in the manifest) teach the model to map audio,
     emotion and intensity to vertex offsets from the speaker's template. Only clips with speech
     audio are used (never a video-only take), song takes per `data.include_song` (default off);
     RUN_DIR/clips.json lists each split's clips and every excluded clip with its reason. The share of ground-truth
@@ -81,6 +84,7 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
     Examples:
       recon3d train ~/data/3d-ravdess --out runs/emoface
       recon3d train ~/data/3d-ravdess --out runs/faceformer --model faceformer
+      recon3d train ~/data/3d-ravdess ~/data/3d-mead --out runs/emoface-both
       recon3d train ~/data/3d-ravdess --out runs/emoface --executor slurm --partition gpu --slurm-additional gres=gpu:1
     """
     from emoface_model.config import TrainConfig
@@ -117,7 +121,7 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
 
         SlurmExecutor().check()
         options = SlurmOptions(partition, time_min, mem_gb, cpus_per_task, 1, _parse_pairs(slurm_additional))
-        job = submit_training(shards_dir, run_dir, config, options, str(flame_masks) if flame_masks else None, max_steps)
+        job = submit_training(list(shards_dirs), run_dir, config, options, str(flame_masks) if flame_masks else None, max_steps)
         click.echo(f"submitted training job {job.job_id} (logs in {run_dir / 'slurm'})", err=True)
         if no_wait:
             click.echo(job.job_id)
@@ -126,7 +130,7 @@ def train_cmd(shards_dir: Path, run_dir: Path, model_name, config_path, epochs, 
     else:
         from emoface_model.train import train
 
-        summary = train(shards_dir, run_dir, config, resume=resume, masks=str(flame_masks) if flame_masks else None,
+        summary = train(list(shards_dirs), run_dir, config, resume=resume, masks=str(flame_masks) if flame_masks else None,
                         progress=progress, max_steps=max_steps)
     if summary.get("still_improving"):
         click.echo(f"the run stopped before it converged: its loss still fell {-100 * summary['loss_trend_last_fifth']:.0f} % "
@@ -149,18 +153,18 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
     """Lip vertex error (LVE), eye-region error (EVE), upper-face dynamics deviation (FDD), MVE.
 
     Whole clips of the split are generated autoregressively from their audio, emotion and
-    intensity and compared with the dataset's meshes: overall, per emotion, and beside the
-    template-only (no motion) baseline. Units: metres, so LVE/EVE/FDD are in m^2 (docs/metrics.md).
+    intensity and compared with the dataset's meshes: overall, per emotion, per build (a run
+    trained on several), and beside the template-only (no motion) baseline. Units: metres, so LVE/EVE/FDD are in m^2 (docs/metrics.md).
     The clips are the run's own lists (RUN_DIR/clips.json, written by train); on another dataset
     (--shards) they are chosen by the same rules (speech audio only; song per data.include_song).
     """
     from emoface_model.config import TrainConfig
     from emoface_model.infer import evaluate_run
-    from emoface_model.run import RunDir, evaluation_clips, load_model, load_regions
+    from emoface_model.run import RunDir, evaluation_clips, load_model, load_regions, run_shards
 
     run = RunDir(run_dir)
     model, state = load_model(run_dir, device, checkpoint)
-    shards = shards_dir or json.loads(run.info.read_text())["shards_dir"]
+    shards = shards_dir or run_shards(json.loads(run.info.read_text()))
     clips = evaluation_clips(run, TrainConfig.from_dict(state["config"]), shards_dir)
     result = evaluate_run(model, state["actors"], shards, split, load_regions(run), device, progress=not as_json,
                           clips=clips)
@@ -176,6 +180,7 @@ def evaluate_cmd(run_dir: Path, split: str, shards_dir: Path | None, as_json: bo
     click.echo(f"{'':16s} {'LVE':>10s} {'EVE':>10s} {'FDD':>10s} {'MVE':>10s}")
     rows = [("overall", result["overall"]), ("template only", result["template_only"])]
     rows += [(f"  {k}", v) for k, v in result["per_emotion"].items()]
+    rows += [(f"{k}", v) for k, v in result.get("per_dataset", {}).items()]
     for name, r in rows:
         click.echo(f"{name:16s} {r['lve']:10.3e} {r['eve']:10.3e} {r['fdd']:10.3e} {r['mve']:10.3e}")
     opening = result["lip_opening"]

@@ -198,15 +198,18 @@ def slurm_task_results(out: Path) -> list[dict]:
 
 
 def build(tree: Path, out: Path, model: Path, workers: int, executor: str, parallelism: int,
-          code: Path | None = None, force: bool = True) -> dict:
+          code: Path | None = None, force: bool = True, config: Path | None = None) -> dict:
     """``recon3d build-dataset`` as a user runs it, timed, with the memory and CPU of every process
-    below it; ``code``: run another checkout's recon3d instead of the installed one."""
+    below it; ``code``: run another checkout's recon3d instead of the installed one; ``config``: a
+    ``--config`` file."""
     import json
     import subprocess
     import sys
 
     args = [sys.executable, "-m", "recon3d", "build-dataset", str(tree.resolve()), "--flame-model", str(model.resolve()),
             "--out", str(out.resolve()), "--no-progress", "--workers", str(workers)] + (["--force"] if force else [])
+    if config:
+        args += ["--config", str(config.resolve())]
     if executor == "slurm":
         args += ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3", "--time", "60",
                  "--array-parallelism", str(parallelism)]

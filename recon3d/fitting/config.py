@@ -93,6 +93,11 @@ class FitConfig:
     # landmarks' jump): each shot is fitted on its own with the clip's identity, so that neither
     # the smoothness nor the mouth flow joins frames across a cut. false: the clip in one piece.
     shot_cuts: bool = True
+    # A shot longer than window_frames is fitted in windows of that many frames that keep their
+    # middle and overlap their neighbours by window_overlap frames on each side
+    # (recon3d.fitting.windows): the fit's memory stays that of one window. 0: one piece.
+    window_frames: int = 1800
+    window_overlap: int = 60
     # Optimisation schedule.
     rigid_iters: int = 6
     identity_frames: int = 16

@@ -36,6 +36,7 @@ from recon3d.fitting.normal_equations import (
     solve_smoothed_blocks,
 )
 from recon3d.fitting.sequence import FitResult, LandmarkSequence
+from recon3d.fitting.windows import temporal_windows
 from recon3d.fitting.source_trust import (
     SourceAgreement, agreement_weights, cosine_ramp, facing_camera, pose_gate, vertex_normals, view_angles,
     visibility_weights)
@@ -53,6 +54,8 @@ IRIS_IDS = set(range(468, 478))
 NOISE_WEIGHT_RANGE = (0.25, 4.0)
 #: Frames processed at once where memory grows with the clip (the Jacobians of the normal equations).
 FRAME_CHUNK = 64
+#: Frames of the rigid start solved at once (each frame on its own: any chunk gives the same poses).
+RIGID_CHUNK = 1024
 #: ``fitting.precision`` values: the arithmetic of the fit's tensors and its banded solves. float32
 #: fits equal float64 ones to ~1e-4 mm at about three quarters of the time (benchmarks.md,
 #: 2026-12-04).
@@ -480,13 +483,15 @@ class FlameFitter:
         params[:, lay.trans.start + 1] = -(centre2[:, 1] - cam.cy) * depth / cam.focal - centre3[1]
         params[:, lay.trans.start + 2] = -depth - centre3[2]
         batch = self._batch(seq, 1000.0 * depth / cam.focal, mediapipe_only)
-        mean_face = mean_face.expand(seq.n_frames, -1, -1)
         pose = params[:, lay.rot.start:lay.trans.stop]
         eye6 = torch.eye(6, dtype=self.dtype, device=self.device)
-        for _ in range(self.config.rigid_iters):
-            pixels, jac, _, _ = batch.model.rigid(mean_face, pose[:, :3], pose[:, 3:])
-            hess, grad, _ = self._weighted_system(batch, pixels, jac)
-            pose -= torch.linalg.solve(hess + 1e-6 * eye6, grad[..., None])[..., 0]
+        for a in range(0, seq.n_frames, RIGID_CHUNK):  # frames are independent here: bounded memory
+            b = min(a + RIGID_CHUNK, seq.n_frames)
+            part, face = batch.frames(a, b), mean_face.expand(b - a, -1, -1)
+            for _ in range(self.config.rigid_iters):
+                pixels, jac, _, _ = part.model.rigid(face, pose[a:b, :3], pose[a:b, 3:])
+                hess, grad, _ = self._weighted_system(part, pixels, jac)
+                pose[a:b] -= torch.linalg.solve(hess + 1e-6 * eye6, grad[..., None])[..., 0]
         return self._interpolate_invalid(params, usable)
 
     @staticmethod
@@ -607,25 +612,34 @@ class FlameFitter:
             picks.setdefault(si, []).append(t)
         return {si: np.unique(ts) for si, ts in picks.items()}
 
-    def fit(self, seq: LandmarkSequence, shape: np.ndarray | None = None) -> FitResult:
+    def fit(self, seq: LandmarkSequence, shape: np.ndarray | None = None, vertices: bool = True) -> FitResult:
         """Fit a clip; the identity is fitted from this clip unless ``shape`` is given. With
         ``shot_cuts``, a clip with cuts (:meth:`LandmarkSequence.shots`) is fitted shot by shot with
-        one identity, from the shots' own rigid starts."""
-        shots = seq.shots() if self.config.shot_cuts else [(0, seq.n_frames)]
-        if len(shots) == 1:
-            return self._fit_shot(seq, shape)
+        one identity, from the shots' own rigid starts; a shot longer than ``window_frames`` is
+        fitted in overlapping windows (:mod:`recon3d.fitting.windows`). ``vertices=False`` leaves
+        the meshes to :meth:`FitResult.mesh` (computed when asked for, a part at a time)."""
+        c = self.config
+        shots = seq.shots() if c.shot_cuts else [(0, seq.n_frames)]
+        pieces = [[(a + fa, a + fb, a + ka, a + kb) for fa, fb, ka, kb in temporal_windows(b - a, c.window_frames,
+                                                                                            c.window_overlap)]
+                  for a, b in shots]
+        if len(pieces) == 1 and len(pieces[0]) == 1:
+            return self._fit_shot(seq, shape, vertices)
         t0 = time.perf_counter()
         if shape is None:
-            parts = [seq.window(a, b) for a, b in shots]
-            parts = [p for p in parts if self.usable_frames(p).any()]
-            shape = self.fit_identity(parts)
+            parts = [seq.window(fa, fb) for windows in pieces for fa, fb, _, _ in windows]
+            shape = self.fit_identity([p for p in parts if self.usable_frames(p).any()])
         identity_time = time.perf_counter() - t0
-        result = FitResult.joined([self._fit_shot(seq.window(a, b), shape) for a, b in shots])
+        kept = []
+        for windows in pieces:
+            for fa, fb, ka, kb in windows:
+                kept.append(self._fit_shot(seq.window(fa, fb), shape, vertices).frames(ka - fa, kb - fa))
+        result = FitResult.joined(kept, shot_starts=[a for a, _ in shots[1:]])
         result.timings["identity"] = identity_time
         return result
 
-    def _fit_shot(self, seq: LandmarkSequence, shape: np.ndarray | None) -> FitResult:
-        """Fit frames that are one shot (``shape`` as in :meth:`fit`)."""
+    def _fit_shot(self, seq: LandmarkSequence, shape: np.ndarray | None, vertices: bool = True) -> FitResult:
+        """Fit frames that are one shot, in one piece (``shape`` and ``vertices`` as in :meth:`fit`)."""
         c = self.config
         timings = {}
         t0 = time.perf_counter()
@@ -662,7 +676,7 @@ class FlameFitter:
         levenberg_marquardt(c.clip_iters, [params], cost_fn, linearize)
         timings["clip"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = self._result(seq, batch, shape_t, params, source_w)
+        result = self._result(seq, batch, shape_t, params, source_w, vertices)
         if flow is not None:
             result.flow_residual_px = self._flow_residual_px(flow, batch, shape_t, params)
         timings["mesh"] = time.perf_counter() - t0
@@ -671,7 +685,7 @@ class FlameFitter:
 
     # ------------------------------------------------------------------------------- output
     def _result(self, seq: LandmarkSequence, batch: _Batch, shape: torch.Tensor, params: torch.Tensor,
-                source_w: np.ndarray) -> FitResult:
+                source_w: np.ndarray, with_vertices: bool = True) -> FitResult:
         lay, b = self.layout, self.basis
         n_frames = params.shape[0]
         z = params[:, lay.expr]
@@ -685,8 +699,12 @@ class FlameFitter:
         full_shape = shape.new_zeros(self.layer.n_shape)
         full_shape[:shape.shape[0]] = shape
         eyes = torch.cat([eye_l, eye_r], 1).float()
-        with torch.no_grad():
-            vertices = self.layer.canonical(full_shape.float(), full_psi.float(), params[:, lay.jaw].float(), eyes)
+        jaw = params[:, lay.jaw].detach().float()
+        full_psi, full_shape, eyes = full_psi.detach().float(), full_shape.detach().float(), eyes.detach()
+
+        def mesh_of(a: int, b: int) -> np.ndarray:
+            with torch.no_grad():
+                return self.layer.canonical(full_shape, full_psi[a:b], jaw[a:b], eyes[a:b]).cpu().numpy()
         pixels = batch.model.evaluate(shape, params, jac=False).pixels[:, :batch.obs.shape[1]]
         point_err = (pixels - batch.obs).norm(dim=-1).cpu().numpy()  # (T, N)
         usable = self.usable_frames(seq)
@@ -710,6 +728,7 @@ class FlameFitter:
             eye_pose=np_(torch.cat([eye_l, eye_r], 1)), global_pose=np_(rot),
             neck_pose=np.zeros((n_frames, 3)), translation=np_(transl), head_translation=np_(params[:, lay.trans]),
             camera=batch.model.camera,
-            vertices=np_(vertices).astype(np.float32), projected=np_(pixels), reprojection_px=err,
-            reprojection_px_by_source=by_source, source_frames=frames,
+            vertices=mesh_of(0, n_frames).astype(np.float32) if with_vertices else None, projected=np_(pixels),
+            reprojection_px=err, reprojection_px_by_source=by_source, source_frames=frames,
+            mesh_of=None if with_vertices else lambda a, b: mesh_of(a, b).astype(np.float32),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -98,6 +98,11 @@ class LandmarkSequence:
         return self._pair_gap(self.scheme.eyelid_pairs)
 
 
+#: FitResult's per-frame arrays (first axis: frames).
+PER_FRAME = ("expression", "jaw_pose", "eye_pose", "global_pose", "neck_pose", "translation", "head_translation",
+             "projected", "reprojection_px")
+
+
 @dataclass
 class FitResult:
     """Fitted FLAME parameters of a clip, its canonical meshes and the per-frame fit error."""
@@ -111,7 +116,9 @@ class FitResult:
     translation: np.ndarray  # (T, 3) metres, FLAME's transl (camera frame)
     head_translation: np.ndarray  # (T, 3) camera-frame vertices = vertices @ R(global_pose)^T + this
     camera: PinholeCamera
-    vertices: np.ndarray  # (T, V, 3) float32, canonical head space (no head rotation/translation)
+    # (T, V, 3) float32, canonical head space (no head rotation/translation); None where the fit
+    # was asked for none (FlameFitter.fit(vertices=False)): :meth:`mesh` computes them then.
+    vertices: np.ndarray | None
     projected: np.ndarray  # (T, N, 2) fitted landmark pixels, in the embedding's order
     reprojection_px: np.ndarray  # (T,) mean landmark error in pixels over the points the fit used; NaN where no face
     # Per landmark source ("mediapipe", "dlib"): (T,) mean error of its points in pixels, NaN where
@@ -125,24 +132,46 @@ class FitResult:
     timings: dict = field(default_factory=dict)
     # Frames where a new shot starts (recon3d.landmarks.shots): each shot was fitted on its own.
     shot_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (start, stop) -> the canonical vertices (stop - start, V, 3) float32 of those frames.
+    mesh_of: Callable[[int, int], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_frames(self) -> int:
         return self.expression.shape[0]
 
+    def mesh(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Canonical vertices of frames ``start`` to ``stop - 1`` (all by default)."""
+        stop = self.n_frames if stop is None else stop
+        if self.vertices is not None:
+            return self.vertices[start:stop]
+        return self.mesh_of(start, stop)
+
+    def mesh_chunks(self, frames: int = 256) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, vertices)`` of consecutive frame ranges of at most ``frames`` frames."""
+        for start in range(0, self.n_frames, frames):
+            yield start, self.mesh(start, min(start + frames, self.n_frames))
+
+    def frames(self, start: int, stop: int) -> "FitResult":
+        """Frames ``start`` to ``stop - 1`` alone (one shot, as fitted: no shot starts)."""
+        part = slice(start, stop)
+        by_source = {name: err[part] for name, err in self.reprojection_px_by_source.items()}
+        return FitResult(
+            shape=self.shape, camera=self.camera, **{name: getattr(self, name)[part] for name in PER_FRAME},
+            vertices=None if self.vertices is None else self.vertices[part],
+            reprojection_px_by_source=by_source,
+            source_frames={name: int(np.isfinite(err).sum()) for name, err in by_source.items()},
+            flow_residual_px=None if self.flow_residual_px is None else self.flow_residual_px[part],
+            timings=dict(self.timings), mesh_of=None if self.mesh_of is None else
+            (lambda a, b, of=self.mesh_of: of(start + a, start + b)))
+
     @classmethod
-    def joined(cls, parts: list["FitResult"]) -> "FitResult":
-        """The fits of consecutive shots of one clip (same identity and camera) as one result."""
+    def joined(cls, parts: list["FitResult"], shot_starts: list[int] | None = None) -> "FitResult":
+        """Consecutive parts of one clip (same identity and camera) as one result; ``shot_starts``:
+        where among them a shot starts (default: at every part but the first)."""
         first = parts[0]
         if len(parts) == 1:
             return first
-
-        def cat(name: str) -> np.ndarray:
-            return np.concatenate([getattr(p, name) for p in parts])
-
-        arrays = ("expression", "jaw_pose", "eye_pose", "global_pose", "neck_pose", "translation",
-                  "head_translation", "vertices", "projected", "reprojection_px")
-        sizes = np.cumsum([p.n_frames for p in parts])
+        starts = np.cumsum([0] + [p.n_frames for p in parts])
         by_source = {name: np.concatenate([p.reprojection_px_by_source[name] for p in parts])
                      for name in first.reprojection_px_by_source}
         flows = [p.flow_residual_px for p in parts]
@@ -152,7 +181,18 @@ class FitResult:
         for p in parts:
             for key, value in p.timings.items():
                 timings[key] = timings.get(key, 0.0) + value
-        return cls(shape=first.shape, camera=first.camera, **{name: cat(name) for name in arrays},
+        with_vertices = all(p.vertices is not None for p in parts)
+
+        def mesh_of(a: int, b: int) -> np.ndarray:
+            pieces = [p.mesh(max(a, lo) - lo, min(b, hi) - lo)
+                      for p, lo, hi in zip(parts, starts[:-1], starts[1:]) if max(a, lo) < min(b, hi)]
+            return np.concatenate(pieces)
+
+        return cls(shape=first.shape, camera=first.camera,
+                   **{name: np.concatenate([getattr(p, name) for p in parts]) for name in PER_FRAME},
+                   vertices=np.concatenate([p.vertices for p in parts]) if with_vertices else None,
                    reprojection_px_by_source=by_source,
                    source_frames={name: sum(p.source_frames[name] for p in parts) for name in first.source_frames},
-                   flow_residual_px=flow, timings=timings, shot_starts=sizes[:-1].astype(np.int64))
+                   flow_residual_px=flow, timings=timings,
+                   shot_starts=np.asarray(starts[1:-1] if shot_starts is None else shot_starts, np.int64),
+                   mesh_of=None if with_vertices else mesh_of)

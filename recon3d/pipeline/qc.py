@@ -40,7 +40,7 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     iod = seq.inter_ocular_px()
     lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
     lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
-    pts = lip_points.points(result.vertices.astype(np.float64), faces)
+    pts = np.concatenate([lip_points.points(block.astype(np.float64), faces) for _, block in result.mesh_chunks()])
     accel = np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean(1)
     within = np.ones(len(accel), bool)  # second differences within one shot
     for start in result.shot_starts:

@@ -310,7 +310,7 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
     cached = load_landmarks(work, clip.clip_id)
     seq = sequence_of(cached)
     t0 = time.perf_counter()
-    result = res.fitter.fit(seq, shape=shape if len(shape) else None)
+    result = res.fitter.fit(seq, shape=shape if len(shape) else None, vertices=False)  # written a block at a time
     fit_time = time.perf_counter() - t0
     qc = clip_qc(seq, result, res.embedding, res.model.faces, config.qc)
     if strict_qc and not qc["pass"]:
@@ -325,7 +325,7 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
         build_config_hash=config.digest(), qc=qc)
     f = result
     record = ClipRecord(
-        clip_id=clip.clip_id, attrs=attrs, times=cached["times"], vertices=f.vertices, audio=cached["audio"],
+        clip_id=clip.clip_id, attrs=attrs, times=cached["times"], vertices=f, audio=cached["audio"],
         landmarks=cached["points"], landmarks_valid=cached["valid"],
         flame={"expression": f.expression, "jaw_pose": f.jaw_pose, "eye_pose": f.eye_pose,
                "global_pose": f.global_pose, "neck_pose": f.neck_pose, "translation": f.translation},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator, Protocol
 
 import h5py
 import numpy as np
@@ -39,6 +40,16 @@ class StorageConfig:
             raise ConfigError(f"storage.compression: '{self.compression}' is not one of {', '.join(COMPRESSIONS)}")
 
 
+class MeshSource(Protocol):
+    """Vertices computed a part at a time (a :class:`~recon3d.fitting.FitResult`): a long clip's
+    meshes are written without ever being held whole."""
+
+    @property
+    def n_frames(self) -> int: ...
+
+    def mesh_chunks(self, frames: int) -> Iterator[tuple[int, np.ndarray]]: ...
+
+
 @dataclass
 class ClipRecord:
     """Everything stored for one clip (see docs/dataset-format.md for units)."""
@@ -46,7 +57,7 @@ class ClipRecord:
     clip_id: str
     attrs: ClipAttrs  # actor, fps, labels, QC, provenance (n_frames is set from the vertices)
     times: np.ndarray  # (T,) s
-    vertices: np.ndarray  # (T, V, 3) m, canonical head space
+    vertices: np.ndarray | MeshSource  # (T, V, 3) m, canonical head space
     audio: np.ndarray  # (N,) float32, 16 kHz
     landmarks: np.ndarray  # (T, 478, 2) px; (T, 546, 2) with dlib's 68 after MediaPipe's
     landmarks_valid: np.ndarray  # (T,) bool
@@ -61,12 +72,30 @@ def _put(group: h5py.Group, name: str, data: np.ndarray, **options) -> h5py.Data
     return group.create_dataset(name, data=data, fletcher32=True, **options)
 
 
-def _write_clip_group(group: h5py.Group, rec: ClipRecord, storage: StorageConfig) -> None:
-    n_frames = rec.vertices.shape[0]
+#: Frames of a :class:`MeshSource` computed and written at a time.
+MESH_BLOCK_FRAMES = 256
+
+
+def _write_vertices(group: h5py.Group, vertices: np.ndarray | MeshSource, storage: StorageConfig, comp: dict) -> int:
+    """The clip's ``vertices`` dataset, written at once or a block at a time; returns its frames."""
+    n_frames = vertices.shape[0] if isinstance(vertices, np.ndarray) else vertices.n_frames
     chunk = max(1, min(storage.chunk_frames, n_frames))
+    if isinstance(vertices, np.ndarray):
+        _put(group, S.VERTICES, vertices.astype(np.float32), chunks=(chunk,) + vertices.shape[1:], **comp)
+        return n_frames
+    dataset = None
+    for start, block in vertices.mesh_chunks(MESH_BLOCK_FRAMES):
+        if dataset is None:
+            dataset = group.create_dataset(S.VERTICES, shape=(n_frames,) + block.shape[1:], dtype=np.float32,
+                                           chunks=(chunk,) + block.shape[1:], fletcher32=True, **comp)
+        dataset[start:start + len(block)] = block
+    return n_frames
+
+
+def _write_clip_group(group: h5py.Group, rec: ClipRecord, storage: StorageConfig) -> None:
     codec = COMPRESSIONS[storage.compression]
     comp = dict(compression=codec, shuffle=codec is not None)
-    _put(group, S.VERTICES, rec.vertices.astype(np.float32), chunks=(chunk,) + rec.vertices.shape[1:], **comp)
+    n_frames = _write_vertices(group, rec.vertices, storage, comp)
     audio = rec.audio.astype(np.float32)
     _put(group, S.AUDIO, audio, chunks=(max(1, min(S.AUDIO_RATE, len(audio))),) if len(audio) else None, **comp)
     group[S.AUDIO].attrs["sample_rate"] = S.AUDIO_RATE

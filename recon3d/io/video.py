@@ -101,6 +101,26 @@ class VideoReader:
         self.declared_frames = int(self._stream.frames or 0)
         self.has_audio = bool(self._container.streams.audio)
         self.rotation = 0
+        self._start = 0.0
+
+    @property
+    def duration(self) -> float:
+        """The video's length in seconds as its container declares it (stream, else container,
+        else declared frames over the rate; 0 when none is declared)."""
+        stream, container = self._stream, self._container
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if container.duration:
+            return container.duration / av.time_base
+        return self.declared_frames / self.fps
+
+    def seek(self, start: float) -> None:
+        """Decode from the key frame at or before ``start`` seconds (call before :meth:`frames`,
+        which then yields frames from there: the caller skips those before ``start``). A partial
+        read is not checked against the declared frame count."""
+        if start > 0:
+            self._container.seek(int(start / self._stream.time_base), stream=self._stream, backward=True)
+            self._start = start
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -130,7 +150,7 @@ class VideoReader:
                 yield rgb, t
         except av.error.FFmpegError as exc:
             raise VideoError(f"{name}: video data is corrupt or truncated after {count} frames ({exc})") from exc
-        if self.declared_frames and count < self.declared_frames - 1:
+        if self.declared_frames and not self._start and count < self.declared_frames - 1:
             raise VideoError(f"{name}: truncated file: decoded {count} of the {self.declared_frames} frames it declares")
         if count == 0:
             raise VideoError(f"{name}: video stream holds no decodable frame")

@@ -71,13 +71,18 @@ def _choose(faces: list[tuple[np.ndarray, float]], previous: np.ndarray | None) 
 
 
 def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int], None] | None = None,
-                threads: int = 0, audio_rate: int | None = None, flow: MouthFlowTracker | None = None
-                ) -> LandmarkTrack:
+                threads: int = 0, audio_rate: int | None = None, flow: MouthFlowTracker | None = None,
+                span: tuple[float, float, float] | None = None) -> LandmarkTrack:
     """Decode ``path`` (with ``threads`` decoding threads, 0: FFmpeg's choice) and detect landmarks
     frame by frame, following one face; with ``audio_rate``, the audio is decoded in the same pass
     (``track.audio``); with ``flow``, the mouth's optical flow is measured too (``track.mouth_flow``).
     Each frame's image change is kept (``track.image_change``); where it spikes, as at a shot cut,
-    the face is detected afresh (:func:`recon3d.landmarks.shots.image_spike`)."""
+    the face is detected afresh (:func:`recon3d.landmarks.shots.image_spike`).
+
+    ``span = (start, stop, lead)`` seconds tracks only the frames from ``start`` to before ``stop``
+    (a part of a long video, :mod:`recon3d.pipeline.chunks`): tracking starts afresh ``lead``
+    seconds earlier, so that the track and the image change have settled by ``start``, and the
+    first frame from ``stop`` on completes the last frame's flow (no audio is decoded)."""
     detector.reset()
     if flow is not None:
         flow.reset()
@@ -87,7 +92,20 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
     height = width = 0
     detect_seconds = 0.0
     reader = VideoReader(path, threads, audio_rate)
+    first, past = 0, False
+    if span is not None:
+        start, stop, lead = span
+        reader.seek(max(start - lead, 0.0))
+        slack = 0.25 / reader.fps  # frame times on the chunk grid belong to the later chunk
+        start, stop = start - slack, stop - slack
+        first = None
     for i, (rgb, t) in enumerate(_closing(reader)):
+        if span is not None:
+            if t < start - lead:  # before the lead: decoded from the key frame on, not tracked
+                continue
+            if first is None and t >= start:
+                first = len(points)
+            past = t >= stop  # the next part's first frame: tracked to complete this part's last flow
         height, width = rgb.shape[:2]
         thumb = thumbnail(rgb)
         changes.append(image_change(previous_thumb, thumb))
@@ -113,15 +131,18 @@ def track_video(path: Path, detector: LandmarkDetector, on_frame: Callable[[int]
             flow.update(rgb, None if chosen is None else chosen[0])
             flow_seconds += time.perf_counter() - t0
         times.append(t)
+        if past:
+            break
         if on_frame:
             on_frame(i)
     n = len(points)
-    return LandmarkTrack(points=np.stack(points) if n else np.zeros((0, detector.n_points, 2), np.float32),
-                         valid=np.array(valid, bool), score=np.array(score, np.float32),
-                         times=np.array(times, np.float64), width=width, height=height, fps=reader.fps,
+    keep = slice(n if first is None else first, n - past)
+    return LandmarkTrack(points=np.stack(points)[keep] if n else np.zeros((0, detector.n_points, 2), np.float32),
+                         valid=np.array(valid, bool)[keep], score=np.array(score, np.float32)[keep],
+                         times=np.array(times, np.float64)[keep], width=width, height=height, fps=reader.fps,
                          rotation=reader.rotation, detect_seconds=detect_seconds, audio=reader.audio,
-                         mouth_flow=None if flow is None else flow.result(n), flow_seconds=flow_seconds,
-                         image_change=np.array(changes, np.float32))
+                         mouth_flow=None if flow is None else flow.result(n).window(keep.start, keep.stop),
+                         flow_seconds=flow_seconds, image_change=np.array(changes, np.float32)[keep])
 
 
 def _closing(reader: VideoReader):

@@ -1,10 +1,12 @@
 """The local build's schedule: every stage of every unfinished shard as tasks on one pool of worker
 processes, started as soon as their inputs exist, so that no core waits for a shard's identity.
 
-Tasks (the same stage functions as :func:`recon3d.pipeline.stages.run_shard`, one call each):
+Tasks (the stage functions of :mod:`recon3d.pipeline.stages`, one call each):
 
 * ``landmarks`` of a clip: queued actor by actor, each actor's preferred-emotion (neutral) clips
-  first, so that identities can start early;
+  first, so that identities can start early; for a long video it only plans its parts
+  (:mod:`recon3d.pipeline.chunks`), and then each ``part`` is a task, and a ``join`` of them makes
+  the clip's landmarks;
 * ``identity`` of an actor in a shard: once the landmarks it is fitted from are done;
 * ``fit`` of a clip: once its landmarks and its actor's identity in its shard are done;
 * ``assemble`` of a shard: once all its clips are fitted or failed.
@@ -23,6 +25,7 @@ import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from recon3d.pipeline.chunks import missing_parts, read_plan
 from recon3d.pipeline.disk import quiet_full_disk_noise
 from recon3d.pipeline.plan import Plan, PlannedClip
 from recon3d.pipeline.stages import (BuildContext, assemble_stage, clip_work, identity_clips_needed, measured,
@@ -35,6 +38,14 @@ ASSEMBLE, IDENTITY, FIT, LANDMARKS = 0, 1, 2, 3
 
 def landmarks_task(ctx: BuildContext, clip: PlannedClip) -> dict:
     return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks")
+
+
+def part_task(ctx: BuildContext, clip: PlannedClip, k: int) -> dict:
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks", False, k)
+
+
+def join_task(ctx: BuildContext, clip: PlannedClip) -> dict:
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks", False, -1)
 
 
 def identity_task(ctx: BuildContext, shard: str, actor: str, candidates: list[PlannedClip]) -> dict:
@@ -76,6 +87,7 @@ class Schedule:
         self.identities = {(s, a) for s, clips in self.shards.items() for a in {c.actor for c in clips}
                            if self.ws.shard_work(s).identity(a).exists()}
         self.queued: set[tuple] = set()
+        self.parts: dict[str, set[int]] = {}  # a long video's parts not tracked yet
         self.actor_shards: dict[str, list[str]] = {}
         for shard, cs in self.shards.items():
             for actor in sorted({c.actor for c in cs}):
@@ -88,7 +100,7 @@ class Schedule:
                  for c in identity_clips_needed(s, a, self.actor_clips.get(a, []), self.prefer) if c.clip_id not in own}
         for clip in clips + sorted(extra.values(), key=lambda c: (c.actor, c.clip_id)):
             if clip.clip_id not in self.tracked:
-                self._push(LANDMARKS, "landmarks", ("landmarks", clip.clip_id), clip.shard, (ctx, clip))
+                self._push_tracking(clip)
         for shard, cs in self.shards.items():
             for actor in sorted({c.actor for c in cs}):
                 self._after_identity_input(shard, actor)
@@ -104,6 +116,27 @@ class Schedule:
 
     def _has_landmarks(self, clip: PlannedClip) -> bool:
         return self.ws.shard_work(clip.shard).landmarks(clip.clip_id).exists()
+
+    def _push_tracking(self, clip: PlannedClip) -> None:
+        """Queue a clip's landmarks; for a video planned in parts, its missing parts (or their join)."""
+        folder = self.ws.shard_work(clip.shard).chunks(clip.clip_id)
+        if read_plan(folder) is None:
+            self._push(LANDMARKS, "landmarks", ("landmarks", clip.clip_id), clip.shard, (self.ctx, clip))
+            return
+        self.parts[clip.clip_id] = set(missing_parts(folder))
+        for k in sorted(self.parts[clip.clip_id]):
+            self._push(LANDMARKS, "part", ("part", clip.clip_id, k), clip.shard, (self.ctx, clip, k))
+        if not self.parts[clip.clip_id]:
+            self._push(FIT, "join", ("join", clip.clip_id), clip.shard, (self.ctx, clip))
+
+    def _tracked(self, clip: PlannedClip) -> None:
+        """A clip's landmarks are done (or it failed): what waited for them can go."""
+        self.tracked.add(clip.clip_id)
+        if clip.shard in self.shards and self.ws.shard_work(clip.shard).failure(clip.clip_id).exists():
+            self.fitted.add(clip.clip_id)
+            self._after_fit(clip.shard)
+        for shard in self.actor_shards.get(clip.actor, []):
+            self._after_identity_input(shard, clip.actor)
 
     def _push(self, priority: int, kind: str, key: tuple, shard: str, args: tuple) -> None:
         if key in self.queued:
@@ -147,14 +180,16 @@ class Schedule:
 
     def done(self, task: Task) -> None:
         """Record that ``task`` finished (its files are on disk) and queue what it unblocks."""
-        if task.kind == "landmarks":
+        if task.kind in ("landmarks", "part", "join"):
             clip = task.args[1]
-            self.tracked.add(clip.clip_id)
-            if clip.shard in self.shards and self.ws.shard_work(clip.shard).failure(clip.clip_id).exists():
-                self.fitted.add(clip.clip_id)
-                self._after_fit(clip.shard)
-            for shard in self.actor_shards.get(clip.actor, []):
-                self._after_identity_input(shard, clip.actor)
+            if self._tracked_on_disk(clip):
+                self._tracked(clip)
+            elif task.kind == "landmarks":  # a long video: its parts next
+                self._push_tracking(clip)
+            elif task.kind == "part":
+                self.parts[clip.clip_id].discard(task.args[2])
+                if not self.parts[clip.clip_id]:
+                    self._push(FIT, "join", ("join", clip.clip_id), clip.shard, (self.ctx, clip))
         elif task.kind == "identity":
             _, shard, actor, _ = task.args
             self.identities.add((shard, actor))
@@ -165,7 +200,8 @@ class Schedule:
             self._after_fit(clip.shard)
 
 
-TASKS = {"landmarks": landmarks_task, "identity": identity_task, "fit": fit_task, "assemble": assemble_task}
+TASKS = {"landmarks": landmarks_task, "part": part_task, "join": join_task, "identity": identity_task, "fit": fit_task,
+         "assemble": assemble_task}
 
 
 def warm_up() -> None:

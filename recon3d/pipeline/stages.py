@@ -40,10 +40,11 @@ from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
 from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
 from recon3d.io.fingerprint import fingerprint
-from recon3d.io.video import DecodedAudio, load_audio
+from recon3d.io.video import DecodedAudio, VideoReader, load_audio, read_audio
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
+from recon3d.pipeline.chunks import chunk_count, chunk_span, joined_parts, part_path, read_plan, write_plan
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.disk import no_space
 from recon3d.pipeline.plan import PlannedClip
@@ -203,37 +204,98 @@ def record_failure(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage:
 
 
 # ------------------------------------------------------------------------------------- stage 1
-def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> dict:
-    """Decode, detect landmarks, read audio; cache to ``landmarks/<clip>.npz``. Returns timings."""
+def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, whole: bool = False) -> dict:
+    """Decode, detect landmarks, read audio; cache to ``landmarks/<clip>.npz``. Returns timings.
+    A video long enough to be tracked in parts (:mod:`recon3d.pipeline.chunks`) only gets its
+    parts' plan here, unless ``whole``."""
     if work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
         return {}
     config = resources(ctx).config
     path = Path(clip.path)
-    det = detector(ctx)
-    flow = MouthFlowTracker.for_scheme(det.scheme) if config.fitting.flow_weight > 0 else None
+    if not whole:
+        with VideoReader(path) as reader:
+            n_parts = chunk_count(reader.duration, config.landmarks.chunk_seconds)
+        if n_parts > 1:
+            write_plan(work.chunks(clip.clip_id), n_parts, config.landmarks.chunk_seconds)
+            return {}
     t0 = time.perf_counter()
-    track = track_video(path, det, threads=ctx.decode_threads, audio_rate=AUDIO_RATE, flow=flow)  # one pass
-    n_frames = len(track.valid)
-    if n_frames < config.qc.min_frames:
-        raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
-    if not track.valid.any():
-        raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
+    track = _track(ctx, path, AUDIO_RATE)  # one pass
     decoded = track.audio
     if not decoded.has_stream and clip.audio_path and Path(clip.audio_path).exists():  # MEAD's audio folder
         decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
-    audio = decoded.window(float(track.times[0]), audio_samples(n_frames, track.fps))
-    has_stream = decoded.has_stream
-    source = fingerprint(path)  # what this result is built from: the file just decoded
+    arrays = {"points": track.points, "valid": track.valid, "score": track.score, "times": track.times,
+              "image_change": track.image_change, "width": track.width, "height": track.height, "fps": track.fps,
+              "rotation": track.rotation, **(track.mouth_flow.arrays() if track.mouth_flow is not None else {})}
+    _write_landmarks(ctx, work, clip, arrays, decoded)
     total = time.perf_counter() - t0
+    return _tracking_times(total, track.detect_seconds, track.flow_seconds, track.mouth_flow is not None)
+
+
+def _track(ctx: BuildContext, path: Path, audio_rate: int | None, span: tuple[float, float, float] | None = None):
+    """:func:`track_video` with the build's detector and (when the fit uses it) mouth flow."""
+    det = detector(ctx)
+    flow = MouthFlowTracker.for_scheme(det.scheme) if resources(ctx).config.fitting.flow_weight > 0 else None
+    return track_video(path, det, threads=ctx.decode_threads, audio_rate=audio_rate, flow=flow, span=span)
+
+
+def _tracking_times(total: float, detect: float, flow: float, with_flow: bool) -> dict:
+    timings = {"decode": total - detect - flow, "landmarks": detect}
+    return {**timings, "mouth_flow": flow} if with_flow else timings
+
+
+def _write_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip, arrays: dict, decoded: DecodedAudio) -> None:
+    """Check a clip's tracked ``arrays`` (frames, a face) and cache them with its audio and source."""
+    config = resources(ctx).config
+    n_frames = len(arrays["valid"])
+    if n_frames < config.qc.min_frames:
+        raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
+    if not arrays["valid"].any():
+        raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
+    audio = decoded.window(float(arrays["times"][0]), audio_samples(n_frames, float(arrays["fps"])))
+    source = fingerprint(Path(clip.path))  # what this result is built from: the file just decoded
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:
         with open(tmp, "wb") as f:
+            np.savez(f, **arrays, audio=audio, has_audio_stream=decoded.has_stream, sha256=source["sha256"],
+                     source_size=source["size"], source_mtime_ns=source["mtime_ns"], backend=detector(ctx).name)
+
+
+def landmarks_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, k: int) -> dict:
+    """Track part ``k`` of a long video (:mod:`recon3d.pipeline.chunks`) into its own file."""
+    folder = work.chunks(clip.clip_id)
+    target = part_path(folder, k)
+    if target.exists() or work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
+        return {}
+    n, chunk_seconds = read_plan(folder)
+    t0 = time.perf_counter()
+    track = _track(ctx, Path(clip.path), None, chunk_span(k, n, chunk_seconds))
+    if not len(track.valid):
+        raise ClipError(f"part {k + 1} of {n} ({chunk_seconds:g} s each) holds no frame: the video is shorter "
+                        "than its container declares", "landmarks")
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
-                     width=track.width, height=track.height, fps=track.fps, rotation=track.rotation, audio=audio,
-                     has_audio_stream=has_stream, sha256=source["sha256"], source_size=source["size"],
-                     source_mtime_ns=source["mtime_ns"], backend=det.name, image_change=track.image_change,
-                     **(track.mouth_flow.arrays() if track.mouth_flow is not None else {}))
-    timings = {"decode": total - track.detect_seconds - track.flow_seconds, "landmarks": track.detect_seconds}
-    return {**timings, "mouth_flow": track.flow_seconds} if flow is not None else timings
+                     image_change=track.image_change, width=track.width, height=track.height, fps=track.fps,
+                     rotation=track.rotation, **(track.mouth_flow.arrays() if track.mouth_flow is not None else {}))
+    return _tracking_times(time.perf_counter() - t0, track.detect_seconds, track.flow_seconds,
+                           track.mouth_flow is not None)
+
+
+def landmarks_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> dict:
+    """The parts of a long video joined into its landmarks cache, with its audio; the parts removed."""
+    if work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
+        return {}
+    t0 = time.perf_counter()
+    folder = work.chunks(clip.clip_id)
+    arrays = joined_parts(folder)
+    n_frames, fps = len(arrays["valid"]), float(arrays["fps"])
+    start = float(arrays["times"][0]) if n_frames else 0.0
+    samples, has_stream = read_audio(Path(clip.path), start, audio_samples(n_frames, fps), AUDIO_RATE)
+    decoded = DecodedAudio(samples, start, AUDIO_RATE, has_stream)
+    if not has_stream and clip.audio_path and Path(clip.audio_path).exists():  # MEAD's audio folder
+        decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
+    _write_landmarks(ctx, work, clip, arrays, decoded)
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"decode": time.perf_counter() - t0}
 
 
 def load_landmarks(work: ShardWork, clip_id: str) -> dict:
@@ -352,9 +414,14 @@ def _guarded(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, 
     return {}
 
 
-def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, strict_qc: bool = False) -> dict:
+def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, strict_qc: bool = False,
+              part: int | None = None) -> dict:
     """One clip's ``landmarks`` or ``fit`` stage (the fit with the actor's identity of this shard),
-    failures recorded. What parallel workers run; returns the stage's timings."""
+    or for a long video one of its parts' landmarks (``part``: k, or -1 for the join), failures
+    recorded. What parallel workers run; returns the stage's timings."""
+    if stage == "landmarks" and part is not None:
+        func, *extra = (landmarks_join_stage,) if part < 0 else (landmarks_part_stage, part)
+        return _guarded(ctx, work, clip, stage, func, ctx, work, clip, *extra)
     if stage == "landmarks":
         return _guarded(ctx, work, clip, stage, landmarks_stage, ctx, work, clip)
     if work.failure(clip.clip_id).exists() or not work.landmarks(clip.clip_id).exists():
@@ -380,7 +447,7 @@ def identity_landmarks(ctx: BuildContext, ws: Workspace, work: ShardWork, clip: 
                 shutil.copyfile(owner, tmp)
         return
     try:
-        landmarks_stage(ctx, work, clip)
+        landmarks_stage(ctx, work, clip, whole=True)
     except ClipError:
         pass
 

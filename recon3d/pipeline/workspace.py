@@ -36,6 +36,10 @@ class ShardWork:
     def landmarks(self, clip_id: str) -> Path:
         return self.dir / "landmarks" / f"{clip_id}.npz"
 
+    def chunks(self, clip_id: str) -> Path:
+        """The parts of a long video tracked apart (:mod:`recon3d.pipeline.chunks`)."""
+        return self.dir / "landmarks" / f"{clip_id}.chunks"
+
     def identity(self, actor: str) -> Path:
         return self.dir / "identity" / f"{actor}.npz"
 

@@ -73,13 +73,15 @@ def test_a_windowed_fit_equals_one_piece_on_the_lips(long_sequence, model_path):
 
 
 @pytest.mark.slow
-def test_a_long_video_is_tracked_in_parts_and_joined_as_one_piece(tmp_path):
-    """A real take built with 1-s parts (4 parts on two workers) against the take tracked whole:
-    the same frames, times and audio; the landmarks within 0.2 % of the eye-corner distance and the
-    fitted lips within 0.2 mm (a part starts its track afresh 1 s early, and MediaPipe's points keep
-    a little of their history: 0.05-0.13 % from the third part on, a tenth of its own frame-to-frame
-    lip noise); no seam: the lips move no more at a part's first frame than anywhere in the whole
-    take's fit; the parts' files are removed."""
+def test_a_long_video_is_tracked_and_fitted_in_parts_and_joined_as_one_piece(tmp_path):
+    """A real take built in parts on two workers (tracked in 1-s parts, fitted in 60-frame windows
+    overlapping by 20, each a task) against the take tracked and fitted whole: the same frames,
+    times and audio; the landmarks within 0.2 % of the eye-corner distance and the fitted lips
+    within 0.2 mm (a part starts its track afresh 1 s early, and MediaPipe's points keep a little
+    of their history: 0.05-0.13 % from the third part on, a tenth of its own frame-to-frame lip
+    noise); no seam: the lips move no more at a part's first frame than anywhere in the whole
+    take's fit; the pieces fitted by the workers and joined are the fitter's own windowed fit of
+    the same landmarks; the parts' files are removed."""
     from recon3d.shards import open_dataset
     from recon3d.shards import schema as S
     from tests import media
@@ -89,14 +91,15 @@ def test_a_long_video_is_tracked_in_parts_and_joined_as_one_piece(tmp_path):
     videos.mkdir()
     media.copy(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"), videos / "talk.mp4")
     parts_config = tmp_path / "parts.yaml"
-    parts_config.write_text("landmarks:\n  chunk_seconds: 1.0\n")
+    parts_config.write_text("landmarks:\n  chunk_seconds: 1.0\n  dlib: 'off'\n"
+                            "fitting:\n  window_frames: 60\n  window_overlap: 20\n")
     whole_config = tmp_path / "whole.yaml"
-    whole_config.write_text("landmarks:\n  chunk_seconds: 0\n")
+    whole_config.write_text("landmarks:\n  chunk_seconds: 0\n  dlib: 'off'\nfitting:\n  window_frames: 0\n")
     outs = {}
     for name, config, workers in (("parts", parts_config, "2"), ("whole", whole_config, "1")):
         outs[name] = tmp_path / name
         build(videos, outs[name], "--labels", "none", "--workers", workers, "--config", str(config))
-    assert not list((outs["parts"] / "work").rglob("*.chunks"))
+    assert not list((outs["parts"] / "work").rglob("*.chunks")) and not list((outs["parts"] / "work").rglob("*.parts"))
     data = {}
     for name, out in outs.items():
         ds = open_dataset(out)
@@ -120,3 +123,14 @@ def test_a_long_video_is_tracked_in_parts_and_joined_as_one_piece(tmp_path):
     starts = [int(round(k * fps)) for k in (1, 2, 3)]  # the parts' first frames
     at_joins = max(accel["parts"][s - 2:s + 1].max() for s in starts)
     assert at_joins <= accel["whole"].max(), (at_joins, accel["whole"].max())
+
+    from recon3d.pipeline.stages import load_landmarks, sequence_of
+    from recon3d.pipeline.workspace import Workspace
+
+    work = Workspace(outs["parts"]).shard_work(next((outs["parts"] / "work" / "shards").iterdir()).name)
+    with np.load(work.identity("talk")) as identity:
+        shape = identity["shape"]
+    fit = replace(BuildConfig().fitting, window_frames=60, window_overlap=20)
+    fitter = FlameFitter(model, load_mediapipe_embedding(model), fit)
+    in_process = fitter.fit(sequence_of(load_landmarks(work, "talk")), shape).vertices
+    assert np.abs(in_process - parts[S.VERTICES]).max() < 1e-7

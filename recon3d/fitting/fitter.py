@@ -616,27 +616,53 @@ class FlameFitter:
         """Fit a clip; the identity is fitted from this clip unless ``shape`` is given. With
         ``shot_cuts``, a clip with cuts (:meth:`LandmarkSequence.shots`) is fitted shot by shot with
         one identity, from the shots' own rigid starts; a shot longer than ``window_frames`` is
-        fitted in overlapping windows (:mod:`recon3d.fitting.windows`). ``vertices=False`` leaves
-        the meshes to :meth:`FitResult.mesh` (computed when asked for, a part at a time)."""
-        c = self.config
-        shots = seq.shots() if c.shot_cuts else [(0, seq.n_frames)]
-        pieces = [[(a + fa, a + fb, a + ka, a + kb) for fa, fb, ka, kb in temporal_windows(b - a, c.window_frames,
-                                                                                            c.window_overlap)]
-                  for a, b in shots]
-        if len(pieces) == 1 and len(pieces[0]) == 1:
+        fitted in overlapping windows (:mod:`recon3d.fitting.windows`; :meth:`pieces`).
+        ``vertices=False`` leaves the meshes to :meth:`FitResult.mesh` (computed when asked for, a
+        part at a time)."""
+        shots, pieces = self.pieces(seq)
+        if len(pieces) == 1:
             return self._fit_shot(seq, shape, vertices)
         t0 = time.perf_counter()
         if shape is None:
-            parts = [seq.window(fa, fb) for windows in pieces for fa, fb, _, _ in windows]
+            parts = [seq.window(fa, fb) for fa, fb, _, _ in pieces]
             shape = self.fit_identity([p for p in parts if self.usable_frames(p).any()])
         identity_time = time.perf_counter() - t0
-        kept = []
-        for windows in pieces:
-            for fa, fb, ka, kb in windows:
-                kept.append(self._fit_shot(seq.window(fa, fb), shape, vertices).frames(ka - fa, kb - fa))
-        result = FitResult.joined(kept, shot_starts=[a for a, _ in shots[1:]])
+        result = FitResult.joined([self.fit_piece(seq, shape, piece, vertices) for piece in pieces],
+                                  shot_starts=[a for a, _ in shots[1:]])
         result.timings["identity"] = identity_time
         return result
+
+    def pieces(self, seq: LandmarkSequence) -> tuple[list[tuple[int, int]], list[tuple[int, int, int, int]]]:
+        """The clip's shots ``(start, stop)`` and the pieces it is fitted in, ``(fit_start, fit_stop,
+        keep_start, keep_stop)`` in order (each a shot, or a window of a long one): what
+        :meth:`fit` does, and what a build spreads over its workers."""
+        c = self.config
+        shots = seq.shots() if c.shot_cuts else [(0, seq.n_frames)]
+        return shots, [(a + fa, a + fb, a + ka, a + kb) for a, b in shots
+                       for fa, fb, ka, kb in temporal_windows(b - a, c.window_frames, c.window_overlap)]
+
+    def fit_piece(self, seq: LandmarkSequence, shape: np.ndarray, piece: tuple[int, int, int, int],
+                  vertices: bool = True) -> FitResult:
+        """The kept frames of one of :meth:`pieces`, fitted with its context."""
+        fa, fb, ka, kb = piece
+        return self._fit_shot(seq.window(fa, fb), shape, vertices).frames(ka - fa, kb - fa)
+
+    def mesh_of(self, result: FitResult):
+        """``(start, stop) -> vertices`` of a result's frames, from its parameters (for a result read
+        back with :meth:`FitResult.from_arrays`)."""
+        shape = torch.zeros(self.layer.n_shape)
+        shape[:min(len(result.shape), self.layer.n_shape)] = torch.as_tensor(result.shape[:self.layer.n_shape]).float()
+        psi = torch.as_tensor(result.expression).float()
+        jaw, eyes = torch.as_tensor(result.jaw_pose).float(), torch.as_tensor(result.eye_pose).float()
+
+        def mesh(a: int, b: int) -> np.ndarray:
+            full = psi.new_zeros(b - a, self.layer.n_expr)
+            full[:, :psi.shape[1]] = psi[a:b]
+            with torch.no_grad():
+                return self.layer.canonical(shape.to(self.device), full.to(self.device), jaw[a:b].to(self.device),
+                                            eyes[a:b].to(self.device)).cpu().numpy().astype(np.float32)
+
+        return mesh
 
     def _fit_shot(self, seq: LandmarkSequence, shape: np.ndarray | None, vertices: bool = True) -> FitResult:
         """Fit frames that are one shot, in one piece (``shape`` and ``vertices`` as in :meth:`fit`)."""

@@ -151,6 +151,31 @@ class FitResult:
         for start in range(0, self.n_frames, frames):
             yield start, self.mesh(start, min(start + frames, self.n_frames))
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything but the meshes and timings, as arrays (for :meth:`from_arrays`): how a part of a
+        long clip fitted by one worker reaches the one that joins the parts."""
+        out = {"shape": self.shape, "shot_starts": self.shot_starts, **{n: getattr(self, n) for n in PER_FRAME},
+               **{f"camera_{k}": np.asarray(v) for k, v in self.camera.to_dict().items()}}
+        out.update({f"by_source_{k}": v for k, v in self.reprojection_px_by_source.items()})
+        out.update({f"source_frames_{k}": np.asarray(v) for k, v in self.source_frames.items()})
+        if self.flow_residual_px is not None:
+            out["flow_residual_px"] = self.flow_residual_px
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: dict) -> "FitResult":
+        """A result written by :meth:`arrays` (without meshes: give it ``mesh_of``)."""
+        from recon3d.fitting.camera import PinholeCamera
+
+        def named(prefix: str) -> dict:
+            return {k[len(prefix):]: data[k] for k in data if k.startswith(prefix)}
+
+        camera = {k: v.item() for k, v in named("camera_").items()}
+        return cls(shape=data["shape"], camera=PinholeCamera(**camera), vertices=None,
+                   **{n: data[n] for n in PER_FRAME}, reprojection_px_by_source=named("by_source_"),
+                   source_frames={k: int(v) for k, v in named("source_frames_").items()},
+                   flow_residual_px=data.get("flow_residual_px"), shot_starts=data["shot_starts"])
+
     def frames(self, start: int, stop: int) -> "FitResult":
         """Frames ``start`` to ``stop - 1`` alone (one shot, as fitted: no shot starts)."""
         part = slice(start, stop)

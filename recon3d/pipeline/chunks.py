@@ -1,4 +1,4 @@
-"""A long video's landmarks tracked in parts, on as many workers as are free, then joined.
+"""A long video tracked and fitted in parts, on as many workers as are free, then joined.
 
 Tracking (decoding, the detectors, the mouth flow) is most of a build's cost and follows the
 video frame by frame, so one long video would keep one core busy while the others wait. A video at
@@ -8,7 +8,12 @@ a task of its own (``<k>.npz``), and a last task joins them into the clip's land
 piece would have written them. Each part starts tracking afresh :data:`LEAD_S` before its first
 frame (MediaPipe's track, the image change and the flow settle there) and tracks one frame past its
 last (to complete that frame's flow); frames belong to the part whose span holds their time, so
-the parts share none and miss none. A killed build keeps the finished parts.
+the parts share none and miss none.
+
+Its fit is spread the same way: the clip's fit task writes the pieces the fitter fits it in (its
+shots, and windows of a long shot: ``FlameFitter.pieces``) to ``fits/<clip>.parts/plan.json``,
+each piece is a task, and a last task joins them, checks the clip and writes it. Pieces are
+fitted exactly as one process fits them in turn. A killed build keeps the finished parts.
 """
 
 from __future__ import annotations
@@ -40,18 +45,16 @@ def chunk_span(k: int, n: int, chunk_seconds: float) -> tuple[float, float, floa
     return k * chunk_seconds, (k + 1) * chunk_seconds if k < n - 1 else math.inf, LEAD_S
 
 
-def write_plan(folder: Path, n: int, chunk_seconds: float) -> None:
+def write_plan(folder: Path, parts: int, **details) -> None:
+    """The plan of a clip's parts: how many, and what each part needs to know (JSON values)."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / PLAN, {"chunks": n, "chunk_seconds": chunk_seconds})
+    write_json(folder / PLAN, {"parts": parts, **details})
 
 
-def read_plan(folder: Path) -> tuple[int, float] | None:
-    """``(parts, chunk_seconds)`` of a video tracked in parts, or None."""
+def read_plan(folder: Path) -> dict | None:
+    """The plan :func:`write_plan` wrote (``parts`` and the details), or None."""
     path = folder / PLAN
-    if not path.exists():
-        return None
-    plan = json.loads(path.read_text())
-    return int(plan["chunks"]), float(plan["chunk_seconds"])
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def part_path(folder: Path, k: int) -> Path:
@@ -61,16 +64,21 @@ def part_path(folder: Path, k: int) -> Path:
 def missing_parts(folder: Path) -> list[int]:
     """The parts of a planned video not tracked yet (all of them without a plan: none)."""
     plan = read_plan(folder)
-    return [] if plan is None else [k for k in range(plan[0]) if not part_path(folder, k).exists()]
+    return [] if plan is None else [k for k in range(plan["parts"]) if not part_path(folder, k).exists()]
+
+
+def load_parts(folder: Path) -> list[dict[str, np.ndarray]]:
+    """Each part's arrays, in order."""
+    parts = []
+    for k in range(read_plan(folder)["parts"]):
+        with np.load(part_path(folder, k)) as data:
+            parts.append({key: data[key] for key in data.files})
+    return parts
 
 
 def joined_parts(folder: Path) -> dict[str, np.ndarray]:
-    """The parts' arrays, joined in order (the video's own from the first part)."""
-    n, _ = read_plan(folder)
-    parts = []
-    for k in range(n):
-        with np.load(part_path(folder, k)) as data:
-            parts.append({key: data[key] for key in data.files})
+    """A long video's tracked parts, joined in order (the video's own arrays from the first part)."""
+    parts = load_parts(folder)
     out = dict(parts[0])
     for key in PER_FRAME:
         if key in out:

@@ -8,7 +8,8 @@ Tasks (the stage functions of :mod:`recon3d.pipeline.stages`, one call each):
   (:mod:`recon3d.pipeline.chunks`), and then each ``part`` is a task, and a ``join`` of them makes
   the clip's landmarks;
 * ``identity`` of an actor in a shard: once the landmarks it is fitted from are done;
-* ``fit`` of a clip: once its landmarks and its actor's identity in its shard are done;
+* ``fit`` of a clip: once its landmarks and its actor's identity in its shard are done; for a
+  long clip it only plans its pieces, each a ``fit_part`` task, and a ``fit_join`` writes the clip;
 * ``assemble`` of a shard: once all its clips are fitted or failed.
 
 Ready identities and fits go before landmarks, so that finished work leaves the pipeline and the
@@ -46,6 +47,14 @@ def part_task(ctx: BuildContext, clip: PlannedClip, k: int) -> dict:
 
 def join_task(ctx: BuildContext, clip: PlannedClip) -> dict:
     return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks", False, -1)
+
+
+def fit_part_task(ctx: BuildContext, clip: PlannedClip, k: int) -> dict:
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "fit", False, k)
+
+
+def fit_join_task(ctx: BuildContext, clip: PlannedClip, strict_qc: bool) -> dict:
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "fit", strict_qc, -1)
 
 
 def identity_task(ctx: BuildContext, shard: str, actor: str, candidates: list[PlannedClip]) -> dict:
@@ -87,7 +96,7 @@ class Schedule:
         self.identities = {(s, a) for s, clips in self.shards.items() for a in {c.actor for c in clips}
                            if self.ws.shard_work(s).identity(a).exists()}
         self.queued: set[tuple] = set()
-        self.parts: dict[str, set[int]] = {}  # a long video's parts not tracked yet
+        self.parts: dict[tuple[str, str], set[int]] = {}  # a long video's parts not done yet, by stage and clip
         self.actor_shards: dict[str, list[str]] = {}
         for shard, cs in self.shards.items():
             for actor in sorted({c.actor for c in cs}):
@@ -123,11 +132,23 @@ class Schedule:
         if read_plan(folder) is None:
             self._push(LANDMARKS, "landmarks", ("landmarks", clip.clip_id), clip.shard, (self.ctx, clip))
             return
-        self.parts[clip.clip_id] = set(missing_parts(folder))
-        for k in sorted(self.parts[clip.clip_id]):
+        self.parts["part", clip.clip_id] = set(missing_parts(folder))
+        for k in sorted(self.parts["part", clip.clip_id]):
             self._push(LANDMARKS, "part", ("part", clip.clip_id, k), clip.shard, (self.ctx, clip, k))
-        if not self.parts[clip.clip_id]:
+        if not self.parts["part", clip.clip_id]:
             self._push(FIT, "join", ("join", clip.clip_id), clip.shard, (self.ctx, clip))
+
+    def _push_fit(self, clip: PlannedClip) -> None:
+        """Queue a clip's fit; for a clip planned in pieces, its missing pieces (or their join)."""
+        folder = self.ws.shard_work(clip.shard).fit_parts(clip.clip_id)
+        if read_plan(folder) is None:
+            self._push(FIT, "fit", ("fit", clip.clip_id), clip.shard, (self.ctx, clip, self.strict))
+            return
+        self.parts["fit_part", clip.clip_id] = set(missing_parts(folder))
+        for k in sorted(self.parts["fit_part", clip.clip_id]):
+            self._push(FIT, "fit_part", ("fit_part", clip.clip_id, k), clip.shard, (self.ctx, clip, k))
+        if not self.parts["fit_part", clip.clip_id]:
+            self._push(IDENTITY, "fit_join", ("fit_join", clip.clip_id), clip.shard, (self.ctx, clip, self.strict))
 
     def _tracked(self, clip: PlannedClip) -> None:
         """A clip's landmarks are done (or it failed): what waited for them can go."""
@@ -166,7 +187,7 @@ class Schedule:
     def _after_identity(self, shard: str, actor: str) -> None:
         for clip in self.shards[shard]:
             if clip.actor == actor and clip.clip_id in self.tracked and clip.clip_id not in self.fitted:
-                self._push(FIT, "fit", ("fit", clip.clip_id), shard, (self.ctx, clip, self.strict))
+                self._push_fit(clip)
         self._after_fit(shard)
 
     def _after_fit(self, shard: str) -> None:
@@ -182,26 +203,36 @@ class Schedule:
         """Record that ``task`` finished (its files are on disk) and queue what it unblocks."""
         if task.kind in ("landmarks", "part", "join"):
             clip = task.args[1]
-            if self._tracked_on_disk(clip):
+            planned = read_plan(self.ws.shard_work(clip.shard).chunks(clip.clip_id)) is not None
+            if self._tracked_on_disk(clip) or not planned:
                 self._tracked(clip)
             elif task.kind == "landmarks":  # a long video: its parts next
                 self._push_tracking(clip)
             elif task.kind == "part":
-                self.parts[clip.clip_id].discard(task.args[2])
-                if not self.parts[clip.clip_id]:
+                self.parts["part", clip.clip_id].discard(task.args[2])
+                if not self.parts["part", clip.clip_id]:
                     self._push(FIT, "join", ("join", clip.clip_id), clip.shard, (self.ctx, clip))
         elif task.kind == "identity":
             _, shard, actor, _ = task.args
             self.identities.add((shard, actor))
             self._after_identity(shard, actor)
-        elif task.kind == "fit":
+        elif task.kind in ("fit", "fit_part", "fit_join"):
             clip = task.args[1]
-            self.fitted.add(clip.clip_id)
-            self._after_fit(clip.shard)
+            work = self.ws.shard_work(clip.shard)
+            if work.clip_done(clip.clip_id) or read_plan(work.fit_parts(clip.clip_id)) is None:
+                self.fitted.add(clip.clip_id)
+                self._after_fit(clip.shard)
+            elif task.kind == "fit":  # a long clip: its pieces next
+                self._push_fit(clip)
+            elif task.kind == "fit_part":
+                self.parts["fit_part", clip.clip_id].discard(task.args[2])
+                if not self.parts["fit_part", clip.clip_id]:
+                    self._push(IDENTITY, "fit_join", ("fit_join", clip.clip_id), clip.shard,
+                               (self.ctx, clip, self.strict))
 
 
 TASKS = {"landmarks": landmarks_task, "part": part_task, "join": join_task, "identity": identity_task, "fit": fit_task,
-         "assemble": assemble_task}
+         "fit_part": fit_part_task, "fit_join": fit_join_task, "assemble": assemble_task}
 
 
 def warm_up() -> None:

@@ -44,7 +44,7 @@ from recon3d.io.video import DecodedAudio, VideoReader, load_audio, read_audio
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
-from recon3d.pipeline.chunks import chunk_count, chunk_span, joined_parts, part_path, read_plan, write_plan
+from recon3d.pipeline.chunks import chunk_count, chunk_span, joined_parts, load_parts, part_path, read_plan, write_plan
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.disk import no_space
 from recon3d.pipeline.plan import PlannedClip
@@ -216,7 +216,7 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, whole
         with VideoReader(path) as reader:
             n_parts = chunk_count(reader.duration, config.landmarks.chunk_seconds)
         if n_parts > 1:
-            write_plan(work.chunks(clip.clip_id), n_parts, config.landmarks.chunk_seconds)
+            write_plan(work.chunks(clip.clip_id), n_parts, chunk_seconds=config.landmarks.chunk_seconds)
             return {}
     t0 = time.perf_counter()
     track = _track(ctx, path, AUDIO_RATE)  # one pass
@@ -265,7 +265,8 @@ def landmarks_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, 
     target = part_path(folder, k)
     if target.exists() or work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
         return {}
-    n, chunk_seconds = read_plan(folder)
+    plan = read_plan(folder)
+    n, chunk_seconds = plan["parts"], plan["chunk_seconds"]
     t0 = time.perf_counter()
     track = _track(ctx, Path(clip.path), None, chunk_span(k, n, chunk_seconds))
     if not len(track.valid):
@@ -363,17 +364,64 @@ def actor_arrays(ctx: BuildContext, shape: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------- stage 3
-def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.ndarray, strict_qc: bool) -> dict:
-    """Fit the clip with the actor's shape, QC it and write ``clips/<clip>.h5``. Returns timings."""
+def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.ndarray, strict_qc: bool,
+              whole: bool = False) -> dict:
+    """Fit the clip with the actor's shape, QC it and write ``clips/<clip>.h5``. Returns timings.
+    A clip longer than ``fitting.window_frames`` (fitted in several pieces, with a shape) only gets
+    its pieces' plan here, unless ``whole`` (:mod:`recon3d.pipeline.chunks`)."""
     if work.clip_done(clip.clip_id):
         return {}
     res = resources(ctx)
-    config = res.config
     cached = load_landmarks(work, clip.clip_id)
     seq = sequence_of(cached)
+    if not whole and len(shape) and seq.n_frames > res.config.fitting.window_frames:
+        shots, pieces = res.fitter.pieces(seq)
+        if len(pieces) > 1:
+            write_plan(work.fit_parts(clip.clip_id), len(pieces), pieces=[list(p) for p in pieces],
+                       shot_starts=[a for a, _ in shots[1:]])
+            return {}
     t0 = time.perf_counter()
     result = res.fitter.fit(seq, shape=shape if len(shape) else None, vertices=False)  # written a block at a time
-    fit_time = time.perf_counter() - t0
+    return _write_fitted(ctx, work, clip, cached, seq, result, strict_qc, time.perf_counter() - t0)
+
+
+def fit_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, k: int) -> dict:
+    """Fit piece ``k`` of a long clip's plan into its own file."""
+    folder = work.fit_parts(clip.clip_id)
+    target = part_path(folder, k)
+    if target.exists() or work.clip_done(clip.clip_id):
+        return {}
+    piece = tuple(read_plan(folder)["pieces"][k])
+    seq = sequence_of(load_landmarks(work, clip.clip_id))
+    t0 = time.perf_counter()
+    result = resources(ctx).fitter.fit_piece(seq, load_identity(work, clip.actor), piece, vertices=False)
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **result.arrays())
+    return {"fit": time.perf_counter() - t0}
+
+
+def fit_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, strict_qc: bool) -> dict:
+    """A long clip's fitted pieces joined, checked and written as :func:`fit_stage` writes a clip."""
+    from recon3d.fitting import FitResult
+
+    if work.clip_done(clip.clip_id):
+        return {}
+    folder = work.fit_parts(clip.clip_id)
+    parts = [FitResult.from_arrays(arrays) for arrays in load_parts(folder)]
+    result = FitResult.joined(parts, shot_starts=read_plan(folder)["shot_starts"])
+    result.mesh_of = resources(ctx).fitter.mesh_of(result)
+    cached = load_landmarks(work, clip.clip_id)
+    timings = _write_fitted(ctx, work, clip, cached, sequence_of(cached), result, strict_qc, 0.0)
+    shutil.rmtree(folder, ignore_errors=True)
+    return timings
+
+
+def _write_fitted(ctx: BuildContext, work: ShardWork, clip: PlannedClip, cached: dict, seq: LandmarkSequence,
+                  result, strict_qc: bool, fit_time: float) -> dict:
+    """QC a fitted clip and write ``clips/<clip>.h5`` (its meshes a block at a time)."""
+    res = resources(ctx)
+    config = res.config
     qc = clip_qc(seq, result, res.embedding, res.model.faces, config.qc)
     if strict_qc and not qc["pass"]:
         raise ClipError(f"rejected by --qc strict: {qc['flags']} beyond the thresholds", "qc")
@@ -417,7 +465,7 @@ def _guarded(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, 
 def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str, strict_qc: bool = False,
               part: int | None = None) -> dict:
     """One clip's ``landmarks`` or ``fit`` stage (the fit with the actor's identity of this shard),
-    or for a long video one of its parts' landmarks (``part``: k, or -1 for the join), failures
+    or for a long video one of its parts (``part``: k, or -1 for the join), failures
     recorded. What parallel workers run; returns the stage's timings."""
     if stage == "landmarks" and part is not None:
         func, *extra = (landmarks_join_stage,) if part < 0 else (landmarks_part_stage, part)
@@ -426,6 +474,9 @@ def clip_work(ctx: BuildContext, work: ShardWork, clip: PlannedClip, stage: str,
         return _guarded(ctx, work, clip, stage, landmarks_stage, ctx, work, clip)
     if work.failure(clip.clip_id).exists() or not work.landmarks(clip.clip_id).exists():
         return {}
+    if part is not None:
+        func, *extra = (fit_join_stage, strict_qc) if part < 0 else (fit_part_stage, part)
+        return _guarded(ctx, work, clip, stage, func, ctx, work, clip, *extra)
     return _guarded(ctx, work, clip, stage, fit_stage, ctx, work, clip, load_identity(work, clip.actor), strict_qc)
 
 

@@ -40,6 +40,10 @@ class ShardWork:
         """The parts of a long video tracked apart (:mod:`recon3d.pipeline.chunks`)."""
         return self.dir / "landmarks" / f"{clip_id}.chunks"
 
+    def fit_parts(self, clip_id: str) -> Path:
+        """The pieces of a long clip fitted apart (:mod:`recon3d.pipeline.chunks`)."""
+        return self.dir / "fits" / f"{clip_id}.parts"
+
     def identity(self, actor: str) -> Path:
         return self.dir / "identity" / f"{actor}.npz"
 

@@ -7,7 +7,8 @@ longest is also cut into 10-s clips. Each folder is built with ``--labels none``
 video) as a user would, timed, with the peak resident memory of every process below the command
 sampled while it runs (the largest is reported: a worker's) and the CPU time of all of them
 (``busy``: CPU seconds over wall seconds times workers). ``--one-piece`` also builds the long
-videos with ``fitting.window_frames: 0`` (the whole clip fitted in one piece, as before windows).
+videos in one piece, as builds did before parts and windows (``landmarks.chunk_seconds: 0``,
+``fitting.window_frames: 0``).
 
     python benchmarks/long_video.py [--minutes 2 10] [--workers 2] [--width 512] [--one-piece]
                                     [--source CLIP] [--work DIR]
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"{SHORT_SECONDS:.0f}-s clips ({longest} frames): building with {args.workers} workers", flush=True)
     rows["10s_clips"] = figures(build(cut, work / "out_cut", model, args.workers, "local", 1), args.workers)
     one_piece = work / "one_piece.yaml"
-    one_piece.write_text("fitting:\n  window_frames: 0\n")
+    one_piece.write_text("landmarks:\n  chunk_seconds: 0\nfitting:\n  window_frames: 0\n")
     for m in minutes:
         folder = work / f"long_{m:g}min"
         if not folder.exists():

@@ -96,7 +96,7 @@ class FitConfig:
     # A shot longer than window_frames is fitted in windows of that many frames that keep their
     # middle and overlap their neighbours by window_overlap frames on each side
     # (recon3d.fitting.windows): the fit's memory stays that of one window. 0: one piece.
-    window_frames: int = 1800
+    window_frames: int = 900
     window_overlap: int = 60
     # Optimisation schedule.
     rigid_iters: int = 6

@@ -56,6 +56,9 @@ NOISE_WEIGHT_RANGE = (0.25, 4.0)
 FRAME_CHUNK = 64
 #: Frames of the rigid start solved at once (each frame on its own: any chunk gives the same poses).
 RIGID_CHUNK = 1024
+#: The identity of a longer clip is chosen among this many of its frames, spread evenly (it uses
+#: ``identity_frames`` of them): its memory stays that of a minute of video.
+IDENTITY_MAX_FRAMES = 1800
 #: ``fitting.precision`` values: the arithmetic of the fit's tensors and its banded solves. float32
 #: fits equal float64 ones to ~1e-4 mm at about three quarters of the time (benchmarks.md,
 #: 2026-12-04).
@@ -515,8 +518,14 @@ class FlameFitter:
         from that mean plus jaw, eyes and head pose. Giving the mean expression its own prior keeps
         a constant expression from being pushed into the identity (and identity into expression).
         ``neutral=True`` (neutral-emotion clips) weighs the mean expression toward zero more strongly.
+        A sequence longer than :data:`IDENTITY_MAX_FRAMES` is seen through that many of its frames.
         """
         c, lay = self.config, self.layout
+        if any(s.n_frames > IDENTITY_MAX_FRAMES for s in sequences):  # bounded memory: frames spread evenly
+            spread = [np.linspace(0, s.n_frames - 1, min(s.n_frames, IDENTITY_MAX_FRAMES)).round().astype(int)
+                      for s in sequences]
+            sequences = [s.take(frames) for s, frames in zip(sequences, spread)]
+            init_params = init_params and [p[torch.as_tensor(f)] for p, f in zip(init_params, spread)]
         init_params = init_params or [self._rigid_init(s) for s in sequences]
         picks = self._identity_frames(sequences, init_params)
         if not picks:

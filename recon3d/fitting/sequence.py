@@ -49,6 +49,12 @@ class LandmarkSequence:
             None if self.flow is None else self.flow.window(start, stop),
             None if self.image_change is None else np.asarray(self.image_change)[part])
 
+    def take(self, frames: np.ndarray) -> "LandmarkSequence":
+        """The given frames only, as a sequence of their own (no flow or image change: they are
+        not consecutive)."""
+        return LandmarkSequence(self.points[frames], self.valid[frames], self.width, self.height, self.fps,
+                                None if self.score is None else np.asarray(self.score)[frames], self.scheme)
+
     def shot_starts(self) -> np.ndarray:
         """Frames where a new shot starts (:func:`recon3d.landmarks.shots.shot_starts`; none when the
         image change was not measured)."""

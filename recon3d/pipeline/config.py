@@ -25,7 +25,7 @@ class LandmarkConfig:
     dlib: str = "auto"
     # A video at least twice this long (seconds) is tracked in parts of this length on as many
     # workers as are free, then joined (recon3d.pipeline.chunks); 0: every video in one piece.
-    chunk_seconds: float = 60.0
+    chunk_seconds: float = 30.0
 
 
 @dataclass

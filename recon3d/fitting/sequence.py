@@ -158,9 +158,11 @@ class FitResult:
             yield start, self.mesh(start, min(start + frames, self.n_frames))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Everything but the meshes and timings, as arrays (for :meth:`from_arrays`): how a part of a
-        long clip fitted by one worker reaches the one that joins the parts."""
-        out = {"shape": self.shape, "shot_starts": self.shot_starts, **{n: getattr(self, n) for n in PER_FRAME},
+        """Everything but the meshes, the fitted landmark pixels (``projected``: no file keeps them)
+        and the timings, as arrays (for :meth:`from_arrays`): how a part of a long clip fitted by one
+        worker reaches the one that joins the parts."""
+        out = {"shape": self.shape, "shot_starts": self.shot_starts,
+               **{n: getattr(self, n) for n in PER_FRAME if n != "projected"},
                **{f"camera_{k}": np.asarray(v) for k, v in self.camera.to_dict().items()}}
         out.update({f"by_source_{k}": v for k, v in self.reprojection_px_by_source.items()})
         out.update({f"source_frames_{k}": np.asarray(v) for k, v in self.source_frames.items()})
@@ -170,15 +172,18 @@ class FitResult:
 
     @classmethod
     def from_arrays(cls, data: dict) -> "FitResult":
-        """A result written by :meth:`arrays` (without meshes: give it ``mesh_of``)."""
+        """A result written by :meth:`arrays` (without meshes: give it ``mesh_of``; ``projected``
+        empty, ``(T, 0, 2)``)."""
         from recon3d.fitting.camera import PinholeCamera
 
         def named(prefix: str) -> dict:
             return {k[len(prefix):]: data[k] for k in data if k.startswith(prefix)}
 
         camera = {k: v.item() for k, v in named("camera_").items()}
+        n_frames = len(data["expression"])
+        projected = data.get("projected", np.zeros((n_frames, 0, 2), np.float32))
         return cls(shape=data["shape"], camera=PinholeCamera(**camera), vertices=None,
-                   **{n: data[n] for n in PER_FRAME}, reprojection_px_by_source=named("by_source_"),
+                   **{n: data[n] for n in PER_FRAME if n != "projected"}, projected=projected, reprojection_px_by_source=named("by_source_"),
                    source_frames={k: int(v) for k, v in named("source_frames_").items()},
                    flow_residual_px=data.get("flow_residual_px"), shot_starts=data["shot_starts"])
 

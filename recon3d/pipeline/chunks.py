@@ -2,7 +2,7 @@
 
 Tracking (decoding, the detectors, the mouth flow) is most of a build's cost and follows the
 video frame by frame, so one long video would keep one core busy while the others wait. A video at
-least twice ``landmarks.chunk_seconds`` long is therefore tracked in parts of that length: its
+least 1.5 times ``landmarks.chunk_seconds`` long is therefore tracked in parts of that length: its
 landmarks task only writes the parts' plan (``landmarks/<clip>.chunks/plan.json``), each part is
 a task of its own (``<k>.npz``), and a last task joins them into the clip's landmarks as one
 piece would have written them. Each part starts tracking afresh :data:`LEAD_S` before its first
@@ -34,8 +34,8 @@ PER_FRAME = ("points", "valid", "score", "times", "image_change", "mouth_flow", 
 
 
 def chunk_count(duration_s: float, chunk_seconds: float) -> int:
-    """How many parts a video of ``duration_s`` seconds is tracked in (1: whole)."""
-    if chunk_seconds <= 0 or duration_s < 2 * chunk_seconds:
+    """How many parts a video of ``duration_s`` seconds is tracked in (1: whole, below 1.5 parts)."""
+    if chunk_seconds <= 0 or duration_s < 1.5 * chunk_seconds:
         return 1
     return math.ceil(duration_s / chunk_seconds)
 

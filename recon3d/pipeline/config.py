@@ -23,7 +23,7 @@ class LandmarkConfig:
     # the [dlib] extra is installed), on (required), off. A build resolves auto to on or off, and
     # that is what its configuration hash records.
     dlib: str = "auto"
-    # A video at least twice this long (seconds) is tracked in parts of this length on as many
+    # A video at least 1.5 times this long (seconds) is tracked in parts of this length on as many
     # workers as are free, then joined (recon3d.pipeline.chunks); 0: every video in one piece.
     chunk_seconds: float = 30.0
 

@@ -299,9 +299,10 @@ def landmarks_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) 
     return {"decode": time.perf_counter() - t0}
 
 
-def load_landmarks(work: ShardWork, clip_id: str) -> dict:
+def load_landmarks(work: ShardWork, clip_id: str, flow: bool = True) -> dict:
+    """A clip's landmarks cache; without its mouth flow (a third of it) unless ``flow``."""
     with np.load(work.landmarks(clip_id)) as data:
-        return {k: data[k] for k in data.files}
+        return {k: data[k] for k in data.files if flow or not k.startswith("mouth_flow")}
 
 
 def sequence_of(cached: dict) -> LandmarkSequence:
@@ -333,7 +334,7 @@ def identity_stage(ctx: BuildContext, work: ShardWork, actor: str, clips: list[P
     elif not chosen:
         return np.zeros(0)
     else:
-        seqs = [sequence_of(load_landmarks(work, c.clip_id)) for c in chosen]
+        seqs = [sequence_of(load_landmarks(work, c.clip_id, flow=False)) for c in chosen]
         shape = res.fitter.fit_identity(seqs, neutral=bool(preferred))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -364,6 +365,11 @@ def actor_arrays(ctx: BuildContext, shape: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------- stage 3
+#: A clip's meshes are computed once and held (60 kB a frame) up to this many frames; a longer
+#: clip's are computed a block at a time, for its QC and again for its file.
+MESHES_HELD_FRAMES = 2048
+
+
 def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.ndarray, strict_qc: bool,
               whole: bool = False) -> dict:
     """Fit the clip with the actor's shape, QC it and write ``clips/<clip>.h5``. Returns timings.
@@ -381,7 +387,8 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
                        shot_starts=[a for a, _ in shots[1:]])
             return {}
     t0 = time.perf_counter()
-    result = res.fitter.fit(seq, shape=shape if len(shape) else None, vertices=False)  # written a block at a time
+    held = seq.n_frames <= MESHES_HELD_FRAMES  # else QC and the writer compute them a block at a time
+    result = res.fitter.fit(seq, shape=shape if len(shape) else None, vertices=held)
     return _write_fitted(ctx, work, clip, cached, seq, result, strict_qc, time.perf_counter() - t0)
 
 
@@ -411,7 +418,7 @@ def fit_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, strict
     parts = [FitResult.from_arrays(arrays) for arrays in load_parts(folder)]
     result = FitResult.joined(parts, shot_starts=read_plan(folder)["shot_starts"])
     result.mesh_of = resources(ctx).fitter.mesh_of(result)
-    cached = load_landmarks(work, clip.clip_id)
+    cached = load_landmarks(work, clip.clip_id, flow=False)
     timings = _write_fitted(ctx, work, clip, cached, sequence_of(cached), result, strict_qc, 0.0)
     shutil.rmtree(folder, ignore_errors=True)
     return timings

@@ -63,17 +63,23 @@ def _spikes(x: np.ndarray, floor: float) -> np.ndarray:
     return x / np.maximum(np.maximum(before, after), floor)
 
 
-def landmark_jumps(points: np.ndarray, valid: np.ndarray, eye_corners: tuple[int, int]) -> np.ndarray:
+def landmark_jumps(points: np.ndarray, valid: np.ndarray, eye_corners: tuple[int, int],
+                   frames: np.ndarray | None = None) -> np.ndarray:
     """(T,) median landmark motion from frame ``t - 1`` to ``t`` over the face's outer-eye-corner
-    distance at ``t`` (0 where either frame has no face, and for the first frame)."""
-    p = np.asarray(points, np.float64)
+    distance at ``t`` (0 where either frame has no face, and for the first frame); only at
+    ``frames`` (0 elsewhere) when given."""
+    n = len(valid)
+    at = np.arange(1, n) if frames is None else np.unique(np.clip(frames, 1, max(n - 1, 1)))
+    at = at[at < n]
+    out = np.zeros(n)
+    if not len(at):
+        return out
+    now, before = np.asarray(points[at], np.float64), np.asarray(points[at - 1], np.float64)
     a, b = eye_corners
-    iod = np.linalg.norm(p[:, a] - p[:, b], axis=-1)
-    out = np.zeros(len(p))
-    both = valid[1:] & valid[:-1]
+    iod = np.linalg.norm(now[:, a] - now[:, b], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        motion = np.nanmedian(np.linalg.norm(p[1:] - p[:-1], axis=-1), axis=1) / iod[1:]
-    out[1:] = np.where(both & np.isfinite(motion), motion, 0.0)
+        motion = np.nanmedian(np.linalg.norm(now - before, axis=-1), axis=1) / iod
+    out[at] = np.where(valid[at] & valid[at - 1] & np.isfinite(motion), motion, 0.0)
     return out
 
 
@@ -86,7 +92,8 @@ def shot_starts(points: np.ndarray, valid: np.ndarray, change: np.ndarray, eye_c
     if len(change) != len(valid) or len(valid) < 2:
         return np.zeros(0, np.int64)
     image = (change >= MIN_IMAGE_CHANGE) & (_spikes(change, IMAGE_FLOOR) >= SPIKE_RATIO)
-    jumps = landmark_jumps(points, valid, eye_corners)
+    candidates = np.flatnonzero(image)  # the landmarks' jumps are needed only there and beside
+    jumps = landmark_jumps(points, valid, eye_corners, np.r_[candidates - 1, candidates, candidates + 1])
     moved = (jumps >= MIN_JUMP_IOD) & (_spikes(jumps, JUMP_FLOOR) >= SPIKE_RATIO)
     found_or_lost = np.r_[False, valid[1:] != valid[:-1]]
     starts = np.flatnonzero(image & (moved | found_or_lost))

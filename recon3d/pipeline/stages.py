@@ -305,13 +305,18 @@ def load_landmarks(work: ShardWork, clip_id: str, flow: bool = True) -> dict:
         return {k: data[k] for k in data.files if flow or not k.startswith("mouth_flow")}
 
 
-def sequence_of(cached: dict) -> LandmarkSequence:
+def sequence_of(cached: dict, start: int = 0, stop: int | None = None) -> LandmarkSequence:
+    """The cached landmarks (frames ``start`` to ``stop - 1``, all by default) as a sequence."""
     from recon3d.fitting import LandmarkSequence
 
     scheme = SCHEMES_BY_DETECTOR[str(cached["backend"])]
-    return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
-                            float(cached["fps"]), cached["score"], scheme, MouthFlow.from_arrays(cached),
-                            cached.get("image_change"))
+    part = slice(start, stop)
+    flow = MouthFlow.from_arrays(cached)
+    change = cached.get("image_change")
+    return LandmarkSequence(cached["points"][part], cached["valid"][part], int(cached["width"]),
+                            int(cached["height"]), float(cached["fps"]), cached["score"][part], scheme,
+                            None if flow is None else flow.window(start, len(cached["valid"]) if stop is None else stop),
+                            None if change is None else change[part])
 
 
 # ------------------------------------------------------------------------------------- stage 2
@@ -378,14 +383,15 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
     if work.clip_done(clip.clip_id):
         return {}
     res = resources(ctx)
-    cached = load_landmarks(work, clip.clip_id)
-    seq = sequence_of(cached)
-    if not whole and len(shape) and seq.n_frames > res.config.fitting.window_frames:
-        shots, pieces = res.fitter.pieces(seq)
+    cached = load_landmarks(work, clip.clip_id, flow=False)
+    if not whole and len(shape) and len(cached["valid"]) > res.config.fitting.window_frames:
+        shots, pieces = res.fitter.pieces(sequence_of(cached))
         if len(pieces) > 1:
             write_plan(work.fit_parts(clip.clip_id), len(pieces), pieces=[list(p) for p in pieces],
                        shot_starts=[a for a, _ in shots[1:]])
             return {}
+    cached = load_landmarks(work, clip.clip_id)  # with the mouth flow, for the fit
+    seq = sequence_of(cached)
     t0 = time.perf_counter()
     held = seq.n_frames <= MESHES_HELD_FRAMES  # else QC and the writer compute them a block at a time
     result = res.fitter.fit(seq, shape=shape if len(shape) else None, vertices=held)
@@ -398,10 +404,11 @@ def fit_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, k: int
     target = part_path(folder, k)
     if target.exists() or work.clip_done(clip.clip_id):
         return {}
-    piece = tuple(read_plan(folder)["pieces"][k])
-    seq = sequence_of(load_landmarks(work, clip.clip_id))
+    fa, fb, ka, kb = read_plan(folder)["pieces"][k]
+    seq = sequence_of(load_landmarks(work, clip.clip_id), fa, fb)  # this piece's frames only
     t0 = time.perf_counter()
-    result = resources(ctx).fitter.fit_piece(seq, load_identity(work, clip.actor), piece, vertices=False)
+    result = resources(ctx).fitter.fit_piece(seq, load_identity(work, clip.actor), (0, fb - fa, ka - fa, kb - fa),
+                                             vertices=False)
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **result.arrays())

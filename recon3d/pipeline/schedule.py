@@ -35,26 +35,19 @@ from recon3d.pipeline.workspace import Workspace
 
 # Priorities: lower runs first among ready tasks.
 ASSEMBLE, IDENTITY, FIT, LANDMARKS = 0, 1, 2, 3
+#: The stages a long clip is split in (recon3d.pipeline.chunks): the task kinds of a part and of
+#: their join, and the join's priority (the stage's own for the parts).
+SPLIT_STAGES = {"landmarks": ("part", "join", FIT), "fit": ("fit_part", "fit_join", IDENTITY)}
+PRIORITY = {"landmarks": LANDMARKS, "fit": FIT}
 
 
 def landmarks_task(ctx: BuildContext, clip: PlannedClip) -> dict:
     return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks")
 
 
-def part_task(ctx: BuildContext, clip: PlannedClip, k: int) -> dict:
-    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks", False, k)
-
-
-def join_task(ctx: BuildContext, clip: PlannedClip) -> dict:
-    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "landmarks", False, -1)
-
-
-def fit_part_task(ctx: BuildContext, clip: PlannedClip, k: int) -> dict:
-    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "fit", False, k)
-
-
-def fit_join_task(ctx: BuildContext, clip: PlannedClip, strict_qc: bool) -> dict:
-    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, "fit", strict_qc, -1)
+def part_task(ctx: BuildContext, clip: PlannedClip, stage: str, strict_qc: bool, part: int) -> dict:
+    """Part ``part`` of a long clip's ``stage`` (``landmarks`` or ``fit``), or -1: their join."""
+    return measured(clip_work, ctx, Workspace(ctx.out_dir).shard_work(clip.shard), clip, stage, strict_qc, part)
 
 
 def identity_task(ctx: BuildContext, shard: str, actor: str, candidates: list[PlannedClip]) -> dict:
@@ -109,7 +102,7 @@ class Schedule:
                  for c in identity_clips_needed(s, a, self.actor_clips.get(a, []), self.prefer) if c.clip_id not in own}
         for clip in clips + sorted(extra.values(), key=lambda c: (c.actor, c.clip_id)):
             if clip.clip_id not in self.tracked:
-                self._push_tracking(clip)
+                self._push_stage("landmarks", clip)
         for shard, cs in self.shards.items():
             for actor in sorted({c.actor for c in cs}):
                 self._after_identity_input(shard, actor)
@@ -126,29 +119,46 @@ class Schedule:
     def _has_landmarks(self, clip: PlannedClip) -> bool:
         return self.ws.shard_work(clip.shard).landmarks(clip.clip_id).exists()
 
-    def _push_tracking(self, clip: PlannedClip) -> None:
-        """Queue a clip's landmarks; for a video planned in parts, its missing parts (or their join)."""
-        folder = self.ws.shard_work(clip.shard).chunks(clip.clip_id)
-        if read_plan(folder) is None:
-            self._push(LANDMARKS, "landmarks", ("landmarks", clip.clip_id), clip.shard, (self.ctx, clip))
-            return
-        self.parts["part", clip.clip_id] = set(missing_parts(folder))
-        for k in sorted(self.parts["part", clip.clip_id]):
-            self._push(LANDMARKS, "part", ("part", clip.clip_id, k), clip.shard, (self.ctx, clip, k))
-        if not self.parts["part", clip.clip_id]:
-            self._push(FIT, "join", ("join", clip.clip_id), clip.shard, (self.ctx, clip))
+    def _parts_folder(self, stage: str, clip: PlannedClip):
+        work = self.ws.shard_work(clip.shard)
+        return work.chunks(clip.clip_id) if stage == "landmarks" else work.fit_parts(clip.clip_id)
 
-    def _push_fit(self, clip: PlannedClip) -> None:
-        """Queue a clip's fit; for a clip planned in pieces, its missing pieces (or their join)."""
-        folder = self.ws.shard_work(clip.shard).fit_parts(clip.clip_id)
+    def _push_stage(self, stage: str, clip: PlannedClip) -> None:
+        """Queue a clip's ``landmarks`` or ``fit``; for a clip whose stage is planned in parts, its
+        missing parts (or, when none is missing, their join)."""
+        args = (self.ctx, clip) if stage == "landmarks" else (self.ctx, clip, self.strict)
+        folder = self._parts_folder(stage, clip)
         if read_plan(folder) is None:
-            self._push(FIT, "fit", ("fit", clip.clip_id), clip.shard, (self.ctx, clip, self.strict))
+            self._push(PRIORITY[stage], stage, (stage, clip.clip_id), clip.shard, args)
             return
-        self.parts["fit_part", clip.clip_id] = set(missing_parts(folder))
-        for k in sorted(self.parts["fit_part", clip.clip_id]):
-            self._push(FIT, "fit_part", ("fit_part", clip.clip_id, k), clip.shard, (self.ctx, clip, k))
-        if not self.parts["fit_part", clip.clip_id]:
-            self._push(IDENTITY, "fit_join", ("fit_join", clip.clip_id), clip.shard, (self.ctx, clip, self.strict))
+        part, _, _ = SPLIT_STAGES[stage]
+        self.parts[part, clip.clip_id] = set(missing_parts(folder))
+        for k in sorted(self.parts[part, clip.clip_id]):
+            self._push(PRIORITY[stage], part, (part, clip.clip_id, k), clip.shard,
+                       (self.ctx, clip, stage, self.strict, k))
+        if not self.parts[part, clip.clip_id]:
+            self._push_join(stage, clip)
+
+    def _push_join(self, stage: str, clip: PlannedClip) -> None:
+        _, join, priority = SPLIT_STAGES[stage]
+        self._push(priority, join, (join, clip.clip_id), clip.shard, (self.ctx, clip, stage, self.strict, -1))
+
+    def _stage_done(self, stage: str, task: Task) -> bool:
+        """After a task of ``stage`` (the stage itself, a part or the join): whether the clip's stage
+        is complete; if not, its parts (after the planning task) or their join (after the last part)
+        are queued."""
+        clip = task.args[1]
+        work = self.ws.shard_work(clip.shard)
+        complete = self._tracked_on_disk(clip) if stage == "landmarks" else work.clip_done(clip.clip_id)
+        if complete or read_plan(self._parts_folder(stage, clip)) is None:
+            return True
+        if task.kind == stage:
+            self._push_stage(stage, clip)
+        elif task.kind == SPLIT_STAGES[stage][0]:
+            self.parts[task.kind, clip.clip_id].discard(task.args[4])
+            if not self.parts[task.kind, clip.clip_id]:
+                self._push_join(stage, clip)
+        return False
 
     def _tracked(self, clip: PlannedClip) -> None:
         """A clip's landmarks are done (or it failed): what waited for them can go."""
@@ -187,7 +197,7 @@ class Schedule:
     def _after_identity(self, shard: str, actor: str) -> None:
         for clip in self.shards[shard]:
             if clip.actor == actor and clip.clip_id in self.tracked and clip.clip_id not in self.fitted:
-                self._push_fit(clip)
+                self._push_stage("fit", clip)
         self._after_fit(shard)
 
     def _after_fit(self, shard: str) -> None:
@@ -202,37 +212,20 @@ class Schedule:
     def done(self, task: Task) -> None:
         """Record that ``task`` finished (its files are on disk) and queue what it unblocks."""
         if task.kind in ("landmarks", "part", "join"):
-            clip = task.args[1]
-            planned = read_plan(self.ws.shard_work(clip.shard).chunks(clip.clip_id)) is not None
-            if self._tracked_on_disk(clip) or not planned:
-                self._tracked(clip)
-            elif task.kind == "landmarks":  # a long video: its parts next
-                self._push_tracking(clip)
-            elif task.kind == "part":
-                self.parts["part", clip.clip_id].discard(task.args[2])
-                if not self.parts["part", clip.clip_id]:
-                    self._push(FIT, "join", ("join", clip.clip_id), clip.shard, (self.ctx, clip))
+            if self._stage_done("landmarks", task):
+                self._tracked(task.args[1])
         elif task.kind == "identity":
             _, shard, actor, _ = task.args
             self.identities.add((shard, actor))
             self._after_identity(shard, actor)
-        elif task.kind in ("fit", "fit_part", "fit_join"):
+        elif task.kind in ("fit", "fit_part", "fit_join") and self._stage_done("fit", task):
             clip = task.args[1]
-            work = self.ws.shard_work(clip.shard)
-            if work.clip_done(clip.clip_id) or read_plan(work.fit_parts(clip.clip_id)) is None:
-                self.fitted.add(clip.clip_id)
-                self._after_fit(clip.shard)
-            elif task.kind == "fit":  # a long clip: its pieces next
-                self._push_fit(clip)
-            elif task.kind == "fit_part":
-                self.parts["fit_part", clip.clip_id].discard(task.args[2])
-                if not self.parts["fit_part", clip.clip_id]:
-                    self._push(IDENTITY, "fit_join", ("fit_join", clip.clip_id), clip.shard,
-                               (self.ctx, clip, self.strict))
+            self.fitted.add(clip.clip_id)
+            self._after_fit(clip.shard)
 
 
-TASKS = {"landmarks": landmarks_task, "part": part_task, "join": join_task, "identity": identity_task, "fit": fit_task,
-         "fit_part": fit_part_task, "fit_join": fit_join_task, "assemble": assemble_task}
+TASKS = {"landmarks": landmarks_task, "part": part_task, "join": part_task, "identity": identity_task, "fit": fit_task,
+         "fit_part": part_task, "fit_join": part_task, "assemble": assemble_task}
 
 
 def warm_up() -> None:

@@ -657,8 +657,8 @@ class FlameFitter:
         return self._fit_shot(seq.window(fa, fb), shape, vertices).frames(ka - fa, kb - fa)
 
     def mesh_of(self, result: FitResult):
-        """``(start, stop) -> vertices`` of a result's frames, from its parameters (for a result read
-        back with :meth:`FitResult.from_arrays`)."""
+        """``(start, stop) -> vertices`` of a result's frames, from its parameters (shape, expression,
+        jaw and eyes: also for a result read back with :meth:`FitResult.from_arrays`)."""
         shape = torch.zeros(self.layer.n_shape)
         shape[:min(len(result.shape), self.layer.n_shape)] = torch.as_tensor(result.shape[:self.layer.n_shape]).float()
         psi = torch.as_tensor(result.expression).float()
@@ -729,17 +729,6 @@ class FlameFitter:
         rot = params[:, lay.rot]
         root = b.j_template[0] + b.j_shapedirs[0] @ shape + z @ b.j_exprdirs[0].T
         transl = params[:, lay.trans] + torch.einsum("tab,tb->ta", axis_angle_to_matrix(rot), root) - root
-        full_psi = psi.new_zeros(n_frames, self.layer.n_expr)
-        full_psi[:, :psi.shape[1]] = psi
-        full_shape = shape.new_zeros(self.layer.n_shape)
-        full_shape[:shape.shape[0]] = shape
-        eyes = torch.cat([eye_l, eye_r], 1).float()
-        jaw = params[:, lay.jaw].detach().float()
-        full_psi, full_shape, eyes = full_psi.detach().float(), full_shape.detach().float(), eyes.detach()
-
-        def mesh_of(a: int, b: int) -> np.ndarray:
-            with torch.no_grad():
-                return self.layer.canonical(full_shape, full_psi[a:b], jaw[a:b], eyes[a:b]).cpu().numpy()
         pixels = batch.model.evaluate(shape, params, jac=False).pixels[:, :batch.obs.shape[1]]
         point_err = (pixels - batch.obs).norm(dim=-1).cpu().numpy()  # (T, N)
         usable = self.usable_frames(seq)
@@ -758,12 +747,14 @@ class FlameFitter:
         def np_(x: torch.Tensor) -> np.ndarray:
             return x.detach().cpu().numpy()
 
-        return FitResult(
+        result = FitResult(
             shape=np_(shape), expression=np_(psi), jaw_pose=np_(params[:, lay.jaw]),
             eye_pose=np_(torch.cat([eye_l, eye_r], 1)), global_pose=np_(rot),
             neck_pose=np.zeros((n_frames, 3)), translation=np_(transl), head_translation=np_(params[:, lay.trans]),
             camera=batch.model.camera,
-            vertices=mesh_of(0, n_frames).astype(np.float32) if with_vertices else None, projected=np_(pixels),
-            reprojection_px=err, reprojection_px_by_source=by_source, source_frames=frames,
-            mesh_of=None if with_vertices else lambda a, b: mesh_of(a, b).astype(np.float32),
-        )
+            vertices=None, projected=np_(pixels), reprojection_px=err, reprojection_px_by_source=by_source,
+            source_frames=frames)
+        result.mesh_of = self.mesh_of(result)
+        if with_vertices:
+            result.vertices, result.mesh_of = result.mesh_of(0, n_frames), None
+        return result

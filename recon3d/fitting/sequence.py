@@ -183,7 +183,8 @@ class FitResult:
         n_frames = len(data["expression"])
         projected = data.get("projected", np.zeros((n_frames, 0, 2), np.float32))
         return cls(shape=data["shape"], camera=PinholeCamera(**camera), vertices=None,
-                   **{n: data[n] for n in PER_FRAME if n != "projected"}, projected=projected, reprojection_px_by_source=named("by_source_"),
+                   **{n: data[n] for n in PER_FRAME if n != "projected"}, projected=projected,
+                   reprojection_px_by_source=named("by_source_"),
                    source_frames={k: int(v) for k, v in named("source_frames_").items()},
                    flow_residual_px=data.get("flow_residual_px"), shot_starts=data["shot_starts"])
 

@@ -46,8 +46,8 @@ class MouthFlow:
         """(T,) whether frame ``t`` has a flow to ``t + 1``."""
         return np.isfinite(self.step) & (self.step > 0)
 
-    def window(self, start: int, stop: int) -> "MouthFlow":
-        """Frames ``start`` to ``stop - 1``."""
+    def window(self, start: int, stop: int | None) -> "MouthFlow":
+        """Frames ``start`` to ``stop - 1`` (to the end with None)."""
         return MouthFlow(self.flow[start:stop], self.origin[start:stop], self.step[start:stop])
 
     def sample(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

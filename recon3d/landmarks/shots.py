@@ -14,9 +14,9 @@ only where both happen at ``t`` and at neither neighbour (:func:`shot_starts`):
 A flash changes the picture but not the landmarks; a fast head turn moves both, but over several
 frames. Measured on the shared real clips (15: RAVDESS, MEAD, two far-turned heads): the image
 change's spike ratio stays at or below 1.9 and the landmarks' at or below 3.1 (a fast head turn),
-where a cut from one RAVDESS take to another seen 1.6x zoomed gives ~100 and 61. While tracking, :func:`image_spike` resets the detector
-at an image spike, so that the face after a cut is detected afresh rather than tracked from the
-previous shot's place.
+where a cut from one RAVDESS take to another seen 1.6x zoomed gives ~100 and 61. While tracking,
+:func:`image_spike` resets the detector at an image spike, so that the face after a cut is
+detected afresh rather than tracked from the previous shot's place.
 """
 
 from __future__ import annotations

@@ -220,13 +220,10 @@ def landmarks_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, whole
             return {}
     t0 = time.perf_counter()
     track = _track(ctx, path, AUDIO_RATE)  # one pass
-    decoded = track.audio
-    if not decoded.has_stream and clip.audio_path and Path(clip.audio_path).exists():  # MEAD's audio folder
-        decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
     arrays = {"points": track.points, "valid": track.valid, "score": track.score, "times": track.times,
               "image_change": track.image_change, "width": track.width, "height": track.height, "fps": track.fps,
               "rotation": track.rotation, **(track.mouth_flow.arrays() if track.mouth_flow is not None else {})}
-    _write_landmarks(ctx, work, clip, arrays, decoded)
+    _write_landmarks(ctx, work, clip, arrays, track.audio)
     total = time.perf_counter() - t0
     return _tracking_times(total, track.detect_seconds, track.flow_seconds, track.mouth_flow is not None)
 
@@ -244,13 +241,16 @@ def _tracking_times(total: float, detect: float, flow: float, with_flow: bool) -
 
 
 def _write_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip, arrays: dict, decoded: DecodedAudio) -> None:
-    """Check a clip's tracked ``arrays`` (frames, a face) and cache them with its audio and source."""
+    """Check a clip's tracked ``arrays`` (frames, a face) and cache them with its audio (``decoded``
+    from the video, else from the clip's own audio file: MEAD's audio folder) and source."""
     config = resources(ctx).config
     n_frames = len(arrays["valid"])
     if n_frames < config.qc.min_frames:
         raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
     if not arrays["valid"].any():
         raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
+    if not decoded.has_stream and clip.audio_path and Path(clip.audio_path).exists():
+        decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
     audio = decoded.window(float(arrays["times"][0]), audio_samples(n_frames, float(arrays["fps"])))
     source = fingerprint(Path(clip.path))  # what this result is built from: the file just decoded
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:
@@ -291,10 +291,7 @@ def landmarks_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) 
     n_frames, fps = len(arrays["valid"]), float(arrays["fps"])
     start = float(arrays["times"][0]) if n_frames else 0.0
     samples, has_stream = read_audio(Path(clip.path), start, audio_samples(n_frames, fps), AUDIO_RATE)
-    decoded = DecodedAudio(samples, start, AUDIO_RATE, has_stream)
-    if not has_stream and clip.audio_path and Path(clip.audio_path).exists():  # MEAD's audio folder
-        decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
-    _write_landmarks(ctx, work, clip, arrays, decoded)
+    _write_landmarks(ctx, work, clip, arrays, DecodedAudio(samples, start, AUDIO_RATE, has_stream))
     shutil.rmtree(folder, ignore_errors=True)
     return {"decode": time.perf_counter() - t0}
 
@@ -315,7 +312,7 @@ def sequence_of(cached: dict, start: int = 0, stop: int | None = None) -> Landma
     change = cached.get("image_change")
     return LandmarkSequence(cached["points"][part], cached["valid"][part], int(cached["width"]),
                             int(cached["height"]), float(cached["fps"]), cached["score"][part], scheme,
-                            None if flow is None else flow.window(start, len(cached["valid"]) if stop is None else stop),
+                            None if flow is None else flow.window(start, stop),
                             None if change is None else change[part])
 
 

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from recon3d.errors import SetupError
+from recon3d.landmarks.shots import shot_ranges
 from recon3d.shards import schema as S
 from recon3d.shards.schema import ClipAttrs, audio_span
 
@@ -225,8 +226,7 @@ def window_in_one_shot(total: int, length: int, shot_starts: list[int], rng: np.
     that crosses no shot cut, every such window equally likely; where no shot is that long, the
     longest shot whole (the whole clip without cuts). One draw from ``rng`` either way, so that a
     clip without cuts takes the draws it took before cuts were known."""
-    bounds = [0, *shot_starts, total]
-    shots = list(zip(bounds[:-1], bounds[1:]))
+    shots = shot_ranges(total, shot_starts)
     long_enough = [(a, b) for a, b in shots if b - a >= length]
     if not long_enough:
         rng.integers(0, 1)

@@ -162,7 +162,7 @@ def test_a_failing_source_is_named_by_its_flag():
                        reprojection_px_by_source={"mediapipe": np.full(t, 1.0), "dlib": np.full(t, 9.0)},
                        source_frames={"mediapipe": t, "dlib": t})
     emb = LandmarkEmbedding(np.zeros(1, np.int64), np.full((1, 3), 1 / 3), np.array([0]))
-    qc = clip_qc(seq, result, emb, np.array([[0, 1, 2]]), QCConfig())
+    qc = clip_qc(seq.inter_ocular_px(), seq.valid, seq.scheme, result, emb, np.array([[0, 1, 2]]), QCConfig())
     assert qc["flags"] == "reprojection_mean_dlib,reprojection_p95_dlib" and not qc["pass"]
     assert qc["reprojection_iod_mean_mediapipe"] == pytest.approx(0.01) and qc["frames_dlib"] == t
 

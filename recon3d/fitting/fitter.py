@@ -47,6 +47,7 @@ from recon3d.flame.lbs import axis_angle_to_matrix
 from recon3d.flame.model_file import FlameModelData, FlameModelError
 from recon3d.landmarks.mouth_flow import MouthFlow
 from recon3d.landmarks.schemes import DLIB_OFFSET, MEDIAPIPE, LandmarkScheme
+from recon3d.landmarks.shots import shot_ranges
 
 IRIS_IDS = set(range(468, 478))
 #: Bounds of the calibrated per-point weights (``landmark_noise: calibrated``): no point counts more
@@ -56,8 +57,8 @@ NOISE_WEIGHT_RANGE = (0.25, 4.0)
 FRAME_CHUNK = 64
 #: Frames of the rigid start solved at once (each frame on its own: any chunk gives the same poses).
 RIGID_CHUNK = 1024
-#: The identity of a longer clip is chosen among this many of its frames, spread evenly (it uses
-#: ``identity_frames`` of them): its memory stays that of a minute of video.
+#: The identity of a longer clip is chosen among this many of its frames, spread evenly
+#: (:func:`identity_frames`): its memory stays that of a minute of video.
 IDENTITY_MAX_FRAMES = 1800
 #: ``fitting.precision`` values: the arithmetic of the fit's tensors and its banded solves. float32
 #: fits equal float64 ones to ~1e-4 mm at about three quarters of the time (benchmarks.md,
@@ -68,6 +69,12 @@ PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 #: points; 0.15 mm was the best noiseless value on the calibration seeds for both models (fitting.md).
 SIGMA_SOURCES = ("fixed", "estimated")
 MIN_SIGMA_MM = 0.15
+
+
+def identity_frames(n_frames: int) -> np.ndarray:
+    """The frames of a clip of ``n_frames`` that its identity is fitted on: all, or
+    :data:`IDENTITY_MAX_FRAMES` of them spread evenly."""
+    return np.linspace(0, n_frames - 1, min(n_frames, IDENTITY_MAX_FRAMES)).round().astype(int)
 
 
 class FittingError(ClipError):
@@ -522,8 +529,7 @@ class FlameFitter:
         """
         c, lay = self.config, self.layout
         if any(s.n_frames > IDENTITY_MAX_FRAMES for s in sequences):  # bounded memory: frames spread evenly
-            spread = [np.linspace(0, s.n_frames - 1, min(s.n_frames, IDENTITY_MAX_FRAMES)).round().astype(int)
-                      for s in sequences]
+            spread = [identity_frames(s.n_frames) for s in sequences]
             sequences = [s.take(frames) for s, frames in zip(sequences, spread)]
             init_params = init_params and [p[torch.as_tensor(f)] for p, f in zip(init_params, spread)]
         init_params = init_params or [self._rigid_init(s) for s in sequences]
@@ -645,8 +651,12 @@ class FlameFitter:
         """The clip's shots ``(start, stop)`` and the pieces it is fitted in, ``(fit_start, fit_stop,
         keep_start, keep_stop)`` in order (each a shot, or a window of a long one): what
         :meth:`fit` does, and what a build spreads over its workers."""
+        return self.pieces_of(seq.n_frames, seq.shot_starts() if self.config.shot_cuts else [])
+
+    def pieces_of(self, n_frames: int, shot_starts) -> tuple[list[tuple[int, int]], list[tuple[int, int, int, int]]]:
+        """:meth:`pieces` of a clip of ``n_frames`` frames with shots starting at ``shot_starts``."""
         c = self.config
-        shots = seq.shots() if c.shot_cuts else [(0, seq.n_frames)]
+        shots = shot_ranges(n_frames, np.asarray(shot_starts, np.int64)) if c.shot_cuts else [(0, n_frames)]
         return shots, [(a + fa, a + fb, a + ka, a + kb) for a, b in shots
                        for fa, fb, ka, kb in temporal_windows(b - a, c.window_frames, c.window_overlap)]
 

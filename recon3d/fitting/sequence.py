@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from recon3d.fitting.camera import PinholeCamera
 
 
+def inter_ocular_px(points: np.ndarray, valid: np.ndarray, eye_corners: tuple[int, int]) -> np.ndarray:
+    """Per-frame distance between the outer eye corners of ``points (T, P, 2)`` (NaN without a face)."""
+    a, b = eye_corners
+    d = np.linalg.norm(np.asarray(points[:, a], np.float64) - np.asarray(points[:, b], np.float64), axis=-1)
+    return np.where(valid, d, np.nan)
+
+
 @dataclass
 class LandmarkSequence:
     """Per-frame 2D landmarks of one clip (by default MediaPipe's 478 points), pixels."""
@@ -75,9 +82,7 @@ class LandmarkSequence:
 
     def inter_ocular_px(self) -> np.ndarray:
         """Per-frame distance between the outer eye corners (NaN without a face)."""
-        a, b = self.scheme.outer_eye_corners
-        d = np.linalg.norm(self.points[:, a] - self.points[:, b], axis=-1)
-        return np.where(self.valid, d, np.nan)
+        return inter_ocular_px(self.points, self.valid, self.scheme.outer_eye_corners)
 
     def white_noise_px(self, ids: list[int] | np.ndarray) -> float:
         """The points' per-coordinate noise in pixels, assuming it is white: a robust standard

@@ -7,6 +7,7 @@ functions take the rate as an argument.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -243,17 +244,48 @@ def read_audio(path: Path, start: float, n_samples: int, sample_rate: int) -> tu
     Missing stretches (no audio stream, a late start, an early end) are zeros. Returns the samples
     and whether the file had an audio stream at all.
     """
+    blocks, has_stream = audio_blocks(path, start, n_samples, sample_rate)
+    return np.concatenate([np.zeros(0, np.float32), *blocks]), has_stream
+
+
+def audio_blocks(path: Path, start: float, n_samples: int, sample_rate: int) -> tuple[Iterator[np.ndarray], bool]:
+    """:func:`read_audio`'s samples as they are decoded, a block at a time (a long video's audio
+    is never held whole), and whether the file has an audio stream."""
     with _open(path, "audio") as container:
-        if not container.streams.audio:
-            return np.zeros(n_samples, dtype=np.float32), False
-        collector = _AudioCollector(sample_rate)
+        has_stream = bool(container.streams.audio)
+    return (_audio_window(path, start, n_samples, sample_rate) if has_stream
+            else iter([np.zeros(n_samples, np.float32)])), has_stream
+
+
+def _audio_window(path: Path, start: float, n_samples: int, rate: int) -> Iterator[np.ndarray]:
+    """The samples of ``[start, start + n_samples / rate)`` as :meth:`DecodedAudio.window` cuts them
+    from the whole decoded stream, yielded as they are decoded."""
+    left, skip = n_samples, None
+    with _open(path, "audio") as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        first_time = None
         try:
-            for frame in container.decode(container.streams.audio[0]):
-                collector.add(frame)
-            audio = collector.finish()
+            for frame in itertools.chain(container.decode(container.streams.audio[0]), [None]):  # None: flush
+                if frame is not None and first_time is None and frame.time is not None:
+                    first_time = float(frame.time)
+                for chunk in resampler.resample(frame):
+                    samples = chunk.to_ndarray().reshape(-1).astype(np.float32)
+                    if skip is None:  # where the stream's first sample falls in the window
+                        offset = int(round(((first_time or 0.0) - start) * rate))
+                        skip = max(0, -offset)
+                        lead = min(max(0, offset), left)
+                        if lead:
+                            yield np.zeros(lead, np.float32)
+                            left -= lead
+                    cut = min(skip, len(samples))
+                    samples, skip = samples[cut:], skip - cut
+                    if left and len(samples):
+                        yield samples[:left]
+                        left -= min(left, len(samples))
         except av.error.FFmpegError as exc:
             raise VideoError(f"{Path(path).name}: audio data is corrupt ({exc})") from exc
-    return audio.window(start, n_samples), True
+    if left:
+        yield np.zeros(left, np.float32)
 
 
 def write_video(path: Path, frames, fps: float, audio: np.ndarray | None = None, sample_rate: int | None = None,

@@ -74,13 +74,3 @@ def load_parts(folder: Path) -> list[dict[str, np.ndarray]]:
         with np.load(part_path(folder, k)) as data:
             parts.append({key: data[key] for key in data.files})
     return parts
-
-
-def joined_parts(folder: Path) -> dict[str, np.ndarray]:
-    """A long video's tracked parts, joined in order (the video's own arrays from the first part)."""
-    parts = load_parts(folder)
-    out = dict(parts[0])
-    for key in PER_FRAME:
-        if key in out:
-            out[key] = np.concatenate([p[key] for p in parts])
-    return out

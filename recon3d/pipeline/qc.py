@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from recon3d.fitting.sequence import FitResult, LandmarkSequence
+from recon3d.fitting.sequence import FitResult
 from recon3d.flame.embeddings import LandmarkEmbedding
+from recon3d.landmarks.schemes import LandmarkScheme
 from recon3d.pipeline.config import QCConfig
 
 #: Faces smaller than this (median outer-eye-corner distance, pixels) are flagged ``small_face``:
@@ -23,10 +24,29 @@ def _iod_figures(rel: np.ndarray, suffix: str = "") -> dict:
             f"reprojection_iod_p95{suffix}": float(np.percentile(rel, 95)) if rel.size else float("nan")}
 
 
-def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbedding, faces: np.ndarray,
-            config: QCConfig) -> dict:
+def lip_jitter_mm(result: FitResult, lip_points: LandmarkEmbedding, faces: np.ndarray) -> float:
+    """Mean second difference of the fitted lip points between consecutive frames of one shot, mm
+    (a block of meshes at a time)."""
+    within = np.ones(max(result.n_frames - 2, 0), bool)  # second differences within one shot
+    for start in result.shot_starts:
+        within[max(start - 2, 0):start] = False
+    total, count, tail = 0.0, 0, np.zeros((0, len(lip_points.face_idx), 3))
+    for start, block in result.mesh_chunks():
+        pts = np.concatenate([tail, lip_points.points(block.astype(np.float64), faces)])
+        accel = np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean(1)
+        first = start + len(block) - len(pts)  # the frame of accel[0]'s first point
+        keep = within[first:first + len(accel)]
+        total, count = total + accel[keep].sum(), count + int(keep.sum())
+        tail = pts[-2:]
+    return float(total / count * 1000) if count else 0.0
+
+
+def clip_qc(iod: np.ndarray, valid: np.ndarray, scheme: LandmarkScheme, result: FitResult,
+            embedding: LandmarkEmbedding, faces: np.ndarray, config: QCConfig) -> dict:
     """QC figures of a fitted clip and the names of the thresholds it exceeds (``flags``); shards store
-    them as ``qc_<name>`` attributes.
+    them as ``qc_<name>`` attributes. ``iod``: the face's size per frame
+    (:meth:`LandmarkSequence.inter_ocular_px`), ``valid``: the frames with a face, ``scheme``: the
+    landmarks' (its lip points are the ones whose jitter is measured).
 
     The reprojection error is given over the points the fit used (``reprojection_iod_*``, a second
     source weighted by its trust) and per landmark source (``reprojection_iod_*_mediapipe``, and
@@ -37,15 +57,9 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     against the flow per frame (no threshold). ``shots``: how many shots the clip was fitted in,
     ``shot_starts`` the frames where they start (comma-separated; the lip jitter is measured within
     shots)."""
-    iod = seq.inter_ocular_px()
-    lips = np.isin(embedding.source_ids, seq.scheme.lip_ids)
+    lips = np.isin(embedding.source_ids, scheme.lip_ids)
     lip_points = LandmarkEmbedding(embedding.face_idx[lips], embedding.bary[lips], embedding.source_ids[lips])
-    pts = np.concatenate([lip_points.points(block.astype(np.float64), faces) for _, block in result.mesh_chunks()])
-    accel = np.linalg.norm(pts[2:] - 2 * pts[1:-1] + pts[:-2], axis=-1).mean(1)
-    within = np.ones(len(accel), bool)  # second differences within one shot
-    for start in result.shot_starts:
-        within[max(start - 2, 0):start] = False
-    jitter = float(accel[within].mean() * 1000) if within.any() else 0.0
+    jitter = lip_jitter_mm(result, lip_points, faces)
     figures = _iod_figures(result.reprojection_px / iod)
     by_source = result.reprojection_px_by_source or {"mediapipe": result.reprojection_px}
     for source, err in by_source.items():
@@ -53,7 +67,7 @@ def clip_qc(seq: LandmarkSequence, result: FitResult, embedding: LandmarkEmbeddi
     for source, n in result.source_frames.items():
         figures[f"frames_{source}"] = int(n)
     figures.update({
-        "face_fraction": float(seq.valid.mean()),
+        "face_fraction": float(np.mean(valid)),
         "lip_jitter_mm": jitter,
         "inter_ocular_px": float(np.nanmedian(iod)) if np.isfinite(iod).any() else float("nan"),
         "shots": len(result.shot_starts) + 1,

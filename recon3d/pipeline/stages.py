@@ -40,11 +40,13 @@ from recon3d.atomic import atomic_path, write_json
 from recon3d.errors import ClipError, SetupError
 from recon3d.flame import load_fan68_embedding, load_flame_model, load_mediapipe_dlib_embedding, load_mediapipe_embedding
 from recon3d.io.fingerprint import fingerprint
-from recon3d.io.video import DecodedAudio, VideoReader, load_audio, read_audio
+from recon3d.io.npz_rows import NpzRows, Rows, write_npz_blocks
+from recon3d.io.video import DecodedAudio, VideoReader, audio_blocks, load_audio
 from recon3d.landmarks import create_detector, track_video
 from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
-from recon3d.pipeline.chunks import chunk_count, chunk_span, joined_parts, load_parts, part_path, read_plan, write_plan
+from recon3d.landmarks.shots import shot_starts
+from recon3d.pipeline.chunks import PER_FRAME, chunk_count, chunk_span, load_parts, part_path, read_plan, write_plan
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.disk import no_space
 from recon3d.pipeline.plan import PlannedClip
@@ -240,23 +242,31 @@ def _tracking_times(total: float, detect: float, flow: float, with_flow: bool) -
     return {**timings, "mouth_flow": flow} if with_flow else timings
 
 
-def _write_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip, arrays: dict, decoded: DecodedAudio) -> None:
-    """Check a clip's tracked ``arrays`` (frames, a face) and cache them with its audio (``decoded``
-    from the video, else from the clip's own audio file: MEAD's audio folder) and source."""
+def _write_landmarks(ctx: BuildContext, work: ShardWork, clip: PlannedClip, arrays: dict,
+                     decoded: DecodedAudio | None) -> None:
+    """Check a clip's tracked ``arrays`` (frames, a face) and cache them with its audio and source.
+    ``arrays`` are whole, or ``(shape, dtype, blocks)`` written as the blocks come (``valid``,
+    ``times`` and ``fps`` whole); the audio is the video's (``decoded``, else read from the file a
+    block at a time), else the clip's own audio file's (MEAD's audio folder)."""
     config = resources(ctx).config
     n_frames = len(arrays["valid"])
     if n_frames < config.qc.min_frames:
         raise ClipError(f"clip has {n_frames} frames, fewer than the minimum {config.qc.min_frames}", "landmarks")
     if not arrays["valid"].any():
         raise ClipError(f"no face detected in any of the {n_frames} frames", "landmarks")
-    if not decoded.has_stream and clip.audio_path and Path(clip.audio_path).exists():
-        decoded = DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
-    audio = decoded.window(float(arrays["times"][0]), audio_samples(n_frames, float(arrays["fps"])))
+    start, n_samples = float(arrays["times"][0]), audio_samples(n_frames, float(arrays["fps"]))
+    if decoded is not None:
+        audio, has_stream = [decoded.window(start, n_samples)], decoded.has_stream
+    else:
+        audio, has_stream = audio_blocks(Path(clip.path), start, n_samples, AUDIO_RATE)
+    if not has_stream and clip.audio_path and Path(clip.audio_path).exists():
+        audio, has_stream = [DecodedAudio(load_audio(Path(clip.audio_path), AUDIO_RATE), 0.0, AUDIO_RATE, True)
+                             .window(start, n_samples)], True
     source = fingerprint(Path(clip.path))  # what this result is built from: the file just decoded
     with atomic_path(work.landmarks(clip.clip_id)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays, audio=audio, has_audio_stream=decoded.has_stream, sha256=source["sha256"],
-                     source_size=source["size"], source_mtime_ns=source["mtime_ns"], backend=detector(ctx).name)
+        write_npz_blocks(tmp, {**arrays, "audio": ((n_samples,), np.float32, audio), "has_audio_stream": has_stream,
+                               "sha256": source["sha256"], "source_size": source["size"],
+                               "source_mtime_ns": source["mtime_ns"], "backend": detector(ctx).name})
 
 
 def landmarks_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, k: int) -> dict:
@@ -282,38 +292,84 @@ def landmarks_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, 
 
 
 def landmarks_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) -> dict:
-    """The parts of a long video joined into its landmarks cache, with its audio; the parts removed."""
+    """The parts of a long video joined into its landmarks cache, with its audio, a part and a
+    block of audio at a time; the parts removed."""
     if work.landmarks(clip.clip_id).exists() or work.failure(clip.clip_id).exists():
         return {}
     t0 = time.perf_counter()
     folder = work.chunks(clip.clip_id)
-    arrays = joined_parts(folder)
-    n_frames, fps = len(arrays["valid"]), float(arrays["fps"])
-    start = float(arrays["times"][0]) if n_frames else 0.0
-    samples, has_stream = read_audio(Path(clip.path), start, audio_samples(n_frames, fps), AUDIO_RATE)
-    _write_landmarks(ctx, work, clip, arrays, DecodedAudio(samples, start, AUDIO_RATE, has_stream))
+    parts = [NpzRows(part_path(folder, k)) for k in range(read_plan(folder)["parts"])]
+    n_frames = sum(len(p["valid"]) for p in parts)
+    arrays: dict = {}
+    for key, member in parts[0].members.items():
+        if key in ("valid", "times"):
+            arrays[key] = np.concatenate([p[key][:] for p in parts])
+        elif key in PER_FRAME:
+            arrays[key] = ((n_frames,) + member.shape[1:], member.dtype, _each_part(parts, key))
+        else:
+            arrays[key] = parts[0].value(key)
+    _write_landmarks(ctx, work, clip, arrays, None)
     shutil.rmtree(folder, ignore_errors=True)
     return {"decode": time.perf_counter() - t0}
 
 
-def load_landmarks(work: ShardWork, clip_id: str, flow: bool = True) -> dict:
-    """A clip's landmarks cache; without its mouth flow (a third of it) unless ``flow``."""
-    with np.load(work.landmarks(clip_id)) as data:
-        return {k: data[k] for k in data.files if flow or not k.startswith("mouth_flow")}
+def _each_part(parts: list[NpzRows], key: str):
+    """Each part's ``key`` rows, read in turn."""
+    for part in parts:
+        yield part[key][:]
 
 
-def sequence_of(cached: dict, start: int = 0, stop: int | None = None) -> LandmarkSequence:
-    """The cached landmarks (frames ``start`` to ``stop - 1``, all by default) as a sequence."""
+def landmark_cache(work: ShardWork, clip_id: str) -> dict:
+    """A clip's landmarks cache read on demand: each array a :class:`~recon3d.io.npz_rows.Rows`
+    (read a range of frames at a time), each scalar its value."""
+    rows = NpzRows(work.landmarks(clip_id))
+    return {key: member if member.shape else rows.value(key) for key, member in rows.members.items()}
+
+
+def load_landmarks(work: ShardWork, clip_id: str, flow: bool = True, frames: slice | np.ndarray | None = None) -> dict:
+    """A clip's landmarks cache, without its mouth flow (a third of it) unless ``flow``. With
+    ``frames`` (a slice, or frame indices) only those frames, and no audio; indices also leave out
+    the mouth flow and the image change, which are measured between consecutive frames."""
+    out = {}
+    consecutive = frames is None or isinstance(frames, slice)
+    for key, value in landmark_cache(work, clip_id).items():
+        if key.startswith("mouth_flow") and not (flow and consecutive) or key == "image_change" and not consecutive:
+            continue
+        if not isinstance(value, Rows):
+            out[key] = value
+        elif frames is None:
+            out[key] = value[:]
+        elif key in PER_FRAME:
+            out[key] = value[frames]
+    return out
+
+
+def sequence_of(cached: dict) -> LandmarkSequence:
+    """The cached landmarks (:func:`load_landmarks`) as a sequence."""
     from recon3d.fitting import LandmarkSequence
 
-    scheme = SCHEMES_BY_DETECTOR[str(cached["backend"])]
-    part = slice(start, stop)
-    flow = MouthFlow.from_arrays(cached)
-    change = cached.get("image_change")
-    return LandmarkSequence(cached["points"][part], cached["valid"][part], int(cached["width"]),
-                            int(cached["height"]), float(cached["fps"]), cached["score"][part], scheme,
-                            None if flow is None else flow.window(start, stop),
-                            None if change is None else change[part])
+    return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
+                            float(cached["fps"]), cached["score"], SCHEMES_BY_DETECTOR[str(cached["backend"])],
+                            MouthFlow.from_arrays(cached), cached.get("image_change"))
+
+
+def cached_shot_starts(cache: dict) -> np.ndarray:
+    """:meth:`LandmarkSequence.shot_starts` of a :func:`landmark_cache`, reading the landmarks
+    only where the picture spikes."""
+    if "image_change" not in cache:
+        return np.zeros(0, np.int64)
+    corners = SCHEMES_BY_DETECTOR[str(cache["backend"])].outer_eye_corners
+    return shot_starts(cache["points"], cache["valid"][:], cache["image_change"][:], corners)
+
+
+def cached_inter_ocular_px(cache: dict, frames: int = 4096) -> np.ndarray:
+    """:meth:`LandmarkSequence.inter_ocular_px` of a :func:`landmark_cache`, ``frames`` at a time."""
+    from recon3d.fitting.sequence import inter_ocular_px
+
+    corners = SCHEMES_BY_DETECTOR[str(cache["backend"])].outer_eye_corners
+    valid = cache["valid"][:]
+    return np.concatenate([np.zeros(0)] + [inter_ocular_px(block, valid[a:a + len(block)], corners)
+                                           for a, block in cache["points"].blocks(frames)])
 
 
 # ------------------------------------------------------------------------------------- stage 2
@@ -336,13 +392,22 @@ def identity_stage(ctx: BuildContext, work: ShardWork, actor: str, clips: list[P
     elif not chosen:
         return np.zeros(0)
     else:
-        seqs = [sequence_of(load_landmarks(work, c.clip_id, flow=False)) for c in chosen]
+        seqs = [_identity_sequence(work, c.clip_id) for c in chosen]
         shape = res.fitter.fit_identity(seqs, neutral=bool(preferred))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, shape=shape, source=source, clips=np.array([c.clip_id for c in chosen]),
                      neutral=bool(preferred))
     return shape
+
+
+def _identity_sequence(work: ShardWork, clip_id: str) -> LandmarkSequence:
+    """A clip's landmarks as its identity fit sees them: a long clip's chosen frames only, read alone."""
+    from recon3d.fitting.fitter import IDENTITY_MAX_FRAMES, identity_frames
+
+    n_frames = len(landmark_cache(work, clip_id)["valid"])
+    frames = identity_frames(n_frames) if n_frames > IDENTITY_MAX_FRAMES else None
+    return sequence_of(load_landmarks(work, clip_id, flow=False, frames=frames))
 
 
 def load_identity(work: ShardWork, actor: str) -> np.ndarray:
@@ -380,9 +445,11 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
     if work.clip_done(clip.clip_id):
         return {}
     res = resources(ctx)
-    cached = load_landmarks(work, clip.clip_id, flow=False)
-    if not whole and len(shape) and len(cached["valid"]) > res.config.fitting.window_frames:
-        shots, pieces = res.fitter.pieces(sequence_of(cached))
+    cache = landmark_cache(work, clip.clip_id)
+    n_frames = len(cache["valid"])
+    if not whole and len(shape) and n_frames > res.config.fitting.window_frames:
+        starts = cached_shot_starts(cache) if res.config.fitting.shot_cuts else []
+        shots, pieces = res.fitter.pieces_of(n_frames, starts)
         if len(pieces) > 1:
             write_plan(work.fit_parts(clip.clip_id), len(pieces), pieces=[list(p) for p in pieces],
                        shot_starts=[a for a, _ in shots[1:]])
@@ -392,7 +459,7 @@ def fit_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, shape: np.n
     t0 = time.perf_counter()
     held = seq.n_frames <= MESHES_HELD_FRAMES  # else QC and the writer compute them a block at a time
     result = res.fitter.fit(seq, shape=shape if len(shape) else None, vertices=held)
-    return _write_fitted(ctx, work, clip, cached, seq, result, strict_qc, time.perf_counter() - t0)
+    return _write_fitted(ctx, work, clip, cached, seq.inter_ocular_px(), result, strict_qc, time.perf_counter() - t0)
 
 
 def fit_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, k: int) -> dict:
@@ -402,7 +469,7 @@ def fit_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, k: int
     if target.exists() or work.clip_done(clip.clip_id):
         return {}
     fa, fb, ka, kb = read_plan(folder)["pieces"][k]
-    seq = sequence_of(load_landmarks(work, clip.clip_id), fa, fb)  # this piece's frames only
+    seq = sequence_of(load_landmarks(work, clip.clip_id, frames=slice(fa, fb)))  # this piece's frames only
     t0 = time.perf_counter()
     result = resources(ctx).fitter.fit_piece(seq, load_identity(work, clip.actor), (0, fb - fa, ka - fa, kb - fa),
                                              vertices=False)
@@ -419,25 +486,28 @@ def fit_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, strict
     if work.clip_done(clip.clip_id):
         return {}
     folder = work.fit_parts(clip.clip_id)
-    parts = [FitResult.from_arrays(arrays) for arrays in load_parts(folder)]
-    result = FitResult.joined(parts, shot_starts=read_plan(folder)["shot_starts"])
+    result = FitResult.joined([FitResult.from_arrays(arrays) for arrays in load_parts(folder)],
+                              shot_starts=read_plan(folder)["shot_starts"])
     result.mesh_of = resources(ctx).fitter.mesh_of(result)
-    cached = load_landmarks(work, clip.clip_id, flow=False)
-    timings = _write_fitted(ctx, work, clip, cached, sequence_of(cached), result, strict_qc, 0.0)
+    cache = landmark_cache(work, clip.clip_id)  # read a block at a time: the clip may be hours long
+    timings = _write_fitted(ctx, work, clip, cache, cached_inter_ocular_px(cache), result, strict_qc, 0.0)
     shutil.rmtree(folder, ignore_errors=True)
     return timings
 
 
-def _write_fitted(ctx: BuildContext, work: ShardWork, clip: PlannedClip, cached: dict, seq: LandmarkSequence,
+def _write_fitted(ctx: BuildContext, work: ShardWork, clip: PlannedClip, cached: dict, iod: np.ndarray,
                   result, strict_qc: bool, fit_time: float) -> dict:
-    """QC a fitted clip and write ``clips/<clip>.h5`` (its meshes a block at a time)."""
+    """QC a fitted clip (``iod``: its faces' per-frame size) and write ``clips/<clip>.h5`` (its
+    meshes a block at a time; ``cached`` its landmarks cache, arrays or :class:`Rows`)."""
     res = resources(ctx)
     config = res.config
-    qc = clip_qc(seq, result, res.embedding, res.model.faces, config.qc)
+    valid = cached["valid"][:]
+    qc = clip_qc(iod, valid, SCHEMES_BY_DETECTOR[str(cached["backend"])], result, res.embedding, res.model.faces,
+                 config.qc)
     if strict_qc and not qc["pass"]:
         raise ClipError(f"rejected by --qc strict: {qc['flags']} beyond the thresholds", "qc")
     t1 = time.perf_counter()
-    has_speech = bool((clip.labels or {}).get("modality", 1) == 1 and np.abs(cached["audio"]).max() > 0)
+    has_speech = (clip.labels or {}).get("modality", 1) == 1 and _any_sound(cached["audio"])
     attrs = ClipAttrs.from_labels(
         clip.actor, float(cached["fps"]), result.n_frames, clip.labels, has_speech_audio=has_speech, split=clip.split,
         source_path=clip.path, source_sha256=str(cached["sha256"]), source_size=int(cached.get("source_size", 0)),
@@ -447,12 +517,17 @@ def _write_fitted(ctx: BuildContext, work: ShardWork, clip: PlannedClip, cached:
     f = result
     record = ClipRecord(
         clip_id=clip.clip_id, attrs=attrs, times=cached["times"], vertices=f, audio=cached["audio"],
-        landmarks=cached["points"], landmarks_valid=cached["valid"],
+        landmarks=cached["points"], landmarks_valid=valid,
         flame={"expression": f.expression, "jaw_pose": f.jaw_pose, "eye_pose": f.eye_pose,
                "global_pose": f.global_pose, "neck_pose": f.neck_pose, "translation": f.translation},
         camera=f.camera.to_dict(), head_translation=f.head_translation)
     write_clip_file(work.clip(clip.clip_id), record, config.storage)
     return {"fit": fit_time, "write": time.perf_counter() - t1, "frames": f.n_frames}
+
+
+def _any_sound(audio: np.ndarray | Rows, samples: int = 1 << 20) -> bool:
+    """Whether ``audio`` has a sample that is not zero (``samples`` read at a time)."""
+    return any(np.abs(audio[a:a + samples]).max() > 0 for a in range(0, len(audio), samples))
 
 
 # ----------------------------------------------------------------------------------- the shard

@@ -56,20 +56,41 @@ class ClipRecord:
 
     clip_id: str
     attrs: ClipAttrs  # actor, fps, labels, QC, provenance (n_frames is set from the vertices)
-    times: np.ndarray  # (T,) s
+    times: np.ndarray | FrameRows  # (T,) s
     vertices: np.ndarray | MeshSource  # (T, V, 3) m, canonical head space
-    audio: np.ndarray  # (N,) float32, 16 kHz
-    landmarks: np.ndarray  # (T, 478, 2) px; (T, 546, 2) with dlib's 68 after MediaPipe's
+    audio: np.ndarray | FrameRows  # (N,) float32, 16 kHz
+    landmarks: np.ndarray | FrameRows  # (T, 478, 2) px; (T, 546, 2) with dlib's 68 after MediaPipe's
     landmarks_valid: np.ndarray  # (T,) bool
     flame: dict[str, np.ndarray]  # expression, jaw_pose, eye_pose, global_pose, neck_pose, translation
     camera: dict[str, float]  # focal, cx, cy, width, height
     head_translation: np.ndarray  # (T, 3) camera-frame vertices = vertices @ R(global_pose)^T + this
 
 
-def _put(group: h5py.Group, name: str, data: np.ndarray, **options) -> h5py.Dataset:
+class FrameRows(Protocol):
+    """An array read a range of rows at a time (:class:`recon3d.io.npz_rows.Rows`): a long clip's
+    landmarks and audio are copied into its file without ever being held whole."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def blocks(self, frames: int) -> Iterator[tuple[int, np.ndarray]]: ...
+
+
+#: Rows of a :class:`FrameRows` copied at a time.
+ROWS_BLOCK = 1 << 16
+
+
+def _put(group: h5py.Group, name: str, data: np.ndarray | FrameRows, dtype=None, **options) -> h5py.Dataset:
     """A dataset with HDF5's per-chunk Fletcher-32 checksum: a corrupt chunk raises on read
-    instead of returning wrong numbers (every dataset of a shard is written so)."""
-    return group.create_dataset(name, data=data, fletcher32=True, **options)
+    instead of returning wrong numbers (every dataset of a shard is written so). ``data`` whole,
+    or :class:`FrameRows` copied a block at a time; stored as ``dtype`` (default: its own)."""
+    if not hasattr(data, "blocks"):
+        return group.create_dataset(name, data=np.asarray(data, dtype), fletcher32=True, **options)
+    dataset = group.create_dataset(name, shape=data.shape, dtype=dtype or data.dtype, fletcher32=True, **options)
+    for start, block in data.blocks(ROWS_BLOCK):
+        dataset[start:start + len(block)] = block
+    return dataset
 
 
 #: Frames of a :class:`MeshSource` computed and written at a time.
@@ -96,12 +117,13 @@ def _write_clip_group(group: h5py.Group, rec: ClipRecord, storage: StorageConfig
     codec = COMPRESSIONS[storage.compression]
     comp = dict(compression=codec, shuffle=codec is not None)
     n_frames = _write_vertices(group, rec.vertices, storage, comp)
-    audio = rec.audio.astype(np.float32)
-    _put(group, S.AUDIO, audio, chunks=(max(1, min(S.AUDIO_RATE, len(audio))),) if len(audio) else None, **comp)
+    audio = rec.audio
+    _put(group, S.AUDIO, audio, np.float32, chunks=(max(1, min(S.AUDIO_RATE, len(audio))),) if len(audio) else None,
+         **comp)
     group[S.AUDIO].attrs["sample_rate"] = S.AUDIO_RATE
-    _put(group, S.TIMES, rec.times.astype(np.float64))
-    _put(group, S.LANDMARKS, rec.landmarks.astype(np.float32), **comp)
-    _put(group, S.LANDMARKS_VALID, rec.landmarks_valid.astype(bool))
+    _put(group, S.TIMES, rec.times, np.float64)
+    _put(group, S.LANDMARKS, rec.landmarks, np.float32, **comp)
+    _put(group, S.LANDMARKS_VALID, rec.landmarks_valid, bool)
     flame = group.create_group(S.FLAME)
     for name, array in rec.flame.items():
         _put(flame, name, np.asarray(array, np.float32))

@@ -65,7 +65,8 @@ def figures(result: dict, workers: int) -> dict:
     frames = result["frames"]
     return {"frames": frames, "wall_s": round(result["wall"], 1), "frames_per_s": round(frames / result["wall"], 1),
             "ms_per_frame": round(1000 * result["wall"] / frames, 2), "peak_rss_mb": round(result["peak_mb"]),
-            "busy": round(result["cpu"] / (result["wall"] * workers), 2)}
+            "busy": round(result["cpu"] / (result["wall"] * workers), 2),
+            "stage_s": {k: round(v, 1) for k, v in result["stages"].items()}}
 
 
 def main() -> None:

@@ -109,9 +109,10 @@ class LandmarkSequence:
         return self._pair_gap(self.scheme.eyelid_pairs)
 
 
-#: FitResult's per-frame arrays (first axis: frames).
-PER_FRAME = ("expression", "jaw_pose", "eye_pose", "global_pose", "neck_pose", "translation", "head_translation",
-             "projected", "reprojection_px")
+#: FitResult's FLAME parameters per frame, and all its per-frame arrays (first axis: frames).
+FLAME_PARAMETERS = ("expression", "jaw_pose", "eye_pose", "global_pose", "neck_pose", "translation",
+                    "head_translation")
+PER_FRAME = (*FLAME_PARAMETERS, "projected", "reprojection_px")
 
 
 @dataclass
@@ -165,9 +166,11 @@ class FitResult:
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything but the meshes, the fitted landmark pixels (``projected``: no file keeps them)
         and the timings, as arrays (for :meth:`from_arrays`): how a part of a long clip fitted by one
-        worker reaches the one that joins the parts."""
+        worker reaches the one that joins the parts. The FLAME parameters are float32, as shards
+        store them and as the meshes are computed from them (half the memory of a long clip's join)."""
         out = {"shape": self.shape, "shot_starts": self.shot_starts,
-               **{n: getattr(self, n) for n in PER_FRAME if n != "projected"},
+               **{n: np.asarray(getattr(self, n), np.float32 if n in FLAME_PARAMETERS else None)
+                  for n in PER_FRAME if n != "projected"},
                **{f"camera_{k}": np.asarray(v) for k, v in self.camera.to_dict().items()}}
         out.update({f"by_source_{k}": v for k, v in self.reprojection_px_by_source.items()})
         out.update({f"source_frames_{k}": np.asarray(v) for k, v in self.source_frames.items()})

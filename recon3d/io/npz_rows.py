@@ -38,9 +38,8 @@ class Rows:
 
     def _read(self, f, start: int, stop: int) -> np.ndarray:
         f.seek(self.offset + start * self.row_items * self.dtype.itemsize)
-        count = (stop - start) * self.row_items
-        data = np.frombuffer(f.read(count * self.dtype.itemsize), self.dtype, count)
-        return data.reshape((stop - start,) + self.shape[1:]).copy()
+        data = np.fromfile(f, self.dtype, (stop - start) * self.row_items)
+        return data.reshape((stop - start,) + self.shape[1:])
 
     def __getitem__(self, index) -> np.ndarray:
         n = self.shape[0]

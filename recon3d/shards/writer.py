@@ -71,14 +71,15 @@ class FrameRows(Protocol):
     landmarks and audio are copied into its file without ever being held whole."""
 
     shape: tuple[int, ...]
+    dtype: np.dtype
 
     def __len__(self) -> int: ...
 
     def blocks(self, frames: int) -> Iterator[tuple[int, np.ndarray]]: ...
 
 
-#: Rows of a :class:`FrameRows` copied at a time.
-ROWS_BLOCK = 1 << 16
+#: Bytes of a :class:`FrameRows` copied at a time (whole rows, at least one).
+ROWS_BLOCK_BYTES = 16 << 20
 
 
 def _put(group: h5py.Group, name: str, data: np.ndarray | FrameRows, dtype=None, **options) -> h5py.Dataset:
@@ -88,7 +89,8 @@ def _put(group: h5py.Group, name: str, data: np.ndarray | FrameRows, dtype=None,
     if not hasattr(data, "blocks"):
         return group.create_dataset(name, data=np.asarray(data, dtype), fletcher32=True, **options)
     dataset = group.create_dataset(name, shape=data.shape, dtype=dtype or data.dtype, fletcher32=True, **options)
-    for start, block in data.blocks(ROWS_BLOCK):
+    row_bytes = np.dtype(data.dtype).itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
+    for start, block in data.blocks(max(1, ROWS_BLOCK_BYTES // row_bytes)):
         dataset[start:start + len(block)] = block
     return dataset
 

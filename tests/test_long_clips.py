@@ -4,6 +4,7 @@ at a time."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,23 @@ def test_a_windowed_fit_equals_one_piece_on_the_lips(long_sequence, model_path):
     assert too_little > 0.1, too_little  # the overlap is what makes it equal
 
 
+def _one_take(root: Path) -> Path:
+    """A folder holding one real take (~3.7 s), ``talk.mp4``."""
+    from tests import media
+
+    videos = root / "videos"
+    videos.mkdir()
+    media.copy(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"), videos / "talk.mp4")
+    return videos
+
+
+def _parts_config(path: Path, chunk_seconds: float, window_frames: int, window_overlap: int) -> Path:
+    """A build configuration that tracks in parts and fits in windows of the given sizes (MediaPipe only)."""
+    path.write_text(f"landmarks:\n  chunk_seconds: {chunk_seconds}\n  dlib: 'off'\n"
+                    f"fitting:\n  window_frames: {window_frames}\n  window_overlap: {window_overlap}\n")
+    return path
+
+
 @pytest.mark.slow
 def test_a_long_video_is_tracked_and_fitted_in_parts_and_joined_as_one_piece(tmp_path):
     """A real take built in parts on two workers (tracked in 1-s parts, fitted in 60-frame windows
@@ -84,15 +102,10 @@ def test_a_long_video_is_tracked_and_fitted_in_parts_and_joined_as_one_piece(tmp
     the same landmarks; the parts' files are removed."""
     from recon3d.shards import open_dataset
     from recon3d.shards import schema as S
-    from tests import media
     from tests.cli import build
 
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    media.copy(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"), videos / "talk.mp4")
-    parts_config = tmp_path / "parts.yaml"
-    parts_config.write_text("landmarks:\n  chunk_seconds: 1.0\n  dlib: 'off'\n"
-                            "fitting:\n  window_frames: 60\n  window_overlap: 20\n")
+    videos = _one_take(tmp_path)
+    parts_config = _parts_config(tmp_path / "parts.yaml", 1.0, 60, 20)
     whole_config = tmp_path / "whole.yaml"
     whole_config.write_text("landmarks:\n  chunk_seconds: 0\n  dlib: 'off'\nfitting:\n  window_frames: 0\n")
     outs = {}
@@ -124,7 +137,7 @@ def test_a_long_video_is_tracked_and_fitted_in_parts_and_joined_as_one_piece(tmp
     at_joins = max(accel["parts"][s - 2:s + 1].max() for s in starts)
     assert at_joins <= accel["whole"].max(), (at_joins, accel["whole"].max())
 
-    from recon3d.pipeline.stages import load_landmarks, sequence_of
+    from recon3d.pipeline.landmark_cache import load_landmarks, sequence_of
     from recon3d.pipeline.workspace import Workspace
 
     work = Workspace(outs["parts"]).shard_work(next((outs["parts"] / "work" / "shards").iterdir()).name)
@@ -140,16 +153,10 @@ def test_a_long_video_is_tracked_and_fitted_in_parts_and_joined_as_one_piece(tmp
 def parts_video(tmp_path_factory):
     """A real take (~3.7 s) and a build of it in parts of 0.5 s and fit pieces of 30 frames,
     uninterrupted: the reference a resumed build must equal."""
-    from tests import media
     from tests.cli import build
 
     root = tmp_path_factory.mktemp("parts_video")
-    videos = root / "videos"
-    videos.mkdir()
-    media.copy(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"), videos / "talk.mp4")
-    config = root / "parts.yaml"
-    config.write_text("landmarks:\n  chunk_seconds: 0.5\n  dlib: 'off'\nfitting:\n  window_frames: 30\n"
-                      "  window_overlap: 10\n")
+    videos, config = _one_take(root), _parts_config(root / "parts.yaml", 0.5, 30, 10)
     build(videos, root / "reference", "--labels", "none", "--workers", "2", "--config", str(config))
     return videos, config, root / "reference"
 
@@ -159,8 +166,8 @@ def parts_video(tmp_path_factory):
 def test_a_build_killed_midway_through_a_long_videos_parts_resumes_to_the_same_clip(parts_video, tmp_path, stage):
     """SIGKILL once the first of a long video's landmark parts (or fit pieces) is on disk and the
     clip is not finished; the same command again finishes it from the parts it finds: the same
-    landmarks and audio as the uninterrupted build, the same meshes within 1e-6 m (they differed by a float32
-    rounding), no part or temporary file left."""
+    landmarks and audio as the uninterrupted build, the same meshes within 1e-6 m (they differed
+    by a float32 rounding), no part or temporary file left."""
     import os
     import signal
     import subprocess

@@ -74,7 +74,8 @@ class NpzRows:
         with zipfile.ZipFile(self.path) as archive, open(self.path, "rb") as f:
             for info in archive.infolist():
                 if info.compress_type != zipfile.ZIP_STORED:
-                    raise ValueError(f"{self.path.name}: {info.filename} is compressed; rows are read from np.savez files")
+                    raise ValueError(f"{self.path.name}: {info.filename} is compressed; rows are read from "
+                                     "np.savez files")
                 f.seek(info.header_offset + _LENGTHS_AT)
                 name_len, extra_len = struct.unpack("<HH", f.read(4))
                 f.seek(info.header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len)
@@ -105,7 +106,11 @@ class NpzRows:
         return rows[:]
 
 
-def write_npz_blocks(path: str | Path, members: dict[str, np.ndarray | tuple[tuple[int, ...], np.dtype, Iterable[np.ndarray]]]) -> None:
+#: A member written from blocks of rows: ``(shape, dtype, blocks)``.
+Blocks = tuple[tuple[int, ...], np.dtype, Iterable[np.ndarray]]
+
+
+def write_npz_blocks(path: str | Path, members: dict[str, np.ndarray | Blocks]) -> None:
     """An uncompressed ``.npz`` at ``path`` (as ``np.savez`` writes it) from whole arrays, or from
     ``(shape, dtype, blocks)``: the blocks of rows, in order, written as they come."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:

@@ -43,12 +43,13 @@ from recon3d.io.fingerprint import fingerprint
 from recon3d.io.npz_rows import NpzRows, Rows, write_npz_blocks
 from recon3d.io.video import DecodedAudio, VideoReader, audio_blocks, load_audio
 from recon3d.landmarks import create_detector, track_video
-from recon3d.landmarks.mouth_flow import MouthFlow, MouthFlowTracker
+from recon3d.landmarks.mouth_flow import MouthFlowTracker
 from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
-from recon3d.landmarks.shots import shot_starts
 from recon3d.pipeline.chunks import PER_FRAME, chunk_count, chunk_span, load_parts, part_path, read_plan, write_plan
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.disk import no_space
+from recon3d.pipeline.landmark_cache import (SCHEMES_BY_DETECTOR, cached_inter_ocular_px, cached_shot_starts,
+                                             landmark_cache, load_landmarks, sequence_of)
 from recon3d.pipeline.plan import PlannedClip
 from recon3d.pipeline.qc import clip_qc
 from recon3d.pipeline.workspace import ShardWork, Workspace
@@ -101,8 +102,6 @@ class Resources:
 
 
 _RESOURCES: list[Resources] = []
-#: The scheme of landmarks cached by each detector (its ``name``).
-SCHEMES_BY_DETECTOR = {"mediapipe": MEDIAPIPE, "fan": FAN68, "mediapipe+dlib": MEDIAPIPE_DLIB}
 #: glibc's ``mallopt`` parameters (malloc.h) and the values a build process runs with.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BELOW_BYTES = 1 << 30
@@ -317,59 +316,6 @@ def _each_part(parts: list[NpzRows], key: str):
     """Each part's ``key`` rows, read in turn."""
     for part in parts:
         yield part[key][:]
-
-
-def landmark_cache(work: ShardWork, clip_id: str) -> dict:
-    """A clip's landmarks cache read on demand: each array a :class:`~recon3d.io.npz_rows.Rows`
-    (read a range of frames at a time), each scalar its value."""
-    rows = NpzRows(work.landmarks(clip_id))
-    return {key: member if member.shape else rows.value(key) for key, member in rows.members.items()}
-
-
-def load_landmarks(work: ShardWork, clip_id: str, flow: bool = True, frames: slice | np.ndarray | None = None) -> dict:
-    """A clip's landmarks cache, without its mouth flow (a third of it) unless ``flow``. With
-    ``frames`` (a slice, or frame indices) only those frames, and no audio; indices also leave out
-    the mouth flow and the image change, which are measured between consecutive frames."""
-    out = {}
-    consecutive = frames is None or isinstance(frames, slice)
-    for key, value in landmark_cache(work, clip_id).items():
-        if key.startswith("mouth_flow") and not (flow and consecutive) or key == "image_change" and not consecutive:
-            continue
-        if not isinstance(value, Rows):
-            out[key] = value
-        elif frames is None:
-            out[key] = value[:]
-        elif key in PER_FRAME:
-            out[key] = value[frames]
-    return out
-
-
-def sequence_of(cached: dict) -> LandmarkSequence:
-    """The cached landmarks (:func:`load_landmarks`) as a sequence."""
-    from recon3d.fitting import LandmarkSequence
-
-    return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
-                            float(cached["fps"]), cached["score"], SCHEMES_BY_DETECTOR[str(cached["backend"])],
-                            MouthFlow.from_arrays(cached), cached.get("image_change"))
-
-
-def cached_shot_starts(cache: dict) -> np.ndarray:
-    """:meth:`LandmarkSequence.shot_starts` of a :func:`landmark_cache`, reading the landmarks
-    only where the picture spikes."""
-    if "image_change" not in cache:
-        return np.zeros(0, np.int64)
-    corners = SCHEMES_BY_DETECTOR[str(cache["backend"])].outer_eye_corners
-    return shot_starts(cache["points"], cache["valid"][:], cache["image_change"][:], corners)
-
-
-def cached_inter_ocular_px(cache: dict, frames: int = 4096) -> np.ndarray:
-    """:meth:`LandmarkSequence.inter_ocular_px` of a :func:`landmark_cache`, ``frames`` at a time."""
-    from recon3d.fitting.sequence import inter_ocular_px
-
-    corners = SCHEMES_BY_DETECTOR[str(cache["backend"])].outer_eye_corners
-    valid = cache["valid"][:]
-    return np.concatenate([np.zeros(0)] + [inter_ocular_px(block, valid[a:a + len(block)], corners)
-                                           for a, block in cache["points"].blocks(frames)])
 
 
 # ------------------------------------------------------------------------------------- stage 2

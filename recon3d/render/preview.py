@@ -166,7 +166,8 @@ def flow_overlay(dataset_root: Path, points: np.ndarray, cam: np.ndarray, camera
     (the build's own fitter chooses them; the dataset must have been built with the flow)."""
     from recon3d.landmarks.mouth_flow import MouthFlowTracker
     from recon3d.pipeline.build import build_context
-    from recon3d.pipeline.stages import SCHEMES_BY_DETECTOR, resources
+    from recon3d.pipeline.landmark_cache import SCHEMES_BY_DETECTOR
+    from recon3d.pipeline.stages import resources
 
     ctx = build_context(dataset_root)
     if ctx.build_config.fitting.flow_weight <= 0:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.io.labels import EMOTION_NAMES
-from recon3d.io.ravdess import INTENSITIES
+from recon3d.io.ravdess import EMOTIONS, INTENSITIES
 from recon3d.report import figures
 from recon3d.report.emotion import SeparabilityResult, dataset_separability
 from recon3d.shards import schema as S
@@ -74,7 +74,8 @@ class Report:
                                                       for f in s["failure_list"]], ["clip", "stage", "when", "reason"]))
         if self.labelled:
             actors = sorted({str(c["actor"]) for c in self.labelled})
-            names = EMOTION_NAMES[:max([8] + [c["labels"]["emotion_id"] for c in self.labelled])]  # contempt if any
+            # RAVDESS's eight emotions, and MEAD's contempt when a clip has it
+            names = EMOTION_NAMES[:max([len(EMOTIONS)] + [c["labels"]["emotion_id"] for c in self.labelled])]
             counts = np.zeros((len(actors), len(names)), int)
             for c in self.labelled:
                 counts[actors.index(str(c["actor"])), c["labels"]["emotion_id"] - 1] += 1

@@ -73,13 +73,13 @@ def test_a_windowed_fit_equals_one_piece_on_the_lips(long_sequence, model_path):
     assert too_little > 0.1, too_little  # the overlap is what makes it equal
 
 
-def _one_take(root: Path) -> Path:
-    """A folder holding one real take (~3.7 s), ``talk.mp4``."""
+def _one_take(root: Path, take: str = "01-01-06-02-01-01-05.mp4") -> Path:
+    """A folder holding one real take (by default ~3.7 s), ``talk.mp4``."""
     from tests import media
 
     videos = root / "videos"
     videos.mkdir()
-    media.copy(need(RAVDESS_VIDEO / "01-01-06-02-01-01-05.mp4"), videos / "talk.mp4")
+    media.copy(need(RAVDESS_VIDEO / take), videos / "talk.mp4")
     return videos
 
 
@@ -201,3 +201,22 @@ def test_a_build_killed_midway_through_a_long_videos_parts_resumes_to_the_same_c
     finally:
         resumed.close()
         ref.close()
+
+
+@pytest.mark.slow
+def test_a_last_part_past_the_videos_frames_is_empty_not_a_failure(tmp_path):
+    """A container may declare more than its frames last (this take: 3.270 s, its last frame at
+    3.237 s), so the last of its quarter-second parts holds no frame: the clip is built with every
+    frame, as tracked whole (it failed as "shorter than its container declares")."""
+    from recon3d.shards import open_dataset
+    from recon3d.shards import schema as S
+    from tests.cli import build
+
+    videos = _one_take(tmp_path, "01-01-04-01-01-01-05.mp4")
+    build(videos, tmp_path / "out", "--labels", "none", "--config", str(_parts_config(tmp_path / "p.yaml", 0.25, 0, 60)))
+    ds = open_dataset(tmp_path / "out")
+    try:
+        times = ds.array("talk", S.TIMES)
+    finally:
+        ds.close()
+    assert len(times) == 98 and times[-1] == pytest.approx(3.2366, abs=1e-3)

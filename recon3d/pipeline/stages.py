@@ -278,14 +278,18 @@ def landmarks_part_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip, 
     n, chunk_seconds = plan["parts"], plan["chunk_seconds"]
     t0 = time.perf_counter()
     track = _track(ctx, Path(clip.path), None, chunk_span(k, n, chunk_seconds))
-    if not len(track.valid):
-        raise ClipError(f"part {k + 1} of {n} ({chunk_seconds:g} s each) holds no frame: the video is shorter "
-                        "than its container declares", "landmarks")
+    if not len(track.valid) and k < n - 1:
+        raise ClipError(f"part {k + 1} of {n} ({chunk_seconds:g} s each) holds no frame: the video has a gap "
+                        "in its frames", "landmarks")
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
-                     image_change=track.image_change, width=track.width, height=track.height, fps=track.fps,
-                     rotation=track.rotation, **(track.mouth_flow.arrays() if track.mouth_flow is not None else {}))
+            if not len(track.valid):  # the video's frames end before its container's declared end
+                np.savez(f, valid=track.valid)
+            else:
+                np.savez(f, points=track.points, valid=track.valid, score=track.score, times=track.times,
+                         image_change=track.image_change, width=track.width, height=track.height, fps=track.fps,
+                         rotation=track.rotation,
+                         **(track.mouth_flow.arrays() if track.mouth_flow is not None else {}))
     return _tracking_times(time.perf_counter() - t0, track.detect_seconds, track.flow_seconds,
                            track.mouth_flow is not None)
 
@@ -298,6 +302,9 @@ def landmarks_join_stage(ctx: BuildContext, work: ShardWork, clip: PlannedClip) 
     t0 = time.perf_counter()
     folder = work.chunks(clip.clip_id)
     parts = [NpzRows(part_path(folder, k)) for k in range(read_plan(folder)["parts"])]
+    parts = [p for p in parts if len(p["valid"])]  # a last part past the video's frames holds none
+    if not parts:
+        raise ClipError("no frame in any part of the video", "landmarks")
     n_frames = sum(len(p["valid"]) for p in parts)
     arrays: dict = {}
     for key, member in parts[0].members.items():

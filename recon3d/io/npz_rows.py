@@ -32,10 +32,6 @@ class Rows:
     def __len__(self) -> int:
         return self.shape[0]
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
     def _read(self, f, start: int, stop: int) -> np.ndarray:
         f.seek(self.offset + start * self.row_items * self.dtype.itemsize)
         data = np.fromfile(f, self.dtype, (stop - start) * self.row_items)
@@ -87,14 +83,8 @@ class NpzRows:
                     raise ValueError(f"{self.path.name}: {info.filename} is not stored row by row")
                 self.members[info.filename.removesuffix(".npy")] = Rows(self.path, f.tell(), tuple(shape), dtype)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.members
-
     def __getitem__(self, name: str) -> Rows:
         return self.members[name]
-
-    def keys(self) -> list[str]:
-        return list(self.members)
 
     def value(self, name: str) -> np.ndarray:
         """A member read whole (a scalar, or a small array)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from recon3d.io.npz_rows import NpzRows, Rows
 from recon3d.landmarks.mouth_flow import MouthFlow
-from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
+from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB, LandmarkScheme
 from recon3d.landmarks.shots import shot_starts
 from recon3d.pipeline.chunks import PER_FRAME
 from recon3d.pipeline.workspace import ShardWork
@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # torch is imported by the processes that fit, not by the mai
 
 #: The scheme of landmarks cached by each detector (its ``name``).
 SCHEMES_BY_DETECTOR = {"mediapipe": MEDIAPIPE, "fan": FAN68, "mediapipe+dlib": MEDIAPIPE_DLIB}
+
+
+def scheme_of(cache: dict) -> LandmarkScheme:
+    """The landmark scheme of a cache (its detector's, ``backend``)."""
+    return SCHEMES_BY_DETECTOR[str(cache["backend"])]
 
 
 def landmark_cache(work: ShardWork, clip_id: str) -> dict:
@@ -57,7 +62,7 @@ def sequence_of(cached: dict) -> LandmarkSequence:
     from recon3d.fitting import LandmarkSequence
 
     return LandmarkSequence(cached["points"], cached["valid"], int(cached["width"]), int(cached["height"]),
-                            float(cached["fps"]), cached["score"], SCHEMES_BY_DETECTOR[str(cached["backend"])],
+                            float(cached["fps"]), cached["score"], scheme_of(cached),
                             MouthFlow.from_arrays(cached), cached.get("image_change"))
 
 
@@ -66,7 +71,7 @@ def cached_shot_starts(cache: dict) -> np.ndarray:
     only where the picture spikes."""
     if "image_change" not in cache:
         return np.zeros(0, np.int64)
-    corners = SCHEMES_BY_DETECTOR[str(cache["backend"])].outer_eye_corners
+    corners = scheme_of(cache).outer_eye_corners
     return shot_starts(cache["points"], cache["valid"][:], cache["image_change"][:], corners)
 
 
@@ -74,7 +79,7 @@ def cached_inter_ocular_px(cache: dict, frames: int = 4096) -> np.ndarray:
     """:meth:`LandmarkSequence.inter_ocular_px` of a :func:`landmark_cache`, ``frames`` at a time."""
     from recon3d.fitting.sequence import inter_ocular_px
 
-    corners = SCHEMES_BY_DETECTOR[str(cache["backend"])].outer_eye_corners
+    corners = scheme_of(cache).outer_eye_corners
     valid = cache["valid"][:]
     return np.concatenate([np.zeros(0)] + [inter_ocular_px(block, valid[a:a + len(block)], corners)
                                            for a, block in cache["points"].blocks(frames)])

@@ -48,8 +48,8 @@ from recon3d.landmarks.schemes import FAN68, MEDIAPIPE, MEDIAPIPE_DLIB
 from recon3d.pipeline.chunks import PER_FRAME, chunk_count, chunk_span, load_parts, part_path, read_plan, write_plan
 from recon3d.pipeline.config import BuildConfig, resolve_landmark_sources
 from recon3d.pipeline.disk import no_space
-from recon3d.pipeline.landmark_cache import (SCHEMES_BY_DETECTOR, cached_inter_ocular_px, cached_shot_starts,
-                                             landmark_cache, load_landmarks, sequence_of)
+from recon3d.pipeline.landmark_cache import (cached_inter_ocular_px, cached_shot_starts, landmark_cache,
+                                             load_landmarks, scheme_of, sequence_of)
 from recon3d.pipeline.plan import PlannedClip
 from recon3d.pipeline.qc import clip_qc
 from recon3d.pipeline.workspace import ShardWork, Workspace
@@ -455,8 +455,7 @@ def _write_fitted(ctx: BuildContext, work: ShardWork, clip: PlannedClip, cached:
     res = resources(ctx)
     config = res.config
     valid = cached["valid"][:]
-    qc = clip_qc(iod, valid, SCHEMES_BY_DETECTOR[str(cached["backend"])], result, res.embedding, res.model.faces,
-                 config.qc)
+    qc = clip_qc(iod, valid, scheme_of(cached), result, res.embedding, res.model.faces, config.qc)
     if strict_qc and not qc["pass"]:
         raise ClipError(f"rejected by --qc strict: {qc['flags']} beyond the thresholds", "qc")
     t1 = time.perf_counter()
